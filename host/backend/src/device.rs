@@ -1,0 +1,250 @@
+//! The validating front of a backend: every guest call passes through here first.
+
+use std::collections::HashMap;
+
+use crate::backend::{Backend, BufferId, DeviceInfo};
+use crate::error::GpuError;
+use crate::params::*;
+
+/// Per-guest resource limits, enforced before a backend sees a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Device memory one guest may hold at once, in bytes.
+    pub max_device_bytes: u64,
+    /// Buffers one guest may hold at once.
+    pub max_buffers: u32,
+    /// Largest single `write`, `read` or `copy-from`, in bytes.
+    pub max_transfer_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_device_bytes: 16 << 30, max_buffers: 4096, max_transfer_bytes: 1 << 30 }
+    }
+}
+
+/// A backend plus the bookkeeping that makes it safe to hand to an untrusted guest:
+/// the size of every live buffer, the bytes in use, and the limits.
+pub struct Device {
+    backend: Box<dyn Backend>,
+    limits: Limits,
+    sizes: HashMap<BufferId, u64>,
+    used: u64,
+    next_id: BufferId,
+}
+
+impl Device {
+    pub fn new(backend: Box<dyn Backend>, limits: Limits) -> Self {
+        Device { backend, limits, sizes: HashMap::new(), used: 0, next_id: 1 }
+    }
+
+    /// Device facts, with memory capped by this guest's limit.
+    pub fn info(&self) -> DeviceInfo {
+        let mut info = self.backend.info();
+        info.memory_bytes = info.memory_bytes.min(self.limits.max_device_bytes);
+        info.max_buffer_bytes = info.max_buffer_bytes.min(self.limits.max_device_bytes);
+        info
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Bytes this guest holds on the device now.
+    pub fn used_bytes(&self) -> u64 {
+        self.used
+    }
+
+    /// Buffers this guest holds now.
+    pub fn live_buffers(&self) -> usize {
+        self.sizes.len()
+    }
+
+    pub fn create_buffer(&mut self, size: u64) -> Result<BufferId, GpuError> {
+        if self.sizes.len() as u64 >= self.limits.max_buffers as u64 {
+            return Err(GpuError::LimitExceeded(format!(
+                "this guest already holds {} buffers, the limit (--max-buffers); drop buffers it no longer needs",
+                self.sizes.len()
+            )));
+        }
+        let max_buffer = self.backend.info().max_buffer_bytes;
+        if size > max_buffer {
+            return Err(GpuError::LimitExceeded(format!(
+                "a buffer of {size} bytes is larger than the device's largest buffer ({max_buffer} bytes); split the data"
+            )));
+        }
+        let total = self.used.checked_add(size).unwrap_or(u64::MAX);
+        if total > self.limits.max_device_bytes {
+            return Err(GpuError::LimitExceeded(format!(
+                "allocating {size} bytes would bring this guest to {total} bytes of device memory, over its limit of {} (--max-device-memory)",
+                self.limits.max_device_bytes
+            )));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.backend.alloc(id, size)?;
+        self.sizes.insert(id, size);
+        self.used = total;
+        Ok(id)
+    }
+
+    /// Frees a buffer; unknown ids are ignored (the resource table already rejected them).
+    pub fn drop_buffer(&mut self, id: BufferId) {
+        if let Some(size) = self.sizes.remove(&id) {
+            self.used -= size;
+            self.backend.free(id);
+        }
+    }
+
+    /// Frees every buffer, e.g. when the guest exits or traps.
+    pub fn release_all(&mut self) {
+        let ids: Vec<BufferId> = self.sizes.keys().copied().collect();
+        for id in ids {
+            self.drop_buffer(id);
+        }
+    }
+
+    pub fn buffer_size(&self, id: BufferId) -> Result<u64, GpuError> {
+        self.sizes
+            .get(&id)
+            .copied()
+            .ok_or_else(|| GpuError::invalid(format!("buffer {id} does not exist (already dropped?)")))
+    }
+
+    fn check_range(&self, id: BufferId, what: &str, offset: u64, len: u64) -> Result<(), GpuError> {
+        let size = self.buffer_size(id)?;
+        if len > self.limits.max_transfer_bytes {
+            return Err(GpuError::LimitExceeded(format!(
+                "{what} of {len} bytes exceeds the transfer limit of {} bytes (--max-transfer); split it",
+                self.limits.max_transfer_bytes
+            )));
+        }
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(GpuError::invalid(format!(
+                "{what} of {len} bytes at offset {offset} runs past the end of a {size}-byte buffer"
+            ))),
+        }
+    }
+
+    pub fn write(&mut self, id: BufferId, offset: u64, data: &[u8]) -> Result<(), GpuError> {
+        self.check_range(id, "write", offset, data.len() as u64)?;
+        self.backend.write(id, offset, data)
+    }
+
+    pub fn read(&mut self, id: BufferId, offset: u64, len: u64) -> Result<Vec<u8>, GpuError> {
+        self.check_range(id, "read", offset, len)?;
+        self.backend.read(id, offset, len)
+    }
+
+    pub fn copy(&mut self, src: BufferId, src_offset: u64, dst: BufferId, dst_offset: u64, len: u64) -> Result<(), GpuError> {
+        self.check_range(src, "copy source", src_offset, len)?;
+        self.check_range(dst, "copy destination", dst_offset, len)?;
+        if src == dst {
+            let overlap = src_offset < dst_offset + len && dst_offset < src_offset + len;
+            if overlap && len > 0 {
+                return Err(GpuError::invalid("copy-from within one buffer with overlapping ranges"));
+            }
+        }
+        self.backend.copy(src, src_offset, dst, dst_offset, len)
+    }
+
+    pub fn synchronize(&mut self) -> Result<(), GpuError> {
+        self.backend.synchronize()
+    }
+
+    /// Checks that each named buffer exists, is large enough, and that no buffer is passed twice.
+    fn check_args(&self, kernel: &str, args: &[(&str, BufferId, u64)]) -> Result<(), GpuError> {
+        for (i, &(name, id, need)) in args.iter().enumerate() {
+            let size = self
+                .sizes
+                .get(&id)
+                .copied()
+                .ok_or_else(|| GpuError::invalid(format!("{kernel}: `{name}` is not a live buffer")))?;
+            if size < need {
+                return Err(GpuError::invalid(format!(
+                    "{kernel}: `{name}` holds {size} bytes but these parameters need {need}"
+                )));
+            }
+            if let Some(&(other, _, _)) = args[..i].iter().find(|a| a.1 == id) {
+                return Err(GpuError::invalid(format!(
+                    "{kernel}: the same buffer is passed as `{other}` and `{name}`; they must be distinct"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn bin_features(&mut self, p: &BinFeaturesParams, x: BufferId, edges: BufferId, bins: BufferId) -> Result<(), GpuError> {
+        let [nx, ne, nb] = p.check()?;
+        self.check_args("bin-features", &[("x", x, nx), ("edges", edges, ne), ("bins", bins, nb)])?;
+        self.backend.bin_features(p, x, edges, bins)
+    }
+
+    pub fn bootstrap(&mut self, p: &BootstrapParams, weights: BufferId, node_of: BufferId) -> Result<(), GpuError> {
+        let [nw, nn] = p.check()?;
+        self.check_args("bootstrap", &[("weights", weights, nw), ("node-of", node_of, nn)])?;
+        self.backend.bootstrap(p, weights, node_of)
+    }
+
+    pub fn build_histograms(
+        &mut self,
+        p: &HistogramParams,
+        bins: BufferId,
+        targets: BufferId,
+        weights: BufferId,
+        node_of: BufferId,
+        hist: BufferId,
+    ) -> Result<(), GpuError> {
+        let [nb, nt, nw, nn, nh] = p.check()?;
+        self.check_args(
+            "build-histograms",
+            &[("bins", bins, nb), ("targets", targets, nt), ("weights", weights, nw), ("node-of", node_of, nn), ("hist", hist, nh)],
+        )?;
+        self.backend.build_histograms(p, bins, targets, weights, node_of, hist)
+    }
+
+    pub fn find_splits(&mut self, p: &SplitParams, hist: BufferId, feature_mask: BufferId, splits: BufferId) -> Result<(), GpuError> {
+        let [nh, nm, ns] = p.check()?;
+        self.check_args("find-splits", &[("hist", hist, nh), ("feature-mask", feature_mask, nm), ("splits", splits, ns)])?;
+        self.backend.find_splits(p, hist, feature_mask, splits)
+    }
+
+    pub fn apply_splits(
+        &mut self,
+        p: &ApplyParams,
+        bins: BufferId,
+        splits: BufferId,
+        next_slot: BufferId,
+        node_of: BufferId,
+    ) -> Result<(), GpuError> {
+        let [nb, ns, nx, nn] = p.check()?;
+        self.check_args(
+            "apply-splits",
+            &[("bins", bins, nb), ("splits", splits, ns), ("next-slot", next_slot, nx), ("node-of", node_of, nn)],
+        )?;
+        self.backend.apply_splits(p, bins, splits, next_slot, node_of)
+    }
+
+    pub fn predict_forest(
+        &mut self,
+        p: &PredictParams,
+        x: BufferId,
+        nodes: BufferId,
+        roots: BufferId,
+        sums: BufferId,
+    ) -> Result<(), GpuError> {
+        let [nx, nn, nr, ns] = p.check()?;
+        self.check_args(
+            "predict-forest",
+            &[("x", x, nx), ("nodes", nodes, nn), ("roots", roots, nr), ("sums", sums, ns)],
+        )?;
+        self.backend.predict_forest(p, x, nodes, roots, sums)
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.release_all();
+    }
+}

@@ -1,0 +1,57 @@
+//! `build-histograms`: exact integer (count, 64-bit target sum) histograms for every
+//! (slot, feature, bin) of one slot batch of one level, across all trees of the batch.
+
+use super::{bin_at, par_chunks};
+use crate::params::{HistogramParams, HIST_WORDS};
+
+/// `hist[((slot - slot_begin) * features + j) * max_bins + bin]` = (count, sum lo, sum hi).
+pub fn build_histograms(
+    p: &HistogramParams,
+    bins: &[u32],
+    targets: &[u32],
+    weights: &[u32],
+    node_of: &[u32],
+    hist: &mut [u32],
+) {
+    let rows = p.rows as usize;
+    let features = p.features as usize;
+    let max_bins = p.max_bins as usize;
+    let words = rows.div_ceil(4);
+    let per_slot = features * max_bins;
+    let slots = p.slot_count as usize;
+    if slots == 0 {
+        return;
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let slots_per_piece = slots.div_ceil(threads);
+    let entries = p.tree_count as usize * rows;
+    par_chunks(&mut hist[..slots * per_slot * HIST_WORDS as usize], slots_per_piece * per_slot * HIST_WORDS as usize, |start, out| {
+        let first = (start / (per_slot * HIST_WORDS as usize)) as u32;
+        let count = (out.len() / (per_slot * HIST_WORDS as usize)) as u32;
+        let lo = p.slot_begin.wrapping_add(first);
+        // The (row, local slot, weight) of every entry that falls in this piece's slots.
+        let mine: Vec<(u32, u32, u32)> = (0..entries)
+            .filter_map(|i| {
+                let s = node_of[i].wrapping_sub(lo);
+                (node_of[i] >= lo && s < count && weights[i] != 0).then(|| ((i % rows) as u32, s, weights[i]))
+            })
+            .collect();
+        let mut counts = vec![0u32; count as usize * per_slot];
+        let mut sums = vec![0u64; count as usize * per_slot];
+        for j in 0..features {
+            for &(row, s, w) in &mine {
+                let b = bin_at(bins, words, j, row as usize) as usize;
+                if b < max_bins {
+                    let at = (s as usize * features + j) * max_bins + b;
+                    counts[at] = counts[at].wrapping_add(w);
+                    sums[at] = sums[at].wrapping_add(w as u64 * targets[row as usize] as u64);
+                }
+            }
+        }
+        for (k, cell) in out.chunks_exact_mut(HIST_WORDS as usize).enumerate() {
+            cell[0] = counts[k];
+            cell[1] = sums[k] as u32;
+            cell[2] = (sums[k] >> 32) as u32;
+        }
+    });
+}

@@ -1,0 +1,213 @@
+//! Kernel parameter records (mirrors of the WIT records) and their validation.
+//!
+//! Each `check` verifies the parameters' ranges and returns the minimum size in bytes of
+//! every buffer argument, in argument order, computed with overflow-checked arithmetic.
+
+use crate::error::GpuError;
+
+/// Marks "no node": a finished row, a leaf split record, a leaf child.
+pub const NONE: u32 = u32::MAX;
+/// Largest number of bins per feature (one byte per row and feature).
+pub const MAX_BINS: u32 = 256;
+/// Largest fixed-point target value (20 bits); keeps every sum and score exact.
+pub const TARGET_MAX: u32 = (1 << 20) - 1;
+/// u32 words per split record.
+pub const SPLIT_WORDS: u32 = 8;
+/// u32 words per histogram bin: count, sum low, sum high.
+pub const HIST_WORDS: u32 = 3;
+/// u32 words per node given to `predict-forest`.
+pub const NODE_WORDS: u32 = 4;
+/// Deepest tree `predict-forest` will walk.
+pub const MAX_DEPTH_LIMIT: u32 = 64;
+
+fn bytes(what: &str, factors: &[u64]) -> Result<u64, GpuError> {
+    factors
+        .iter()
+        .try_fold(1u64, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| GpuError::invalid(format!("size of `{what}` overflows 64 bits")))
+}
+
+fn positive(name: &str, v: u32) -> Result<(), GpuError> {
+    if v == 0 { Err(GpuError::invalid(format!("`{name}` must be at least 1"))) } else { Ok(()) }
+}
+
+fn bins_range(max_bins: u32) -> Result<(), GpuError> {
+    if !(2..=MAX_BINS).contains(&max_bins) {
+        return Err(GpuError::invalid(format!("`max-bins` is {max_bins}; it must be between 2 and {MAX_BINS}")));
+    }
+    Ok(())
+}
+
+/// Bytes of the feature-major packed bin matrix: `features * ceil(rows/4)` words.
+pub fn bin_matrix_bytes(rows: u32, features: u32) -> Result<u64, GpuError> {
+    bytes("bins", &[features as u64, (rows as u64).div_ceil(4), 4])
+}
+
+/// Mirror of WIT `bin-features-params`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BinFeaturesParams {
+    pub rows: u32,
+    pub features: u32,
+    pub max_bins: u32,
+}
+
+impl BinFeaturesParams {
+    /// Sizes of `x`, `edges`, `bins`.
+    pub fn check(&self) -> Result<[u64; 3], GpuError> {
+        positive("features", self.features)?;
+        bins_range(self.max_bins)?;
+        Ok([
+            bytes("x", &[self.rows as u64, self.features as u64, 4])?,
+            bytes("edges", &[self.features as u64, (self.max_bins - 1) as u64, 4])?,
+            bin_matrix_bytes(self.rows, self.features)?,
+        ])
+    }
+}
+
+/// Mirror of WIT `bootstrap-params`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootstrapParams {
+    pub seed: u64,
+    pub rows: u32,
+    pub tree_begin: u32,
+    pub tree_count: u32,
+    pub draws: u32,
+}
+
+impl BootstrapParams {
+    /// Sizes of `weights`, `node-of`.
+    pub fn check(&self) -> Result<[u64; 2], GpuError> {
+        positive("rows", self.rows)?;
+        positive("tree-count", self.tree_count)?;
+        if self.tree_begin.checked_add(self.tree_count).is_none() {
+            return Err(GpuError::invalid("`tree-begin + tree-count` overflows u32"));
+        }
+        if self.tree_count == NONE {
+            return Err(GpuError::invalid("`tree-count` must be below 0xffffffff"));
+        }
+        let b = bytes("weights", &[self.tree_count as u64, self.rows as u64, 4])?;
+        Ok([b, b])
+    }
+}
+
+/// Mirror of WIT `histogram-params`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistogramParams {
+    pub rows: u32,
+    pub features: u32,
+    pub max_bins: u32,
+    pub tree_count: u32,
+    pub slot_begin: u32,
+    pub slot_count: u32,
+}
+
+impl HistogramParams {
+    /// Sizes of `bins`, `targets`, `weights`, `node-of`, `hist`.
+    pub fn check(&self) -> Result<[u64; 5], GpuError> {
+        positive("features", self.features)?;
+        bins_range(self.max_bins)?;
+        if self.slot_begin.checked_add(self.slot_count).is_none() {
+            return Err(GpuError::invalid("`slot-begin + slot-count` overflows u32"));
+        }
+        let per_tree = bytes("weights", &[self.tree_count as u64, self.rows as u64, 4])?;
+        Ok([
+            bin_matrix_bytes(self.rows, self.features)?,
+            bytes("targets", &[self.rows as u64, 4])?,
+            per_tree,
+            per_tree,
+            bytes(
+                "hist",
+                &[self.slot_count as u64, self.features as u64, self.max_bins as u64, HIST_WORDS as u64, 4],
+            )?,
+        ])
+    }
+}
+
+/// Mirror of WIT `split-params`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitParams {
+    pub features: u32,
+    pub max_bins: u32,
+    pub slot_begin: u32,
+    pub slot_count: u32,
+    pub min_samples_leaf: u32,
+    pub mask_words: u32,
+}
+
+impl SplitParams {
+    /// Sizes of `hist`, `feature-mask`, `splits`.
+    pub fn check(&self) -> Result<[u64; 3], GpuError> {
+        positive("features", self.features)?;
+        bins_range(self.max_bins)?;
+        let end = self
+            .slot_begin
+            .checked_add(self.slot_count)
+            .ok_or_else(|| GpuError::invalid("`slot-begin + slot-count` overflows u32"))?;
+        if self.mask_words != 0 && self.mask_words != self.features.div_ceil(32) {
+            return Err(GpuError::invalid(format!(
+                "`mask-words` is {}; it must be 0 (all features) or ceil(features/32) = {}",
+                self.mask_words,
+                self.features.div_ceil(32)
+            )));
+        }
+        Ok([
+            bytes(
+                "hist",
+                &[self.slot_count as u64, self.features as u64, self.max_bins as u64, HIST_WORDS as u64, 4],
+            )?,
+            bytes("feature-mask", &[self.slot_count as u64, self.mask_words as u64, 4])?,
+            bytes("splits", &[end as u64, SPLIT_WORDS as u64, 4])?,
+        ])
+    }
+}
+
+/// Mirror of WIT `apply-params`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyParams {
+    pub rows: u32,
+    pub features: u32,
+    pub tree_count: u32,
+    pub slot_count: u32,
+}
+
+impl ApplyParams {
+    /// Sizes of `bins`, `splits`, `next-slot`, `node-of`.
+    pub fn check(&self) -> Result<[u64; 4], GpuError> {
+        positive("features", self.features)?;
+        Ok([
+            bin_matrix_bytes(self.rows, self.features)?,
+            bytes("splits", &[self.slot_count as u64, SPLIT_WORDS as u64, 4])?,
+            bytes("next-slot", &[self.slot_count as u64, 2, 4])?,
+            bytes("node-of", &[self.tree_count as u64, self.rows as u64, 4])?,
+        ])
+    }
+}
+
+/// Mirror of WIT `predict-params`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PredictParams {
+    pub rows: u32,
+    pub features: u32,
+    pub tree_count: u32,
+    pub node_count: u32,
+    pub max_depth: u32,
+}
+
+impl PredictParams {
+    /// Sizes of `x`, `nodes`, `roots`, `sums`.
+    pub fn check(&self) -> Result<[u64; 4], GpuError> {
+        positive("features", self.features)?;
+        if self.max_depth > MAX_DEPTH_LIMIT {
+            return Err(GpuError::invalid(format!(
+                "`max-depth` is {}; predict-forest walks at most {MAX_DEPTH_LIMIT} levels",
+                self.max_depth
+            )));
+        }
+        Ok([
+            bytes("x", &[self.rows as u64, self.features as u64, 4])?,
+            bytes("nodes", &[self.node_count as u64, NODE_WORDS as u64, 4])?,
+            bytes("roots", &[self.tree_count as u64, 4])?,
+            bytes("sums", &[self.rows as u64, 2, 4])?,
+        ])
+    }
+}
