@@ -82,6 +82,12 @@ impl BootstrapParams {
         if self.tree_begin.checked_add(self.tree_count).is_none() {
             return Err(GpuError::invalid("`tree-begin + tree-count` overflows u32"));
         }
+        if self.draws > self.rows {
+            return Err(GpuError::invalid(format!(
+                "`draws` is {}; at most `rows` ({}) draws per tree are allowed",
+                self.draws, self.rows
+            )));
+        }
         if self.tree_count == NONE {
             return Err(GpuError::invalid("`tree-count` must be below 0xffffffff"));
         }
