@@ -211,3 +211,89 @@ fn predict_forest_sums_leaves_and_bounds_walks() {
     kernels::predict_forest(&p, &x, &nodes, &roots, &mut sums);
     assert_eq!(sums, [15, 0, 15, 0, 25, 0]);
 }
+
+/// docs/algorithm.md §7 written out with no pruning.
+fn naive_split(h: &[u32], features: usize, max_bins: usize, min_leaf: u32, mask: Option<&[u32]>) -> [u32; 8] {
+    let cell = |j: usize, b: usize| {
+        let at = (j * max_bins + b) * 3;
+        (h[at], h[at + 1] as u64 | (h[at + 2] as u64) << 32)
+    };
+    let (mut n, mut s) = (0u32, 0u64);
+    for b in 0..max_bins {
+        n = n.wrapping_add(cell(0, b).0);
+        s = s.wrapping_add(cell(0, b).1);
+    }
+    let min_leaf = min_leaf.max(1);
+    let score = |s: u64, n: u32| (s as u128 * s as u128) / n as u128;
+    let mut best: Option<(u128, u32, u32, u32, u64)> = None;
+    for j in 0..features {
+        if n == 0 || mask.is_some_and(|m| m[j / 32] >> (j % 32) & 1 == 0) {
+            continue;
+        }
+        let (mut nl, mut sl) = (0u32, 0u64);
+        for b in 0..max_bins - 1 {
+            nl = nl.wrapping_add(cell(j, b).0);
+            sl = sl.wrapping_add(cell(j, b).1);
+            let (nr, sr) = (n.wrapping_sub(nl), s.wrapping_sub(sl));
+            if nl >= min_leaf && nr >= min_leaf {
+                let sc = score(sl, nl).wrapping_add(score(sr, nr));
+                if best.is_none_or(|x| sc > x.0) {
+                    best = Some((sc, j as u32, b as u32, nl, sl));
+                }
+            }
+        }
+    }
+    match best.filter(|x| x.0 > score(s, n.max(1))) {
+        Some((_, j, b, nl, sl)) => [j, b, nl, sl as u32, (sl >> 32) as u32, n, s as u32, (s >> 32) as u32],
+        None => [NONE, 0, 0, 0, 0, n, s as u32, (s >> 32) as u32],
+    }
+}
+
+#[test]
+fn find_splits_matches_the_unpruned_definition_on_random_histograms() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for case in 0..400 {
+        let features = rng.random_range(1..40usize);
+        let max_bins = rng.random_range(2..=64usize);
+        let min_leaf = rng.random_range(0..4);
+        let sparse = rng.random_range(0.0..1.0);
+        let huge = case % 5 == 0;
+        // Realistic histograms: one set of rows binned per feature; sometimes absurd words.
+        let mut h = vec![0u32; features * max_bins * 3];
+        let rows = rng.random_range(0..60);
+        for _ in 0..rows {
+            let (w, y) = (rng.random_range(1..4u32), rng.random_range(0..=TARGET_MAX) as u64);
+            let y = if rng.random_bool(0.3) { y & !0xff } else { y }; // ties in targets
+            for j in 0..features {
+                let b = if rng.random_bool(sparse) { 0 } else { rng.random_range(0..max_bins) };
+                let at = (j * max_bins + b) * 3;
+                h[at] += w;
+                let sum = (h[at + 1] as u64 | (h[at + 2] as u64) << 32) + w as u64 * y;
+                h[at + 1] = sum as u32;
+                h[at + 2] = (sum >> 32) as u32;
+            }
+        }
+        if huge {
+            for word in h.iter_mut() {
+                if rng.random_bool(0.3) {
+                    *word = rng.random();
+                }
+            }
+        }
+        let words = features.div_ceil(32);
+        let mask: Vec<u32> = (0..words).map(|_| rng.random()).collect();
+        let use_mask = rng.random_bool(0.5);
+        let p = SplitParams {
+            features: features as u32,
+            max_bins: max_bins as u32,
+            slot_begin: 0,
+            slot_count: 1,
+            min_samples_leaf: min_leaf,
+            mask_words: if use_mask { words as u32 } else { 0 },
+        };
+        let mut out = vec![0u32; 8];
+        kernels::find_splits(&p, &h, &mask, &mut out);
+        let expect = naive_split(&h, features, max_bins, min_leaf, use_mask.then_some(&mask[..]));
+        assert_eq!(out, expect, "case {case}: {p:?}");
+    }
+}

@@ -1,0 +1,54 @@
+// build-histograms (CUDA twin of build_histograms.rs): exact integer (count, 64-bit
+// target sum) histograms for one slot batch. The host zeroes the slot_count*features*
+// max_bins*3 words of `hist` first. One thread per (feature, tree-row entry), grid-stride,
+// feature-major so neighbouring threads read neighbouring rows. Counts use a 32-bit
+// atomic (wrapping); the 64-bit sum is built from two 32-bit atomics with an explicit
+// carry (the words are only 4-byte aligned), which is exact modulo 2^64 in any order.
+
+extern "C" __global__ void build_histograms(
+    unsigned int rows,
+    unsigned int features,
+    unsigned int max_bins,
+    unsigned int tree_count,
+    unsigned int slot_begin,
+    unsigned int slot_count,
+    const unsigned int* __restrict__ bins,
+    const unsigned int* __restrict__ targets,
+    const unsigned int* __restrict__ weights,
+    const unsigned int* __restrict__ node_of,
+    unsigned int* __restrict__ hist)
+{
+    const unsigned long long words = ((unsigned long long)rows + 3ull) / 4ull;
+    const unsigned long long entries = (unsigned long long)tree_count * rows;
+    const unsigned long long total = entries * features;
+    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+    for (unsigned long long idx = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const unsigned long long j = idx / entries;
+        const unsigned long long i = idx % entries;
+        const unsigned int s = node_of[i];
+        const unsigned int local = s - slot_begin;
+        if (s < slot_begin || local >= slot_count) {
+            continue;
+        }
+        const unsigned int w = weights[i];
+        if (w == 0) {
+            continue;
+        }
+        const unsigned long long row = i % rows;
+        const unsigned int b = (bins[j * words + row / 4ull] >> ((unsigned int)(row % 4ull) * 8u)) & 0xffu;
+        if (b >= max_bins) {
+            continue;
+        }
+        const unsigned long long at = (((unsigned long long)local * features + j) * max_bins + b) * 3ull;
+        atomicAdd(&hist[at], w);
+        const unsigned long long v = (unsigned long long)w * targets[row];
+        const unsigned int v_lo = (unsigned int)v;
+        const unsigned int v_hi = (unsigned int)(v >> 32);
+        const unsigned int old = atomicAdd(&hist[at + 1], v_lo);
+        // v_hi <= 0xfffffffe (a product of two u32), so adding the carry cannot wrap.
+        const unsigned int high = v_hi + ((unsigned int)(old + v_lo) < old ? 1u : 0u);
+        if (high != 0) {
+            atomicAdd(&hist[at + 2], high);
+        }
+    }
+}

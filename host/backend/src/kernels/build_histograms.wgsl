@@ -1,0 +1,73 @@
+// `build-histograms` (docs/algorithm.md §6): WGSL twin of build_histograms.rs.
+// The host clears the histogram; one invocation per (tree, row) entry adds its weight and
+// weight * target to every feature's bin. The 64-bit sums are built from 32-bit atomics
+// with an explicit carry, so they are exact (mod 2^64) in any order.
+
+struct Params {
+    base: u32,
+    count: u32,
+    rows: u32,
+    features: u32,
+    max_bins: u32,
+    words: u32,     // ceil(rows / 4)
+    slot_begin: u32,
+    slot_count: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> bins: array<u32>;
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+@group(0) @binding(3) var<storage, read> weights: array<u32>;
+@group(0) @binding(4) var<storage, read> node_of: array<u32>;
+@group(0) @binding(5) var<storage, read_write> hist: array<atomic<u32>>;
+
+// The 64-bit product a * b as (low, high).
+fn mul_wide(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    let lo = (p00 & 0xffffu) | (mid << 16u);
+    let hi = a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
+    return vec2<u32>(lo, hi);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let local = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if (local >= p.count) {
+        return;
+    }
+    let i = p.base + local;
+    let node = node_of[i];
+    let w = weights[i];
+    if (node < p.slot_begin) {
+        return;
+    }
+    let s = node - p.slot_begin;
+    if (s >= p.slot_count || w == 0u) {
+        return;
+    }
+    let row = i % p.rows;
+    let v = mul_wide(w, targets[row]);
+    for (var j = 0u; j < p.features; j++) {
+        let b = (bins[j * p.words + row / 4u] >> ((row % 4u) * 8u)) & 0xffu;
+        if (b < p.max_bins) {
+            let at = ((s * p.features + j) * p.max_bins + b) * 3u;
+            atomicAdd(&hist[at], w);
+            let old = atomicAdd(&hist[at + 1u], v.x);
+            var carry = 0u;
+            if (old + v.x < old) {
+                carry = 1u;
+            }
+            let high = v.y + carry;
+            if (high != 0u) {
+                atomicAdd(&hist[at + 2u], high);
+            }
+        }
+    }
+}
