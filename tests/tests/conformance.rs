@@ -1,0 +1,380 @@
+//! Kernel conformance: every backend that opens on this machine must produce exactly the
+//! bytes of the CPU reference for every kernel, on random inputs with awkward sizes and
+//! garbage indices, and must move bytes identically through write/read/copy at any offset.
+//!
+//! Backends: `cpu` (reference), `wgpu` (best adapter, software allowed), `wgpu-small-grid`
+//! (the same with at most 16 workgroups per grid dimension, so the multi-dispatch path runs
+//! on small inputs), `cuda`. A backend that cannot open is skipped with its reason; set
+//! `WASI_GPU_REQUIRE=wgpu,cuda` (any subset) to make a skip a failure instead.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use wasi_gpu_backend::*;
+
+/// A named device under test.
+struct Dev {
+    name: String,
+    device: Device,
+    time: Duration,
+}
+
+fn required(name: &str) -> bool {
+    std::env::var("WASI_GPU_REQUIRE").is_ok_and(|v| v.split(',').any(|s| s.trim() == name))
+}
+
+fn add(devs: &mut Vec<Dev>, name: &str, opened: Result<Box<dyn Backend>, String>) {
+    match opened {
+        Ok(b) => {
+            let info = b.info();
+            eprintln!("{name}: running on {} ({}; hardware: {})", info.name, info.driver, info.hardware);
+            devs.push(Dev { name: name.into(), device: Device::new(b, Limits::default()), time: Duration::ZERO });
+        }
+        Err(why) => {
+            eprintln!("{name}: skipped: {why}");
+            assert!(!required(name), "{name} is required by WASI_GPU_REQUIRE but could not open: {why}");
+        }
+    }
+}
+
+/// The CPU reference first, then every other backend that opens here.
+fn backends() -> Vec<Dev> {
+    let mut devs = Vec::new();
+    add(&mut devs, "cpu", Ok(Box::new(CpuBackend::new())));
+    add(&mut devs, "wgpu", wasi_gpu_wgpu::open(true));
+    add(&mut devs, "wgpu-small-grid", wasi_gpu_wgpu::open_with_grid_limit(true, 16));
+    add(&mut devs, "cuda", wasi_gpu_cuda::open());
+    devs
+}
+
+fn report(kernel: &str, devs: &[Dev]) {
+    let times: Vec<String> = devs.iter().map(|d| format!("{} {:.3}s", d.name, d.time.as_secs_f64())).collect();
+    eprintln!("{kernel}: all cases identical on {} backend(s); kernel time: {}", devs.len(), times.join(", "));
+}
+
+fn words_to_bytes(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// Uploads `bufs` to every backend, runs `kernel`, and requires every buffer (inputs and
+/// outputs alike) to read back byte-identical to the CPU reference, and the same result.
+fn check(devs: &mut [Dev], label: &str, bufs: &[Vec<u8>], kernel: impl Fn(&mut Device, &[BufferId]) -> Result<(), GpuError>) {
+    let mut reference: Option<(String, Vec<Vec<u8>>)> = None;
+    for dev in devs.iter_mut() {
+        let d = &mut dev.device;
+        let ids: Vec<BufferId> = bufs
+            .iter()
+            .map(|b| {
+                let id = d.create_buffer(b.len() as u64).unwrap_or_else(|e| panic!("{}: {label}: alloc: {e}", dev.name));
+                d.write(id, 0, b).unwrap_or_else(|e| panic!("{}: {label}: write: {e}", dev.name));
+                id
+            })
+            .collect();
+        d.synchronize().unwrap();
+        let start = Instant::now();
+        let result = kernel(d, &ids);
+        d.synchronize().unwrap_or_else(|e| panic!("{}: {label}: synchronize: {e}", dev.name));
+        dev.time += start.elapsed();
+        let result = format!("{result:?}");
+        let out: Vec<Vec<u8>> = ids
+            .iter()
+            .zip(bufs)
+            .map(|(&id, b)| d.read(id, 0, b.len() as u64).unwrap_or_else(|e| panic!("{}: {label}: read: {e}", dev.name)))
+            .collect();
+        for id in ids {
+            d.drop_buffer(id);
+        }
+        match &reference {
+            None => reference = Some((result, out)),
+            Some((want_result, want)) => {
+                assert_eq!(&result, want_result, "{}: {label}: result differs from the CPU reference", dev.name);
+                for (k, (got, want)) in out.iter().zip(want).enumerate() {
+                    if got != want {
+                        let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0) / 4 * 4;
+                        let word = |v: &[u8]| u32::from_le_bytes(v[at..at + 4].try_into().unwrap_or([0; 4]));
+                        panic!(
+                            "{}: {label}: buffer #{k} differs from the CPU reference first at byte {at}: got {:#010x}, want {:#010x}",
+                            dev.name,
+                            word(got),
+                            word(want)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Random words, most in `0..range`, some NONE, some anything.
+fn garbage_indices(rng: &mut StdRng, n: usize, range: u32) -> Vec<u32> {
+    (0..n)
+        .map(|_| match rng.random_range(0..10) {
+            0 => NONE,
+            1 => rng.random(),
+            2 => range.wrapping_add(rng.random_range(0..3)),
+            _ => rng.random_range(0..range.max(1)),
+        })
+        .collect()
+}
+
+/// Random f32 bit patterns, including NaNs, infinities, signed zeros and subnormals.
+fn awkward_float(rng: &mut StdRng) -> f32 {
+    match rng.random_range(0..20) {
+        0 => f32::NAN,
+        1 => f32::from_bits(0x7f80_0001 | rng.random::<u32>() & 0x807f_ffff),
+        2 => f32::INFINITY,
+        3 => f32::NEG_INFINITY,
+        4 => 0.0,
+        5 => -0.0,
+        6 => f32::from_bits(rng.random_range(1..0x0080_0000) | (rng.random::<u32>() & 0x8000_0000)),
+        7 => f32::from_bits(rng.random()),
+        _ => rng.random_range(-100.0f32..100.0),
+    }
+}
+
+#[test]
+fn bin_features() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(1);
+    // (rows, features, max_bins); the last case has more than 65535 workgroups of output.
+    let cases = [(0, 3, 2), (1, 1, 2), (3, 2, 256), (67, 5, 256), (1000, 3, 17), (257, 33, 7), (4 * 4_200_000 + 3, 1, 2)];
+    for (rows, features, max_bins) in cases {
+        let p = BinFeaturesParams { rows, features, max_bins };
+        let n = rows as usize * features as usize;
+        let x: Vec<f32> = (0..n).map(|_| awkward_float(&mut rng)).collect();
+        let mut edges = Vec::new();
+        for _ in 0..features {
+            // Ascending edges (ties allowed), +inf padded, as the guest builds them.
+            let used = rng.random_range(0..max_bins);
+            let mut e: Vec<f32> = (0..used)
+                .map(|_| loop {
+                    let v = awkward_float(&mut rng);
+                    if !v.is_nan() {
+                        break v;
+                    }
+                })
+                .collect();
+            e.sort_by(|a, b| a.total_cmp(b));
+            e.resize(max_bins as usize - 1, f32::INFINITY);
+            edges.extend(e);
+        }
+        let bins = garbage_indices(&mut rng, (features as usize * rows.div_ceil(4) as usize) + 3, 255);
+        let bufs = [
+            words_to_bytes(&x.iter().map(|v| v.to_bits()).collect::<Vec<_>>()),
+            words_to_bytes(&edges.iter().map(|v| v.to_bits()).collect::<Vec<_>>()),
+            words_to_bytes(&bins),
+        ];
+        check(&mut devs, &format!("bin-features {p:?}"), &bufs, |d, ids| d.bin_features(&p, ids[0], ids[1], ids[2]));
+    }
+    report("bin-features", &devs);
+}
+
+#[test]
+fn bootstrap() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(2);
+    // (rows, tree_begin, tree_count, draws); the last has > 65535 workgroups of entries.
+    let cases = [(1, 0, 1, 0), (1, 5, 3, 1), (97, 0, 2, 97), (1000, 17, 5, 3000), (65, 0xffff_fff0, 15, 64), (70_001, 3, 64, 70_001)];
+    for (rows, tree_begin, tree_count, draws) in cases {
+        let p = BootstrapParams { seed: rng.random(), rows, tree_begin, tree_count, draws };
+        let n = rows as usize * tree_count as usize + 5;
+        let bufs = [words_to_bytes(&garbage_indices(&mut rng, n, 9)), words_to_bytes(&garbage_indices(&mut rng, n + 2, 9))];
+        check(&mut devs, &format!("bootstrap {p:?}"), &bufs, |d, ids| d.bootstrap(&p, ids[0], ids[1]));
+    }
+    report("bootstrap", &devs);
+}
+
+#[test]
+fn build_histograms() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(3);
+    // (rows, features, max_bins, tree_count, slot_begin, slot_count, absurd targets/weights)
+    let cases = [
+        (0, 2, 4, 3, 0, 2, false),
+        (1, 1, 2, 1, 0, 1, false),
+        (5, 3, 256, 2, 7, 0, false),
+        (131, 4, 16, 3, 5, 7, false),
+        (1000, 6, 32, 4, 0, 9, true),
+        (2049, 2, 256, 2, 3, 4, true),
+        (70_001, 2, 8, 60, 10, 3, false),
+    ];
+    for (rows, features, max_bins, tree_count, slot_begin, slot_count, absurd) in cases {
+        let p = HistogramParams { rows, features, max_bins, tree_count, slot_begin, slot_count };
+        let words = rows.div_ceil(4) as usize;
+        let bins: Vec<u32> = (0..features as usize * words)
+            .map(|_| {
+                let mut b = || if rng.random_bool(0.1) { rng.random::<u8>() as u32 } else { rng.random_range(0..max_bins) };
+                let mut w = 0u32;
+                for lane in 0..4 {
+                    w |= b() << (lane * 8);
+                }
+                w
+            })
+            .collect();
+        let targets: Vec<u32> =
+            (0..rows).map(|_| if absurd && rng.random_bool(0.5) { rng.random() } else { rng.random_range(0..=TARGET_MAX) }).collect();
+        let n = tree_count as usize * rows as usize;
+        let weights: Vec<u32> = (0..n)
+            .map(|_| match rng.random_range(0..8) {
+                0 => 0,
+                1 if absurd => rng.random(),
+                _ => rng.random_range(1..4),
+            })
+            .collect();
+        let node_of: Vec<u32> = garbage_indices(&mut rng, n, slot_count + slot_begin)
+            .into_iter()
+            .map(|v| if v != NONE && v < slot_begin && rng.random_bool(0.5) { v + slot_begin } else { v })
+            .collect();
+        let hist = garbage_indices(&mut rng, slot_count as usize * features as usize * max_bins as usize * 3 + 4, 100);
+        let bufs = [words_to_bytes(&bins), words_to_bytes(&targets), words_to_bytes(&weights), words_to_bytes(&node_of), words_to_bytes(&hist)];
+        check(&mut devs, &format!("build-histograms {p:?}"), &bufs, |d, ids| d.build_histograms(&p, ids[0], ids[1], ids[2], ids[3], ids[4]));
+    }
+    report("build-histograms", &devs);
+}
+
+#[test]
+fn find_splits() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(4);
+    // (features, max_bins, slot_begin, slot_count, min_samples_leaf, masked, kind)
+    // kind 0: realistic histograms; 1: many equal cells (ties); 2: absurd words (wrapping).
+    let cases = [
+        (1, 2, 0, 0, 1, false, 0),
+        (1, 2, 0, 1, 0, false, 0),
+        (3, 16, 2, 5, 1, true, 0),
+        (5, 256, 0, 70, 3, false, 0),
+        (40, 8, 1, 67, 1, true, 1),
+        (4, 32, 0, 67, 0, false, 1),
+        (3, 64, 5, 40, 1, true, 2),
+        (2, 256, 0, 30, 2, false, 2),
+    ];
+    for (features, max_bins, slot_begin, slot_count, min_samples_leaf, masked, kind) in cases {
+        let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };
+        let p = SplitParams { features, max_bins, slot_begin, slot_count, min_samples_leaf, mask_words };
+        let cells = slot_count as usize * features as usize * max_bins as usize;
+        let mut hist = Vec::with_capacity(cells * 3);
+        for _ in 0..cells {
+            let (c, s): (u32, u64) = match kind {
+                0 => {
+                    let c = if rng.random_bool(0.3) { 0 } else { rng.random_range(0..50) };
+                    (c, c as u64 * rng.random_range(0..=TARGET_MAX as u64))
+                }
+                1 => {
+                    let c = rng.random_range(0..2);
+                    (c, c as u64 * 1000)
+                }
+                _ => (rng.random(), rng.random()),
+            };
+            hist.extend([c, s as u32, (s >> 32) as u32]);
+        }
+        let mask: Vec<u32> = (0..slot_count * mask_words).map(|_| rng.random()).collect();
+        let splits = garbage_indices(&mut rng, (slot_begin + slot_count) as usize * 8 + 3, 10);
+        let bufs = [words_to_bytes(&hist), words_to_bytes(&mask), words_to_bytes(&splits)];
+        check(&mut devs, &format!("find-splits {p:?} kind {kind}"), &bufs, |d, ids| d.find_splits(&p, ids[0], ids[1], ids[2]));
+    }
+    report("find-splits", &devs);
+}
+
+#[test]
+fn apply_splits() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(5);
+    // (rows, features, tree_count, slot_count); the last has > 65535 workgroups of entries.
+    let cases = [(0, 1, 3, 2), (1, 1, 1, 0), (1, 2, 1, 1), (133, 3, 5, 17), (1000, 40, 2, 300), (70_001, 2, 64, 30)];
+    for (rows, features, tree_count, slot_count) in cases {
+        let p = ApplyParams { rows, features, tree_count, slot_count };
+        let bins: Vec<u32> = (0..features as usize * rows.div_ceil(4) as usize).map(|_| rng.random()).collect();
+        let mut splits = Vec::new();
+        for _ in 0..slot_count {
+            let feature = if rng.random_bool(0.2) { NONE } else { garbage_indices(&mut rng, 1, features)[0] };
+            splits.push(feature);
+            splits.push(if rng.random_bool(0.1) { rng.random() } else { rng.random_range(0..256) });
+            splits.extend((0..6).map(|_| rng.random::<u32>()));
+        }
+        let next_slot = garbage_indices(&mut rng, slot_count as usize * 2, slot_count * 2);
+        let node_of = garbage_indices(&mut rng, tree_count as usize * rows as usize + 2, slot_count);
+        let bufs = [words_to_bytes(&bins), words_to_bytes(&splits), words_to_bytes(&next_slot), words_to_bytes(&node_of)];
+        check(&mut devs, &format!("apply-splits {p:?}"), &bufs, |d, ids| d.apply_splits(&p, ids[0], ids[1], ids[2], ids[3]));
+    }
+    report("apply-splits", &devs);
+}
+
+#[test]
+fn predict_forest() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(6);
+    // (rows, features, tree_count, node_count, max_depth)
+    let cases = [(0, 1, 2, 3, 4), (1, 1, 0, 0, 0), (1, 2, 1, 1, 0), (129, 3, 7, 200, 8), (1000, 5, 30, 2000, 64), (300, 2, 5, 50, 64)];
+    for (rows, features, tree_count, node_count, max_depth) in cases {
+        let p = PredictParams { rows, features, tree_count, node_count, max_depth };
+        let x: Vec<u32> = (0..rows * features).map(|_| awkward_float(&mut rng).to_bits()).collect();
+        let mut nodes = Vec::new();
+        for _ in 0..node_count {
+            if rng.random_bool(0.3) {
+                nodes.extend([NONE, rng.random(), rng.random(), rng.random()]);
+            } else {
+                let feature = garbage_indices(&mut rng, 1, features)[0];
+                let children = garbage_indices(&mut rng, 2, node_count);
+                nodes.extend([feature, awkward_float(&mut rng).to_bits(), children[0], children[1]]);
+            }
+        }
+        let roots = garbage_indices(&mut rng, tree_count as usize, node_count);
+        let sums = garbage_indices(&mut rng, rows as usize * 2 + 1, 5);
+        let bufs = [words_to_bytes(&x), words_to_bytes(&nodes), words_to_bytes(&roots), words_to_bytes(&sums)];
+        check(&mut devs, &format!("predict-forest {p:?}"), &bufs, |d, ids| d.predict_forest(&p, ids[0], ids[1], ids[2], ids[3]));
+    }
+    report("predict-forest", &devs);
+}
+
+/// Random writes, reads and copies (same-buffer and cross-buffer) at unaligned offsets
+/// and lengths; every read and the final contents must agree with the CPU backend.
+#[test]
+fn buffer_transfers() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(7);
+    let sizes = [0u64, 1, 2, 3, 5, 8, 13, 64, 1027, 4099];
+    let mut ops = Vec::new();
+    for _ in 0..300 {
+        let a = rng.random_range(0..sizes.len());
+        let b = rng.random_range(0..sizes.len());
+        let (sa, sb) = (sizes[a], sizes[b]);
+        let kind = rng.random_range(0..3);
+        let len = rng.random_range(0..=sa.min(sb));
+        let oa = rng.random_range(0..=sa - len);
+        let ob = rng.random_range(0..=sb - len);
+        let data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        ops.push((kind, a, b, oa, ob, len, data));
+    }
+    let mut results: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for dev in devs.iter_mut() {
+        let d = &mut dev.device;
+        let start = Instant::now();
+        let ids: Vec<BufferId> = sizes.iter().map(|&s| d.create_buffer(s).unwrap()).collect();
+        let mut seen = Vec::new();
+        for (kind, a, b, oa, ob, len, data) in &ops {
+            match kind {
+                0 => d.write(ids[*a], *oa, data).unwrap(),
+                1 => seen.push(d.read(ids[*a], *oa, *len).unwrap()),
+                _ => {
+                    let r = d.copy(ids[*a], *oa, ids[*b], *ob, *len);
+                    seen.push(format!("{r:?}").into_bytes());
+                }
+            }
+        }
+        for (&id, &s) in ids.iter().zip(&sizes) {
+            seen.push(d.read(id, 0, s).unwrap());
+        }
+        dev.time += start.elapsed();
+        results.insert(dev.name.clone(), seen);
+    }
+    let want = &results["cpu"];
+    for (name, got) in &results {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(g, w, "{name}: transfer step {i} differs from the CPU reference");
+        }
+        assert_eq!(got.len(), want.len());
+    }
+    report("buffer transfers", &devs);
+}
