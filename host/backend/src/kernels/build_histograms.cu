@@ -1,7 +1,8 @@
 // build-histograms (CUDA twin of build_histograms.rs): exact integer (count, 64-bit
 // target sum) histograms for one slot batch. The host zeroes the slot_count*features*
-// max_bins*3 words of `hist` first. One thread per (feature, tree-row entry), grid-stride,
-// feature-major so neighbouring threads read neighbouring rows. Counts use a 32-bit
+// max_bins*3 words of `hist` first. Grid y strides over features, grid x over the
+// (tree, row) entries, so neighbouring threads read neighbouring rows and no index
+// product can overflow. Counts use a 32-bit
 // atomic (wrapping); the 64-bit sum is built from two 32-bit atomics with an explicit
 // carry (the words are only 4-byte aligned), which is exact modulo 2^64 in any order.
 
@@ -20,11 +21,9 @@ extern "C" __global__ void build_histograms(
 {
     const unsigned long long words = ((unsigned long long)rows + 3ull) / 4ull;
     const unsigned long long entries = (unsigned long long)tree_count * rows;
-    const unsigned long long total = entries * features;
     const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
-    for (unsigned long long idx = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
-        const unsigned long long j = idx / entries;
-        const unsigned long long i = idx % entries;
+    for (unsigned long long j = blockIdx.y; j < features; j += gridDim.y)
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < entries; i += stride) {
         const unsigned int s = node_of[i];
         const unsigned int local = s - slot_begin;
         if (s < slot_begin || local >= slot_count) {
