@@ -1,0 +1,100 @@
+// The random-forest regressor of docs/algorithm.md: training on the device (GpuTrainer),
+// model file v1 (Model::serialize / Model::parse), prediction on the device (GpuPredictor).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dataset.hpp"
+#include "error.hpp"
+
+namespace guest {
+
+/// "No node": a leaf's feature, an unlimited max_depth.
+constexpr std::uint32_t NONE = 0xffffffffu;
+
+/// One tree node as stored in the model file.
+struct Node {
+    std::uint32_t feature = NONE;  ///< NONE for a leaf
+    float threshold = 0.0f;        ///< 0 for leaves
+    std::uint32_t left = 0;
+    std::uint32_t right = 0;
+    std::uint32_t value = 0;       ///< fixed-point mean target
+};
+
+/// How `--max-features` was given, resolved against the feature count at training time.
+struct MaxFeatures {
+    enum class Kind { Count, Fraction, Sqrt, Log2 } kind = Kind::Fraction;
+    std::uint32_t count = 0;
+    double fraction = 1.0;
+    /// The number of candidate features per node for `features` features.
+    Expected<std::uint32_t> resolve(std::uint32_t features) const;
+};
+
+/// Training parameters (the CLI's options).
+struct TrainParams {
+    std::uint32_t trees = 200;
+    std::uint32_t max_depth = 16;  ///< NONE = unlimited
+    std::uint32_t min_samples_split = 2;
+    std::uint32_t min_samples_leaf = 1;
+    MaxFeatures max_features;
+    std::uint32_t bins = 256;
+    std::uint64_t seed = 42;
+    bool progress = true;  ///< progress lines on stderr for large work
+};
+
+/// A trained forest: the content of a model file.
+struct Model {
+    std::uint32_t features = 0;
+    std::uint64_t seed = 0;
+    std::uint32_t max_depth = NONE;
+    std::uint32_t min_samples_split = 0;
+    std::uint32_t min_samples_leaf = 0;
+    std::uint32_t max_features = 0;
+    std::uint32_t max_bins = 0;
+    std::uint32_t train_rows = 0;
+    double y_min = 0.0;
+    double scale = 1.0;
+    std::vector<std::vector<Node>> trees;
+
+    /// The model file bytes (format v1), checksum included.
+    std::vector<std::uint8_t> serialize() const;
+    /// Parses and validates model file bytes; `path` names the file in errors.
+    static Expected<Model> parse(const std::vector<std::uint8_t>& bytes, const std::string& path);
+    /// Most steps from a root to a leaf over all trees.
+    std::uint32_t depth() const;
+};
+
+/// Writes `bytes` to `path.tmp`, then renames it over `path`.
+Expected<void> write_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes);
+/// Reads a whole file.
+Expected<std::vector<std::uint8_t>> read_file(const std::string& path);
+
+/// Grows the forest level by level on the wasi:gpu device.
+class GpuTrainer {
+public:
+    explicit GpuTrainer(TrainParams params) : params_(params) {}
+    /// Trains on `train` (which must carry targets).
+    Expected<Model> fit(const Dataset& train) const;
+
+private:
+    TrainParams params_;
+};
+
+/// Runs a model's trees on the device with `predict-forest`.
+class GpuPredictor {
+public:
+    explicit GpuPredictor(const Model& model) : model_(model) {}
+    /// One prediction per row of `data` (which must have the model's feature count).
+    Expected<std::vector<double>> predict(const Dataset& data) const;
+
+private:
+    const Model& model_;
+};
+
+/// `sum over rows in order of (pred - y)^2 / rows`.
+double mean_squared_error(const std::vector<double>& pred, const std::vector<double>& y);
+
+}  // namespace guest

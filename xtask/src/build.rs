@@ -1,0 +1,217 @@
+//! `cargo xtask build-all` and `cargo xtask test`: toolchain checks, the host,
+//! both guests, the C++ example, and componentization of the C++ core modules.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{componentize, workspace_root};
+
+/// Release (default) or debug builds of the host and the guests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Release,
+    Debug,
+}
+
+impl Profile {
+    fn dir(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Debug => "debug",
+        }
+    }
+    fn cmake_type(self) -> &'static str {
+        match self {
+            Profile::Release => "Release",
+            Profile::Debug => "Debug",
+        }
+    }
+}
+
+/// Parses `[--debug]`.
+pub fn parse_profile(args: &[String]) -> Result<Profile> {
+    match args {
+        [] => Ok(Profile::Release),
+        [flag] if flag == "--debug" => Ok(Profile::Debug),
+        _ => bail!("usage: cargo xtask build-all [--debug]"),
+    }
+}
+
+/// Where `build-all` put everything.
+#[derive(Debug)]
+pub struct Artefacts {
+    /// The `wasmtime-gpu-host` executable.
+    pub host: PathBuf,
+    /// The Rust guest component.
+    pub guest_rust: PathBuf,
+    /// The C++ guest component.
+    pub guest_cpp: PathBuf,
+    /// The C++ example component.
+    pub example_cpp: PathBuf,
+}
+
+/// How the C++ code is compiled: an official WASI SDK or Debian's clang-19.
+enum CppToolchain {
+    WasiSdk(PathBuf),
+    DebianClang,
+}
+
+fn have(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Checks every tool the build needs and says how to install what is missing.
+fn check_toolchains() -> Result<CppToolchain> {
+    let mut missing = Vec::new();
+    if !have("cmake", "--version") {
+        missing.push("cmake: `sudo apt-get install cmake` (3.16 or newer)".to_string());
+    }
+    let cpp = match std::env::var_os("WASI_SDK_PATH") {
+        Some(sdk) if !sdk.is_empty() => {
+            let sdk = PathBuf::from(sdk);
+            let clang = sdk.join("bin/clang++");
+            if !clang.exists() {
+                missing.push(format!(
+                    "WASI_SDK_PATH={} has no bin/clang++: unpack a WASI SDK release there or unset WASI_SDK_PATH",
+                    sdk.display()
+                ));
+            }
+            CppToolchain::WasiSdk(sdk)
+        }
+        _ => {
+            if !have("clang-19", "--version") {
+                missing.push("clang-19: `sudo apt-get install clang-19`".to_string());
+            }
+            if !have("wasm-ld-19", "--version") && !have("wasm-ld", "--version") {
+                missing.push("wasm-ld: `sudo apt-get install lld-19`".to_string());
+            }
+            let sysroot_checks = [
+                ("/usr/include/wasm32-wasi/stdio.h", "wasi-libc"),
+                ("/usr/lib/wasm32-wasi/libc++.a", "libc++-19-dev-wasm32"),
+                ("/usr/lib/wasm32-wasi/libc++abi.a", "libc++abi-19-dev-wasm32"),
+                (
+                    "/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a",
+                    "libclang-rt-19-dev-wasm32",
+                ),
+            ];
+            for (path, package) in sysroot_checks {
+                if !Path::new(path).exists() {
+                    missing.push(format!("{path}: `sudo apt-get install {package}`"));
+                }
+            }
+            CppToolchain::DebianClang
+        }
+    };
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match targets {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") => {}
+        Ok(_) => missing.push("Rust target wasm32-wasip2: `rustup target add wasm32-wasip2`".to_string()),
+        Err(_) => missing.push(
+            "rustup (to check the wasm32-wasip2 target): install from https://rustup.rs, then `rustup target add wasm32-wasip2`"
+                .to_string(),
+        ),
+    }
+    if !missing.is_empty() {
+        bail!(
+            "missing toolchain pieces (or set WASI_SDK_PATH to a WASI SDK instead of Debian's clang-19):\n  {}",
+            missing.join("\n  ")
+        );
+    }
+    Ok(cpp)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Builds everything and returns the artefact paths.
+pub fn build_all(profile: Profile) -> Result<Artefacts> {
+    let root = workspace_root();
+    let cpp = check_toolchains()?;
+    let target = root.join("target");
+    let wasm_dir = target.join("wasm");
+    std::fs::create_dir_all(&wasm_dir).with_context(|| format!("creating {}", wasm_dir.display()))?;
+    let release: &[&str] = if profile == Profile::Release { &["--release"] } else { &[] };
+
+    // Host.
+    run(cargo().current_dir(&root).args(["build", "-p", "wasmtime-gpu-host"]).args(release))?;
+    let host = target.join(profile.dir()).join(format!("wasmtime-gpu-host{}", std::env::consts::EXE_SUFFIX));
+
+    // Rust guest.
+    run(cargo()
+        .current_dir(&root)
+        .args(["build", "-p", "guest-rust", "--target", "wasm32-wasip2"])
+        .args(release))?;
+    let rust_built = target.join("wasm32-wasip2").join(profile.dir()).join("guest-rust.wasm");
+    let guest_rust = wasm_dir.join("guest-rust.wasm");
+    std::fs::copy(&rust_built, &guest_rust)
+        .with_context(|| format!("copying {} to {}", rust_built.display(), guest_rust.display()))?;
+
+    // C++ guest and example: core modules with CMake, then components.
+    let cpp_build = target.join("cpp").join(profile.dir());
+    let toolchain_file = root.join("cmake/wasm32-wasi.cmake");
+    let mut configure = Command::new("cmake");
+    configure
+        .arg("-S")
+        .arg(&root)
+        .arg("-B")
+        .arg(&cpp_build)
+        .arg(format!("-DCMAKE_TOOLCHAIN_FILE={}", toolchain_file.display()))
+        .arg(format!("-DCMAKE_BUILD_TYPE={}", profile.cmake_type()));
+    if let CppToolchain::WasiSdk(sdk) = &cpp {
+        configure.env("WASI_SDK_PATH", sdk);
+    }
+    run(&mut configure)?;
+    run(Command::new("cmake").arg("--build").arg(&cpp_build).args(["--parallel", "2"]))?;
+    let guest_cpp = wasm_dir.join("guest-cpp.wasm");
+    let example_cpp = wasm_dir.join("example-cpp.wasm");
+    componentize::componentize_file(&cpp_build.join("guest-cpp.core.wasm"), &guest_cpp)?;
+    componentize::componentize_file(&cpp_build.join("example-cpp.core.wasm"), &example_cpp)?;
+
+    let artefacts = Artefacts { host, guest_rust, guest_cpp, example_cpp };
+    println!("built ({}):", profile.dir());
+    println!("  host          {}", artefacts.host.display());
+    println!("  rust guest    {}", artefacts.guest_rust.display());
+    println!("  c++ guest     {}", artefacts.guest_cpp.display());
+    println!("  c++ example   {}", artefacts.example_cpp.display());
+    Ok(artefacts)
+}
+
+/// `cargo xtask test [--debug] [ARGS]`: build-all, then the workspace tests with
+/// the artefact paths in the environment; ARGS go to `cargo test`.
+pub fn test(args: &[String]) -> Result<()> {
+    let (profile, rest) = match args.split_first() {
+        Some((flag, rest)) if flag == "--debug" => (Profile::Debug, rest),
+        _ => (Profile::Release, args),
+    };
+    let artefacts = build_all(profile)?;
+    let root = workspace_root();
+    let mut cmd = cargo();
+    cmd.current_dir(&root)
+        .args(["test", "--release", "--workspace"])
+        .args(rest)
+        .env("WASI_GPU_HOST", &artefacts.host)
+        .env("GUEST_RUST_WASM", &artefacts.guest_rust)
+        .env("GUEST_CPP_WASM", &artefacts.guest_cpp)
+        .env("EXAMPLE_CPP_WASM", &artefacts.example_cpp);
+    run(&mut cmd)
+}
