@@ -406,8 +406,9 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     // Fixed-point targets (§5).
     double y_min = train.y[0], y_max = train.y[0];
     for (double v : train.y) y_min = std::min(y_min, v), y_max = std::max(y_max, v);
+    if (!std::isfinite(y_max - y_min))
+        return fail("--train", "the targets span a range too large to represent");
     const double scale = y_max > y_min ? 1048575.0 / (y_max - y_min) : 1.0;
-    if (!std::isfinite(scale)) return fail("--train", "the target range is too small to scale");
     model.y_min = y_min;
     model.scale = scale;
     std::vector<std::uint32_t> targets(rows);
@@ -488,13 +489,17 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                 std::vector<Node>& tree = trees[slot.tree];
                 const std::uint32_t n = rec[5];
                 const std::uint64_t sum = rec[6] | (std::uint64_t(rec[7]) << 32);
-                tree[slot.node].value = node_value(n, sum);
-                if (rec[0] == NONE) continue;
-                if (rec[0] >= features || rec[1] >= edge_count)
-                    return fail("wasi:gpu", "find-splits returned feature " + std::to_string(rec[0]) + " bin " +
-                                                std::to_string(rec[1]) + " out of range");
+                // A child's value was set from its parent's record; the root's comes from its own.
+                if (depth == 0) tree[0].value = node_value(n, sum);
+                // A root with fewer rows than min_samples_split stays a leaf, like any child.
+                if (rec[0] == NONE || (depth == 0 && n < min_split)) continue;
                 const std::uint32_t nl = rec[2];
                 const std::uint64_t sl = rec[3] | (std::uint64_t(rec[4]) << 32);
+                if (rec[0] >= features || rec[1] >= edge_count || nl == 0 || nl >= n || sl > sum)
+                    return fail("wasi:gpu", "find-splits returned an invalid split record (feature " +
+                                                std::to_string(rec[0]) + ", bin " + std::to_string(rec[1]) +
+                                                ", left " + std::to_string(nl) + " of " + std::to_string(n) +
+                                                ") for slot " + std::to_string(s));
                 const std::uint32_t counts[2] = {nl, n - nl};
                 const std::uint64_t sums[2] = {sl, sum - sl};
                 const std::uint32_t left = static_cast<std::uint32_t>(tree.size());

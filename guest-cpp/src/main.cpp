@@ -54,26 +54,69 @@ const char* backend_name(wasi_gpu::BackendKind b) {
     return "cpu";
 }
 
-Expected<std::uint64_t> parse_u64(const std::string& flag, const std::string& v, std::uint64_t max) {
-    if (v.empty() || v.size() > 20) return guest::fail(flag, "`" + v + "` is not a non-negative integer");
+/// Printed for --help and after a usage error.
+const char* const USAGE =
+    "usage: guest-cpp [pipeline|train|predict] [options]\n"
+    "  --train PATH              training data, .csv or .npy (default data/diabetes_train.csv)\n"
+    "  --test PATH               test data (default data/diabetes_test.csv)\n"
+    "  --model PATH              model file (default model.bin)\n"
+    "  --out PATH                predictions, one per line (predict: default predictions.txt)\n"
+    "  --trees N                 number of trees (default 200)\n"
+    "  --max-depth N             0 or none = unlimited (default 16)\n"
+    "  --min-samples-split N     (default 2)\n"
+    "  --min-samples-leaf N      (default 1)\n"
+    "  --max-features X          integer, fraction in (0, 1], sqrt or log2 (default 1.0)\n"
+    "  --bins N                  bins per feature, 2..=256 (default 256)\n"
+    "  --seed N                  u64 (default 42)\n"
+    "  --json                    one JSON line on stdout\n"
+    "  --quiet                   no progress on stderr\n";
+
+/// A usage problem (exit 2), or a request for --help (exit 0).
+struct UsageError {
+    bool help = false;
+    std::string message;
+};
+
+template <class T>
+using Parsed = wasi_gpu::Expected<T, UsageError>;
+
+wasi_gpu::Unexpected<UsageError> usage(std::string message) {
+    return wasi_gpu::Unexpected<UsageError>(UsageError{false, std::move(message)});
+}
+
+/// A decimal integer in [0, max]; digits only, like Rust's `str::parse` for unsigned types
+/// (which also accepts a leading '+').
+bool parse_unsigned(const std::string& v, std::uint64_t max, std::uint64_t& out) {
+    std::size_t i = (!v.empty() && v[0] == '+') ? 1 : 0;
+    if (i == v.size()) return false;
     std::uint64_t n = 0;
-    for (char c : v) {
-        if (c < '0' || c > '9') return guest::fail(flag, "`" + v + "` is not a non-negative integer");
-        const std::uint64_t d = std::uint64_t(c - '0');
-        if (n > (UINT64_MAX - d) / 10) return guest::fail(flag, "`" + v + "` is too large");
+    for (; i < v.size(); ++i) {
+        if (v[i] < '0' || v[i] > '9') return false;
+        const std::uint64_t d = std::uint64_t(v[i] - '0');
+        if (n > (max - d) / 10) return false;
         n = n * 10 + d;
     }
-    if (n > max) return guest::fail(flag, "`" + v + "` is too large (at most " + std::to_string(max) + ")");
+    out = n;
+    return true;
+}
+
+Parsed<std::uint64_t> number(const std::string& flag, const std::string& v, std::uint64_t max) {
+    std::uint64_t n = 0;
+    if (!parse_unsigned(v, max, n)) return usage(flag + " expects a non-negative integer, got `" + v + "`");
     return n;
 }
 
-Expected<std::uint32_t> parse_u32(const std::string& flag, const std::string& v) {
-    auto n = parse_u64(flag, v, 0xfffffffeu);
-    if (!n) return wasi_gpu::Unexpected<Failure>(n.error());
+Parsed<std::uint32_t> positive(const std::string& flag, const std::string& v) {
+    auto n = number(flag, v, 0xffffffffu);
+    if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
+    if (*n == 0) return usage(flag + " must be at least 1");
     return static_cast<std::uint32_t>(*n);
 }
 
-Expected<guest::MaxFeatures> parse_max_features(const std::string& v) {
+Parsed<guest::MaxFeatures> parse_max_features(const std::string& v) {
+    auto bad = [&] {
+        return usage("--max-features expects an integer, a fraction in (0, 1], sqrt or log2; got `" + v + "`");
+    };
     guest::MaxFeatures m;
     if (v == "sqrt") {
         m.kind = guest::MaxFeatures::Kind::Sqrt;
@@ -83,81 +126,86 @@ Expected<guest::MaxFeatures> parse_max_features(const std::string& v) {
         m.kind = guest::MaxFeatures::Kind::Log2;
         return m;
     }
-    if (v.find_first_of(".eE") == std::string::npos) {
-        auto n = parse_u32("--max-features", v);
-        if (!n) return guest::fail("--max-features", "`" + v + "` is not an integer, a fraction in (0, 1], sqrt or log2");
-        if (*n == 0) return guest::fail("--max-features", "must be at least 1");
+    const bool all_digits = !v.empty() && v.find_first_not_of("0123456789") == std::string::npos;
+    if (all_digits) {
+        std::uint64_t n = 0;
+        if (!parse_unsigned(v, 0xffffffffu, n) || n == 0) return bad();
         m.kind = guest::MaxFeatures::Kind::Count;
-        m.count = *n;
+        m.count = static_cast<std::uint32_t>(n);
         return m;
     }
     double f = 0;
-    if (!guest::parse_number(v.data(), v.data() + v.size(), f) || !(f > 0.0) || f > 1.0)
-        return guest::fail("--max-features", "`" + v + "` is not an integer, a fraction in (0, 1], sqrt or log2");
+    if (!guest::parse_number(v.data(), v.data() + v.size(), f) || !(f > 0.0) || f > 1.0) return bad();
     m.kind = guest::MaxFeatures::Kind::Fraction;
     m.fraction = f;
     return m;
 }
 
-Expected<Options> parse_args(const std::vector<std::string>& args) {
+Parsed<Options> parse_args(const std::vector<std::string>& args) {
     Options o;
     std::size_t i = 0;
-    if (!args.empty() && args[0].rfind("--", 0) != 0) {
-        if (args[0] == "pipeline") o.command = Command::Pipeline;
-        else if (args[0] == "train") o.command = Command::Train;
-        else if (args[0] == "predict") o.command = Command::Predict;
-        else return guest::fail(args[0], "unknown subcommand (expected pipeline, train or predict)");
-        i = 1;
+    if (!args.empty()) {
+        if (args[0] == "pipeline") o.command = Command::Pipeline, i = 1;
+        else if (args[0] == "train") o.command = Command::Train, i = 1;
+        else if (args[0] == "predict") o.command = Command::Predict, i = 1;
     }
+    static const char* const with_value[] = {"--train", "--test", "--model", "--out", "--trees", "--max-depth",
+                                             "--min-samples-split", "--min-samples-leaf", "--max-features",
+                                             "--bins", "--seed"};
     for (; i < args.size(); ++i) {
-        const std::string& flag = args[i];
+        std::string flag = args[i];
+        std::optional<std::string> inline_value;
+        const std::size_t eq = flag.find('=');
+        if (flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+            inline_value = flag.substr(eq + 1);
+            flag = flag.substr(0, eq);
+        }
+        if (flag == "-h" || flag == "--help") return wasi_gpu::Unexpected<UsageError>(UsageError{true, ""});
         if (flag == "--json") { o.json = true; continue; }
         if (flag == "--quiet") { o.quiet = true; continue; }
-        static const char* with_value[] = {"--train", "--test", "--model", "--out", "--trees", "--max-depth",
-                                           "--min-samples-split", "--min-samples-leaf", "--max-features",
-                                           "--bins", "--seed"};
         bool known = false;
         for (const char* f : with_value) known = known || flag == f;
-        if (!known) return guest::fail(flag, "unknown option (see docs/guests.md)");
-        if (i + 1 >= args.size()) return guest::fail(flag, "needs a value");
-        const std::string& v = args[++i];
+        if (!known) {
+            if (!flag.empty() && flag[0] == '-') return usage("unknown option `" + flag + "`");
+            return usage("unexpected argument `" + flag + "` (commands: pipeline, train, predict)");
+        }
+        std::string v;
+        if (inline_value) {
+            v = *inline_value;
+        } else {
+            if (i + 1 >= args.size()) return usage(flag + " needs a value");
+            v = args[++i];
+        }
         if (flag == "--train") o.train = v;
         else if (flag == "--test") o.test = v;
         else if (flag == "--model") o.model = v;
         else if (flag == "--out") o.out = v;
-        else if (flag == "--trees") {
-            auto n = parse_u32(flag, v);
-            if (!n) return wasi_gpu::Unexpected<Failure>(n.error());
-            if (*n == 0) return guest::fail(flag, "must be at least 1");
-            o.params.trees = *n;
+        else if (flag == "--trees" || flag == "--min-samples-split" || flag == "--min-samples-leaf") {
+            auto n = positive(flag, v);
+            if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
+            (flag == "--trees" ? o.params.trees : flag == "--min-samples-split" ? o.params.min_samples_split
+                                                                                : o.params.min_samples_leaf) = *n;
         } else if (flag == "--max-depth") {
             if (v == "none" || v == "0") {
                 o.params.max_depth = guest::NONE;
             } else {
-                auto n = parse_u32(flag, v);
-                if (!n) return guest::fail(flag, "`" + v + "` is not a depth (an integer, or 0 / none for unlimited)");
+                auto n = positive(flag, v);
+                if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
+                if (*n == guest::NONE) return usage("--max-depth " + v + " is too large; use none for unlimited");
                 o.params.max_depth = *n;
             }
-        } else if (flag == "--min-samples-split") {
-            auto n = parse_u32(flag, v);
-            if (!n) return wasi_gpu::Unexpected<Failure>(n.error());
-            o.params.min_samples_split = *n;
-        } else if (flag == "--min-samples-leaf") {
-            auto n = parse_u32(flag, v);
-            if (!n) return wasi_gpu::Unexpected<Failure>(n.error());
-            o.params.min_samples_leaf = *n;
         } else if (flag == "--max-features") {
             auto m = parse_max_features(v);
-            if (!m) return wasi_gpu::Unexpected<Failure>(m.error());
+            if (!m) return wasi_gpu::Unexpected<UsageError>(m.error());
             o.params.max_features = *m;
         } else if (flag == "--bins") {
-            auto n = parse_u32(flag, v);
-            if (!n) return wasi_gpu::Unexpected<Failure>(n.error());
-            if (*n < 2 || *n > 256) return guest::fail(flag, "is " + v + "; it must be between 2 and 256");
-            o.params.bins = *n;
+            auto n = number(flag, v, 0xffffffffu);
+            if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
+            if (*n < 2 || *n > 256) return usage("--bins must be between 2 and 256, got " + v);
+            o.params.bins = static_cast<std::uint32_t>(*n);
         } else if (flag == "--seed") {
-            auto n = parse_u64(flag, v, UINT64_MAX);
-            if (!n) return wasi_gpu::Unexpected<Failure>(n.error());
+            auto n = number(flag, v, UINT64_MAX);
+            if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
             o.params.seed = *n;
         }
     }
@@ -256,94 +304,117 @@ Expected<void> write_predictions(const std::string& path, const std::vector<doub
     if (!var##_r) return wasi_gpu::Unexpected<Failure>(var##_r.error()); \
     auto var = std::move(*var##_r)
 
-Expected<void> run(const Options& o) {
-    const auto info = wasi_gpu::info();
-    const auto t0 = std::chrono::steady_clock::now();
-    Report r;
-    if (o.command == Command::Pipeline || o.command == Command::Train) {
-        const auto tl = std::chrono::steady_clock::now();
-        TRY(train, guest::load_dataset(o.train, 0));
-        std::optional<guest::Dataset> test;
-        if (o.command == Command::Pipeline) {
-            TRY(t, guest::load_dataset(o.test, train.features));
-            if (!t.has_target()) return guest::fail(o.test, "needs the target column to compute the test MSE");
-            test = std::move(t);
-        }
-        r.load_ms = ms_since(tl);
-        r.train_rows = train.rows;
-        if (test) r.test_rows = test->rows;
+#define TRY_VOID(expr)                                                  \
+    do {                                                                \
+        auto r_ = (expr);                                               \
+        if (!r_) return wasi_gpu::Unexpected<Failure>(r_.error());      \
+    } while (0)
 
-        const auto tt = std::chrono::steady_clock::now();
-        TRY(model, guest::GpuTrainer(o.params).fit(train));
-        r.train_ms = ms_since(tt);
-        r.from_model(model);
+/// Re-labels a failure with `file` (the input the step was working on) unless it
+/// already names a file of its own.
+template <class T>
+Expected<T> about(const std::string& file, Expected<T> r) {
+    if (r) return r;
+    Failure f = r.error();
+    if (f.file.rfind("--", 0) == 0 || f.file == "wasi:gpu") {
+        f.what = (f.file.rfind("--", 0) == 0 ? f.file + " " : f.file + ": ") + f.what;
+        f.file = file;
+        f.line = 0;
+    }
+    return wasi_gpu::Unexpected<Failure>(f);
+}
 
-        const auto ts = std::chrono::steady_clock::now();
-        const auto bytes = model.serialize();
-        auto saved = guest::write_atomically(o.model, bytes);
-        if (!saved) return wasi_gpu::Unexpected<Failure>(saved.error());
-        r.save_ms = ms_since(ts);
-        r.model_bytes = bytes.size();
-        r.model_sha256 = guest::to_hex(guest::Sha256::digest(bytes.data(), bytes.size()));
+/// `train`: load --train, fit, save --model.
+Expected<void> do_train(const Options& o, Report& r) {
+    const auto tl = std::chrono::steady_clock::now();
+    TRY(train, guest::load_dataset(o.train, 0));
+    r.train_rows = train.rows;
+    r.load_ms = ms_since(tl);
+    const auto tt = std::chrono::steady_clock::now();
+    TRY(model, about(o.train, guest::GpuTrainer(o.params).fit(train)));
+    r.train_ms = ms_since(tt);
+    r.from_model(model);
+    r.features = model.features;
+    const auto ts = std::chrono::steady_clock::now();
+    const auto bytes = model.serialize();
+    TRY_VOID(guest::write_atomically(o.model, bytes));
+    r.save_ms = ms_since(ts);
+    r.model_bytes = bytes.size();
+    r.model_sha256 = guest::to_hex(guest::Sha256::digest(bytes.data(), bytes.size()));
+    return {};
+}
 
-        if (o.command == Command::Pipeline) {
-            const auto tp = std::chrono::steady_clock::now();
-            TRY(file, guest::read_file(o.model));
-            TRY(loaded, guest::Model::parse(file, o.model));
-            TRY(pred, guest::GpuPredictor(loaded).predict(*test));
-            r.mse = guest::mean_squared_error(pred, test->y);
-            if (o.out) {
-                auto w = write_predictions(*o.out, pred);
-                if (!w) return wasi_gpu::Unexpected<Failure>(w.error());
-            }
-            r.predict_ms = ms_since(tp);
-        }
-        if (o.json) {
-            print_json(o, info, r);
-            return {};
-        }
-        guest::emit(1, "device: %s (%s, %s)\n", info.name.c_str(), backend_name(info.backend), info.driver.c_str());
-        if (test)
-            guest::emit(1, "train: %u rows x %u features; test: %u rows\n", train.rows, train.features, test->rows);
-        else
-            guest::emit(1, "train: %u rows x %u features\n", train.rows, train.features);
-        guest::emit(1, "model: %s (%" PRIu64 " bytes, sha256 %s)\n", o.model.c_str(), r.model_bytes,
-                    r.model_sha256.c_str());
-        if (r.mse) guest::emit(1, "test MSE: %.6f\n", *r.mse);
-    } else {
-        const auto tl = std::chrono::steady_clock::now();
-        TRY(file, guest::read_file(o.model));
-        TRY(model, guest::Model::parse(file, o.model));
-        TRY(test, guest::load_dataset(o.test, model.features));
-        r.load_ms = ms_since(tl);
+/// `predict`: load --model and --test, predict, write `out` when given.
+Expected<void> do_predict(const Options& o, const std::optional<std::string>& out, Report& r) {
+    TRY(file, guest::read_file(o.model));
+    TRY(model, guest::Model::parse(file, o.model));
+    TRY(test, guest::load_dataset(o.test, model.features));
+    TRY(pred, about(o.test, guest::GpuPredictor(model).predict(test)));
+    r.test_rows = test.rows;
+    if (!test.y.empty()) r.mse = guest::mean_squared_error(pred, test.y);
+    if (r.model_sha256.empty()) {
         r.from_model(model);
         r.train_rows = model.train_rows;
-        r.test_rows = test.rows;
         r.model_bytes = file.size();
         r.model_sha256 = guest::to_hex(guest::Sha256::digest(file.data(), file.size()));
-        const auto tp = std::chrono::steady_clock::now();
-        TRY(pred, guest::GpuPredictor(model).predict(test));
-        if (!test.y.empty()) r.mse = guest::mean_squared_error(pred, test.y);
-        auto w = write_predictions(o.out.value_or("predictions.txt"), pred);
-        if (!w) return wasi_gpu::Unexpected<Failure>(w.error());
-        r.predict_ms = ms_since(tp);
-        if (o.json) {
-            print_json(o, info, r);
-            return {};
-        }
-        guest::emit(1, "device: %s (%s, %s)\n", info.name.c_str(), backend_name(info.backend), info.driver.c_str());
+    }
+    if (out) TRY_VOID(write_predictions(*out, pred));
+    return {};
+}
+
+void print_human(const Options& o, const wasi_gpu::DeviceInfo& info, const Report& r, double total) {
+    guest::emit(1, "device: %s (%s, %s)\n", info.name.c_str(), backend_name(info.backend), info.driver.c_str());
+    if (o.command == Command::Pipeline && r.train_rows && r.test_rows)
+        guest::emit(1, "train: %" PRIu64 " rows x %u features; test: %" PRIu64 " rows\n", *r.train_rows, r.features,
+                    *r.test_rows);
+    else if (r.train_rows && !r.test_rows)
+        guest::emit(1, "train: %" PRIu64 " rows x %u features\n", *r.train_rows, r.features);
+    else if (r.test_rows)
+        guest::emit(1, "test: %" PRIu64 " rows x %u features\n", *r.test_rows, r.features);
+    if (!r.model_sha256.empty())
         guest::emit(1, "model: %s (%" PRIu64 " bytes, sha256 %s)\n", o.model.c_str(), r.model_bytes,
                     r.model_sha256.c_str());
-        guest::emit(1, "test: %u rows; predictions: %s\n", test.rows, o.out.value_or("predictions.txt").c_str());
+    if (o.command != Command::Train) {
         if (r.mse) guest::emit(1, "test MSE: %.6f\n", *r.mse);
+        else guest::emit(1, "test MSE: n/a (the test data has no target column)\n");
     }
-    const double total = ms_since(t0);
+    if (o.command == Command::Predict)
+        guest::emit(1, "predictions: %s\n", o.out.value_or("predictions.txt").c_str());
+    else if (o.out)
+        guest::emit(1, "predictions: %s\n", o.out->c_str());
     guest::emit(1, "phase      ms\n");
     if (r.load_ms) guest::emit(1, "load     %.3f\n", *r.load_ms);
     if (r.train_ms) guest::emit(1, "train    %.3f\n", *r.train_ms);
     if (r.save_ms) guest::emit(1, "save     %.3f\n", *r.save_ms);
     if (r.predict_ms) guest::emit(1, "predict  %.3f\n", *r.predict_ms);
     guest::emit(1, "total    %.3f\n", total);
+}
+
+Expected<void> run(const Options& o) {
+    const auto info = wasi_gpu::info();
+    const auto start = std::chrono::steady_clock::now();
+    Report r;
+    switch (o.command) {
+        case Command::Train:
+            TRY_VOID(do_train(o, r));
+            break;
+        case Command::Pipeline: {
+            TRY_VOID(do_train(o, r));
+            const auto tp = std::chrono::steady_clock::now();
+            TRY_VOID(do_predict(o, o.out, r));
+            r.predict_ms = ms_since(tp);
+            break;
+        }
+        case Command::Predict: {
+            const auto tp = std::chrono::steady_clock::now();
+            TRY_VOID(do_predict(o, std::optional<std::string>(o.out.value_or("predictions.txt")), r));
+            r.predict_ms = ms_since(tp);
+            break;
+        }
+    }
+    const double total = ms_since(start);
+    if (o.json) print_json(o, info, r);
+    else print_human(o, info, r, total);
     return {};
 }
 
@@ -353,7 +424,11 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
     auto options = parse_args(args);
     if (!options) {
-        guest::emit(2, "error: %s\n", options.error().describe().c_str());
+        if (options.error().help) {
+            guest::emit(1, "%s", USAGE);
+            return 0;
+        }
+        guest::emit(2, "error: %s\n%s", options.error().message.c_str(), USAGE);
         return EXIT_USAGE;
     }
     auto result = run(*options);
