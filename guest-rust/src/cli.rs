@@ -1,0 +1,498 @@
+//! The command line of docs/guests.md: argument parsing, the three commands
+//! (`pipeline`, `train`, `predict`), the human and `--json` output, and exit codes
+//! (0 ok, 1 error naming a file, 2 usage).
+
+use std::time::Instant;
+
+use crate::data::{self, Layout};
+use crate::error::Error;
+use crate::gpu::{self, DeviceInfo, DeviceSink};
+use crate::model::Model;
+use crate::predictor::{self, GpuPredictor};
+use crate::trainer::{GpuTrainer, MaxFeatures, TrainParams};
+
+/// Printed for `--help` and after usage errors.
+pub const USAGE: &str = "\
+usage: guest-rust [pipeline|train|predict] [options]
+  --train PATH              training data, .csv or .npy (default data/diabetes_train.csv)
+  --test PATH               test data (default data/diabetes_test.csv)
+  --model PATH              model file (default model.bin)
+  --out PATH                predictions, one per line (predict: default predictions.txt)
+  --trees N                 number of trees (default 200)
+  --max-depth N             0 or none = unlimited (default 16)
+  --min-samples-split N     (default 2)
+  --min-samples-leaf N      (default 1)
+  --max-features X          integer, fraction in (0, 1], sqrt or log2 (default 1.0)
+  --bins N                  bins per feature, 2..=256 (default 256)
+  --seed N                  u64 (default 42)
+  --json                    one JSON line on stdout
+  --quiet                   no progress on stderr";
+
+/// Which of the three commands runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Pipeline,
+    Train,
+    Predict,
+}
+
+impl Command {
+    fn name(self) -> &'static str {
+        match self {
+            Command::Pipeline => "pipeline",
+            Command::Train => "train",
+            Command::Predict => "predict",
+        }
+    }
+}
+
+/// Everything the command line says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub command: Command,
+    pub train: String,
+    pub test: String,
+    pub model: String,
+    pub out: Option<String>,
+    pub params: TrainParams,
+    pub json: bool,
+}
+
+/// Why the command line was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageError {
+    /// `--help`: print the usage and exit 0.
+    Help,
+    /// Anything else: print the message and the usage, exit 2.
+    Bad(String),
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, UsageError> {
+    v.parse().map_err(|_| UsageError::Bad(format!("{flag} expects a non-negative integer, got `{v}`")))
+}
+
+fn positive(flag: &str, v: &str) -> Result<u32, UsageError> {
+    match number::<u32>(flag, v)? {
+        0 => Err(UsageError::Bad(format!("{flag} must be at least 1"))),
+        n => Ok(n),
+    }
+}
+
+/// Parses `--max-features`: an integer count, a fraction in (0, 1] (has a `.` or exponent),
+/// `sqrt` or `log2`.
+pub fn parse_max_features(v: &str) -> Result<MaxFeatures, UsageError> {
+    let bad = || UsageError::Bad(format!("--max-features expects an integer, a fraction in (0, 1], sqrt or log2; got `{v}`"));
+    match v {
+        "sqrt" => Ok(MaxFeatures::Sqrt),
+        "log2" => Ok(MaxFeatures::Log2),
+        _ if v.bytes().all(|b| b.is_ascii_digit()) => match v.parse::<u32>() {
+            Ok(0) | Err(_) => Err(bad()),
+            Ok(n) => Ok(MaxFeatures::Count(n)),
+        },
+        _ => match v.parse::<f64>() {
+            Ok(x) if x > 0.0 && x <= 1.0 => Ok(MaxFeatures::Fraction(x)),
+            _ => Err(bad()),
+        },
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Options, UsageError> {
+    let mut o = Options {
+        command: Command::Pipeline,
+        train: "data/diabetes_train.csv".into(),
+        test: "data/diabetes_test.csv".into(),
+        model: "model.bin".into(),
+        out: None,
+        params: TrainParams {
+            trees: 200,
+            max_depth: Some(16),
+            min_samples_split: 2,
+            min_samples_leaf: 1,
+            max_features: MaxFeatures::Fraction(1.0),
+            bins: 256,
+            seed: 42,
+            progress: true,
+        },
+        json: false,
+    };
+    let mut rest = args;
+    if let Some(first) = args.first() {
+        let command = match first.as_str() {
+            "pipeline" => Some(Command::Pipeline),
+            "train" => Some(Command::Train),
+            "predict" => Some(Command::Predict),
+            _ => None,
+        };
+        if let Some(c) = command {
+            o.command = c;
+            rest = &args[1..];
+        }
+    }
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        match flag {
+            "-h" | "--help" => return Err(UsageError::Help),
+            "--json" => o.json = true,
+            "--quiet" => o.params.progress = false,
+            "--train" | "--test" | "--model" | "--out" | "--trees" | "--max-depth" | "--min-samples-split"
+            | "--min-samples-leaf" | "--max-features" | "--bins" | "--seed" => {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it.next().cloned().ok_or_else(|| UsageError::Bad(format!("{flag} needs a value")))?,
+                };
+                match flag {
+                    "--train" => o.train = v,
+                    "--test" => o.test = v,
+                    "--model" => o.model = v,
+                    "--out" => o.out = Some(v),
+                    "--trees" => o.params.trees = positive(flag, &v)?,
+                    "--max-depth" => {
+                        o.params.max_depth = match v.as_str() {
+                            "none" | "0" => None,
+                            _ => Some(positive(flag, &v)?),
+                        }
+                    }
+                    "--min-samples-split" => o.params.min_samples_split = positive(flag, &v)?,
+                    "--min-samples-leaf" => o.params.min_samples_leaf = positive(flag, &v)?,
+                    "--max-features" => o.params.max_features = parse_max_features(&v)?,
+                    "--bins" => {
+                        o.params.bins = number(flag, &v)?;
+                        if !(2..=256).contains(&o.params.bins) {
+                            return Err(UsageError::Bad(format!("--bins must be between 2 and 256, got {v}")));
+                        }
+                    }
+                    "--seed" => o.params.seed = number(flag, &v)?,
+                    _ => unreachable!("listed above"),
+                }
+            }
+            other if other.starts_with('-') => return Err(UsageError::Bad(format!("unknown option `{other}`"))),
+            other => return Err(UsageError::Bad(format!("unexpected argument `{other}` (commands: pipeline, train, predict)"))),
+        }
+    }
+    Ok(o)
+}
+
+/// `printf("%.17g", v)`: 17 significant digits, trailing zeros removed, exponent form
+/// when the exponent is below -4 or at least 17.
+pub fn fmt_g17(v: f64) -> String {
+    const P: i32 = 17;
+    if !v.is_finite() {
+        return if v.is_nan() { "nan".into() } else if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let sci = format!("{:.*e}", (P - 1) as usize, v);
+    let (mantissa, exp) = sci.split_once('e').expect("exponent form");
+    let x: i32 = exp.parse().expect("integer exponent");
+    let strip = |s: &str| -> String {
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() }
+    };
+    if x < -4 || x >= P {
+        format!("{}e{}{:02}", strip(mantissa), if x < 0 { '-' } else { '+' }, x.abs())
+    } else {
+        strip(&format!("{:.*}", (P - 1 - x) as usize, v))
+    }
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("null".into(), |v| format!("{v:.6}"))
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or("null".into(), |v| v.to_string())
+}
+
+/// What a command measured and produced, for the human or JSON report.
+#[derive(Debug, Default)]
+struct Report {
+    train_rows: Option<usize>,
+    test_rows: Option<usize>,
+    features: Option<u32>,
+    trees: Option<u32>,
+    max_depth: Option<Option<u32>>,
+    min_samples_split: Option<u32>,
+    min_samples_leaf: Option<u32>,
+    max_features: Option<u32>,
+    bins: Option<u32>,
+    seed: Option<u64>,
+    load_ms: Option<f64>,
+    train_ms: Option<f64>,
+    save_ms: Option<f64>,
+    predict_ms: Option<f64>,
+    mse: Option<f64>,
+    model_bytes: Option<usize>,
+    model_sha256: Option<String>,
+    total_ms: f64,
+}
+
+impl Report {
+    fn describe_model(&mut self, m: &Model) {
+        self.features = Some(m.features);
+        self.trees = Some(m.trees.len() as u32);
+        self.max_depth = Some(m.max_depth);
+        self.min_samples_split = Some(m.min_samples_split);
+        self.min_samples_leaf = Some(m.min_samples_leaf);
+        self.max_features = Some(m.max_features);
+        self.bins = Some(m.max_bins);
+        self.seed = Some(m.seed);
+    }
+
+    fn json(&self, command: Command, device: &DeviceInfo) -> String {
+        let max_depth = match self.max_depth {
+            Some(Some(d)) => d.to_string(),
+            _ => "null".into(),
+        };
+        format!(
+            concat!(
+                "{{\"guest\":\"rust\",\"command\":\"{}\",\"backend\":\"{}\",\"device\":{},",
+                "\"train_rows\":{},\"test_rows\":{},\"features\":{},\"trees\":{},\"max_depth\":{},",
+                "\"min_samples_split\":{},\"min_samples_leaf\":{},\"max_features\":{},\"bins\":{},\"seed\":{},",
+                "\"load_ms\":{},\"train_ms\":{},\"save_ms\":{},\"predict_ms\":{},\"mse\":{},\"model_sha256\":{}}}"
+            ),
+            command.name(),
+            device.backend,
+            json_str(&device.name),
+            opt(self.train_rows),
+            opt(self.test_rows),
+            opt(self.features),
+            opt(self.trees),
+            max_depth,
+            opt(self.min_samples_split),
+            opt(self.min_samples_leaf),
+            opt(self.max_features),
+            opt(self.bins),
+            opt(self.seed),
+            ms(self.load_ms),
+            ms(self.train_ms),
+            ms(self.save_ms),
+            ms(self.predict_ms),
+            self.mse.map_or("null".into(), fmt_g17),
+            self.model_sha256.as_deref().map_or("null".into(), json_str),
+        )
+    }
+
+    fn human(&self, o: &Options, device: &DeviceInfo) -> String {
+        let mut s = format!("device: {} ({}, {})\n", device.name, device.backend, device.driver);
+        match (o.command, self.train_rows, self.test_rows) {
+            (Command::Pipeline, Some(tr), Some(te)) => {
+                s += &format!("train: {tr} rows x {} features; test: {te} rows\n", self.features.unwrap_or(0))
+            }
+            (_, Some(tr), None) => s += &format!("train: {tr} rows x {} features\n", self.features.unwrap_or(0)),
+            (_, _, Some(te)) => s += &format!("test: {te} rows x {} features\n", self.features.unwrap_or(0)),
+            _ => {}
+        }
+        if let (Some(bytes), Some(sha)) = (self.model_bytes, &self.model_sha256) {
+            s += &format!("model: {} ({bytes} bytes, sha256 {sha})\n", o.model);
+        }
+        match (o.command, self.mse) {
+            (Command::Train, _) => {}
+            (_, Some(mse)) => s += &format!("test MSE: {mse:.6}\n"),
+            (_, None) => s += "test MSE: n/a (the test data has no target column)\n",
+        }
+        if o.command == Command::Predict {
+            s += &format!("predictions: {}\n", o.out.as_deref().unwrap_or("predictions.txt"));
+        } else if let Some(out) = &o.out {
+            s += &format!("predictions: {out}\n");
+        }
+        s += "phase      ms\n";
+        for (name, v) in [("load", self.load_ms), ("train", self.train_ms), ("save", self.save_ms), ("predict", self.predict_ms)] {
+            if let Some(v) = v {
+                s += &format!("{name:<8} {v:.3}\n");
+            }
+        }
+        s += &format!("{:<8} {:.3}\n", "total", self.total_ms);
+        s
+    }
+}
+
+fn elapsed(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Loads training data into a device buffer and trains; returns (model, load ms, train ms).
+fn train(o: &Options, device: &DeviceInfo, report: &mut Report) -> Result<Model, Error> {
+    let t = Instant::now();
+    let mut sink = DeviceSink::default();
+    let data = data::load(&o.train, Layout::Train, true, &mut sink)?;
+    let x = sink.buffer.take().ok_or_else(|| Error::file(&o.train, "no feature matrix was produced"))?;
+    report.train_rows = Some(data.rows);
+    report.load_ms = Some(elapsed(t));
+    let t = Instant::now();
+    let model = GpuTrainer::new(device.clone(), o.params.clone()).train(x, data).map_err(|e| Error::file(&o.train, e))?;
+    report.train_ms = Some(elapsed(t));
+    report.describe_model(&model);
+    let t = Instant::now();
+    let (bytes, sha) = model.save(&o.model)?;
+    report.save_ms = Some(elapsed(t));
+    report.model_bytes = Some(bytes);
+    report.model_sha256 = Some(sha);
+    Ok(model)
+}
+
+/// Loads the model and test data, predicts, computes the MSE and writes `out` if given.
+fn predict(o: &Options, out: Option<&str>, report: &mut Report) -> Result<(), Error> {
+    let (model, sha) = Model::load(&o.model)?;
+    let bytes = std::fs::metadata(&o.model).map(|m| m.len() as usize).ok();
+    let mut sink = DeviceSink::default();
+    let data = data::load(&o.test, Layout::Apply { features: model.features as usize }, false, &mut sink)?;
+    let x = sink.buffer.take().ok_or_else(|| Error::file(&o.test, "no feature matrix was produced"))?;
+    let predictor = GpuPredictor::new(&model).map_err(|e| Error::file(&o.model, e))?;
+    let preds = predictor.predict(&x, data.rows).map_err(|e| Error::file(&o.test, e))?;
+    report.test_rows = Some(data.rows);
+    report.mse = data.targets.as_ref().map(|y| predictor::mse(&preds, y));
+    if report.model_sha256.is_none() {
+        report.describe_model(&model);
+        report.train_rows = Some(model.train_rows as usize);
+        report.model_bytes = bytes;
+        report.model_sha256 = Some(sha);
+    }
+    if let Some(path) = out {
+        let mut text = String::with_capacity(preds.len() * 24);
+        for p in &preds {
+            text += &fmt_g17(*p);
+            text.push('\n');
+        }
+        std::fs::write(path, text).map_err(|e| Error::file(path, format!("cannot write: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Runs one parsed command; the report is printed by the caller.
+fn run(o: &Options, device: &DeviceInfo) -> Result<Report, Error> {
+    let start = Instant::now();
+    let mut report = Report::default();
+    match o.command {
+        Command::Train => {
+            train(o, device, &mut report)?;
+        }
+        Command::Pipeline => {
+            train(o, device, &mut report)?;
+            let t = Instant::now();
+            predict(o, o.out.as_deref(), &mut report)?;
+            report.predict_ms = Some(elapsed(t));
+        }
+        Command::Predict => {
+            let t = Instant::now();
+            let out = o.out.clone().unwrap_or_else(|| "predictions.txt".into());
+            predict(o, Some(&out), &mut report)?;
+            report.load_ms = None;
+            report.predict_ms = Some(elapsed(t));
+        }
+    }
+    report.total_ms = elapsed(start);
+    Ok(report)
+}
+
+/// The whole program: parses `args` (without the program name) and returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    let o = match parse(args) {
+        Ok(o) => o,
+        Err(UsageError::Help) => {
+            println!("{USAGE}");
+            return 0;
+        }
+        Err(UsageError::Bad(msg)) => {
+            eprintln!("error: {msg}\n{USAGE}");
+            return 2;
+        }
+    };
+    let device = gpu::info();
+    match run(&o, &device) {
+        Ok(report) => {
+            if o.json {
+                println!("{}", report.json(o.command, &device));
+            } else {
+                print!("{}", report.human(&o, &device));
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn g17_matches_printf() {
+        // Values checked against C printf("%.17g").
+        assert_eq!(fmt_g17(0.1), "0.10000000000000001");
+        assert_eq!(fmt_g17(1.0), "1");
+        assert_eq!(fmt_g17(-2.5), "-2.5");
+        assert_eq!(fmt_g17(3052.1234), "3052.1233999999999");
+        assert_eq!(fmt_g17(1e17), "1e+17");
+        assert_eq!(fmt_g17(1e16), "10000000000000000");
+        assert_eq!(fmt_g17(1.5e-5), "1.5e-05");
+        assert_eq!(fmt_g17(2.3e-7), "2.2999999999999999e-07");
+        assert_eq!(fmt_g17(0.0001), "0.0001");
+        assert_eq!(fmt_g17(1e-300), "1e-300");
+        assert_eq!(fmt_g17(2.0f64.powi(70)), "1.1805916207174113e+21");
+        assert_eq!(fmt_g17(0.0), "0");
+        assert_eq!(fmt_g17(123456789.0), "123456789");
+    }
+
+    #[test]
+    fn parses_commands_and_options() {
+        let o = parse(&args("")).unwrap();
+        assert_eq!((o.command, o.params.trees, o.params.max_depth, o.params.bins), (Command::Pipeline, 200, Some(16), 256));
+        let o = parse(&args("train --trees 5 --max-depth none --seed=7 --json --quiet --max-features sqrt")).unwrap();
+        assert_eq!(o.command, Command::Train);
+        assert_eq!((o.params.trees, o.params.max_depth, o.params.seed), (5, None, 7));
+        assert_eq!(o.params.max_features, MaxFeatures::Sqrt);
+        assert!(o.json && !o.params.progress);
+        assert_eq!(parse(&args("--max-depth 0")).unwrap().params.max_depth, None);
+        assert_eq!(parse(&args("--max-features 3")).unwrap().params.max_features, MaxFeatures::Count(3));
+        assert_eq!(parse(&args("--max-features 0.5")).unwrap().params.max_features, MaxFeatures::Fraction(0.5));
+    }
+
+    #[test]
+    fn rejects_bad_usage() {
+        for bad in ["--bins 1", "--bins 257", "--trees 0", "--trees x", "--nope", "extra", "--model", "--max-features 1.5", "--max-features 0", "--seed -1"] {
+            assert!(matches!(parse(&args(bad)), Err(UsageError::Bad(_))), "{bad}");
+        }
+        assert_eq!(parse(&args("--help")), Err(UsageError::Help));
+    }
+
+    #[test]
+    fn json_has_fields_in_order() {
+        let device = DeviceInfo { name: "CPU \"x\"".into(), backend: "cpu", driver: "d".into(), memory_bytes: 1, max_buffer_bytes: 1 };
+        let r = Report { train_rows: Some(3), mse: Some(0.1), load_ms: Some(1.0), ..Default::default() };
+        let j = r.json(Command::Train, &device);
+        assert!(j.starts_with("{\"guest\":\"rust\",\"command\":\"train\",\"backend\":\"cpu\",\"device\":\"CPU \\\"x\\\"\",\"train_rows\":3,\"test_rows\":null"), "{j}");
+        assert!(j.contains("\"load_ms\":1.000000,\"train_ms\":null"), "{j}");
+        assert!(j.ends_with("\"mse\":0.10000000000000001,\"model_sha256\":null}"), "{j}");
+    }
+}

@@ -1,0 +1,200 @@
+//! Thin safe wrappers over the generated `wasi:gpu` bindings: typed `u32`/`f32` transfers in
+//! bounded pieces, errors as strings, and kernel calls that take plain parameter records.
+//! Everything else in the guest talks to the device only through this module.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "ml-compute",
+    });
+}
+
+use bindings::wasi::gpu::compute;
+use bindings::wasi::gpu::ml_kernels as k;
+
+pub use k::{ApplyParams, BinFeaturesParams, BootstrapParams, HistogramParams, PredictParams, SplitParams};
+
+/// Largest piece moved by one `write` or `read` call (well under the host's transfer limit).
+const TRANSFER_BYTES: usize = 16 << 20;
+
+/// What the guest reports about its device.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub name: String,
+    /// "cpu", "wgpu" or "cuda".
+    pub backend: &'static str,
+    pub driver: String,
+    pub memory_bytes: u64,
+    pub max_buffer_bytes: u64,
+}
+
+/// Asks the host which device this guest runs on.
+pub fn info() -> DeviceInfo {
+    let i = compute::info();
+    DeviceInfo {
+        name: i.name,
+        backend: match i.backend {
+            compute::BackendKind::Cpu => "cpu",
+            compute::BackendKind::Wgpu => "wgpu",
+            compute::BackendKind::Cuda => "cuda",
+        },
+        driver: i.driver,
+        memory_bytes: i.memory_bytes,
+        max_buffer_bytes: i.max_buffer_bytes,
+    }
+}
+
+/// Renders a device error as "device <kind>: <message>".
+fn describe(e: compute::Error) -> String {
+    match e {
+        compute::Error::OutOfMemory(m) => format!("device out of memory: {m}"),
+        compute::Error::InvalidArgument(m) => format!("device rejected an argument: {m}"),
+        compute::Error::LimitExceeded(m) => format!("device limit exceeded: {m}"),
+        compute::Error::KernelFailure(m) => format!("device kernel failed: {m}"),
+        compute::Error::DeviceLost(m) => format!("device lost: {m}"),
+    }
+}
+
+/// Result of a device call, with the error already rendered for the user.
+pub type GpuResult<T> = Result<T, String>;
+
+/// A device buffer of 4-byte words (`u32` or `f32`). Dropping it frees the device memory.
+pub struct DeviceBuffer {
+    inner: compute::Buffer,
+    words: u64,
+}
+
+impl DeviceBuffer {
+    /// Allocates `words` zero-filled 4-byte words (at least one, so every kernel argument
+    /// is a real, distinct buffer).
+    pub fn zeroed(words: u64) -> GpuResult<Self> {
+        let words = words.max(1);
+        let bytes = words.checked_mul(4).ok_or("buffer size overflows 64 bits")?;
+        let inner = compute::Buffer::create(bytes).map_err(describe)?;
+        Ok(DeviceBuffer { inner, words })
+    }
+
+    /// Allocates a buffer holding exactly `data`.
+    pub fn from_u32(data: &[u32]) -> GpuResult<Self> {
+        let b = Self::zeroed(data.len() as u64)?;
+        b.write_u32(0, data)?;
+        Ok(b)
+    }
+
+    /// Capacity in words.
+    pub fn words(&self) -> u64 {
+        self.words
+    }
+
+    /// Writes `data` starting at word `offset`, in bounded pieces.
+    pub fn write_u32(&self, offset: u64, data: &[u32]) -> GpuResult<()> {
+        let mut bytes = Vec::with_capacity(TRANSFER_BYTES.min(data.len() * 4));
+        for (i, piece) in data.chunks(TRANSFER_BYTES / 4).enumerate() {
+            bytes.clear();
+            bytes.extend(piece.iter().flat_map(|w| w.to_le_bytes()));
+            let at = (offset + (i * TRANSFER_BYTES / 4) as u64) * 4;
+            self.inner.write(at, &bytes).map_err(describe)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `f32` values (as their bit patterns) starting at word `offset`.
+    pub fn write_f32(&self, offset: u64, data: &[f32]) -> GpuResult<()> {
+        let mut bytes = Vec::with_capacity(TRANSFER_BYTES.min(data.len() * 4));
+        for (i, piece) in data.chunks(TRANSFER_BYTES / 4).enumerate() {
+            bytes.clear();
+            bytes.extend(piece.iter().flat_map(|w| w.to_le_bytes()));
+            let at = (offset + (i * TRANSFER_BYTES / 4) as u64) * 4;
+            self.inner.write(at, &bytes).map_err(describe)?;
+        }
+        Ok(())
+    }
+
+    /// Reads `count` words starting at word `offset`, in bounded pieces.
+    pub fn read_u32(&self, offset: u64, count: u64) -> GpuResult<Vec<u32>> {
+        let mut out = Vec::with_capacity(count as usize);
+        let step = (TRANSFER_BYTES / 4) as u64;
+        let mut at = 0;
+        while at < count {
+            let n = step.min(count - at);
+            let bytes = self.inner.read((offset + at) * 4, n * 4).map_err(describe)?;
+            if bytes.len() as u64 != n * 4 {
+                return Err(format!("device returned {} bytes for a read of {}", bytes.len(), n * 4));
+            }
+            out.extend(bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+            at += n;
+        }
+        Ok(out)
+    }
+}
+
+/// Kernel `bin-features` (§4).
+pub fn bin_features(p: BinFeaturesParams, x: &DeviceBuffer, edges: &DeviceBuffer, bins: &DeviceBuffer) -> GpuResult<()> {
+    k::bin_features(p, &x.inner, &edges.inner, &bins.inner).map_err(describe)
+}
+
+/// Kernel `bootstrap` (§3).
+pub fn bootstrap(p: BootstrapParams, weights: &DeviceBuffer, node_of: &DeviceBuffer) -> GpuResult<()> {
+    k::bootstrap(p, &weights.inner, &node_of.inner).map_err(describe)
+}
+
+/// Kernel `build-histograms` (§6).
+pub fn build_histograms(
+    p: HistogramParams,
+    bins: &DeviceBuffer,
+    targets: &DeviceBuffer,
+    weights: &DeviceBuffer,
+    node_of: &DeviceBuffer,
+    hist: &DeviceBuffer,
+) -> GpuResult<()> {
+    k::build_histograms(p, &bins.inner, &targets.inner, &weights.inner, &node_of.inner, &hist.inner).map_err(describe)
+}
+
+/// Kernel `find-splits` (§7).
+pub fn find_splits(p: SplitParams, hist: &DeviceBuffer, mask: &DeviceBuffer, splits: &DeviceBuffer) -> GpuResult<()> {
+    k::find_splits(p, &hist.inner, &mask.inner, &splits.inner).map_err(describe)
+}
+
+/// Kernel `apply-splits` (§8).
+pub fn apply_splits(
+    p: ApplyParams,
+    bins: &DeviceBuffer,
+    splits: &DeviceBuffer,
+    next_slot: &DeviceBuffer,
+    node_of: &DeviceBuffer,
+) -> GpuResult<()> {
+    k::apply_splits(p, &bins.inner, &splits.inner, &next_slot.inner, &node_of.inner).map_err(describe)
+}
+
+/// Kernel `predict-forest` (§9).
+pub fn predict_forest(
+    p: PredictParams,
+    x: &DeviceBuffer,
+    nodes: &DeviceBuffer,
+    roots: &DeviceBuffer,
+    sums: &DeviceBuffer,
+) -> GpuResult<()> {
+    k::predict_forest(p, &x.inner, &nodes.inner, &roots.inner, &sums.inner).map_err(describe)
+}
+
+/// A [`crate::data::FeatureSink`] that streams the feature matrix into a device buffer.
+#[derive(Default)]
+pub struct DeviceSink {
+    /// The buffer, created by `begin` with `rows * features` words.
+    pub buffer: Option<DeviceBuffer>,
+    features: usize,
+}
+
+impl crate::data::FeatureSink for DeviceSink {
+    fn begin(&mut self, rows: usize, features: usize) -> Result<(), String> {
+        let words = (rows as u64).checked_mul(features as u64).ok_or("the feature matrix is too large")?;
+        self.buffer = Some(DeviceBuffer::zeroed(words)?);
+        self.features = features;
+        Ok(())
+    }
+
+    fn write_rows(&mut self, first_row: usize, values: &[f32]) -> Result<(), String> {
+        let buffer = self.buffer.as_ref().ok_or("rows arrived before the matrix shape")?;
+        buffer.write_f32(first_row as u64 * self.features as u64, values)
+    }
+}

@@ -1,0 +1,410 @@
+//! The model file, format version 1 (docs/algorithm.md §10): writing (atomically, via
+//! `<path>.tmp` and a rename) and strict reading. The bytes are a pure function of the
+//! trained forest, so both guests and every backend produce identical files.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// First 8 bytes of every model file.
+pub const MAGIC: [u8; 8] = *b"WGPURF\0\x01";
+/// The only format version this guest reads and writes.
+pub const VERSION: u32 = 1;
+/// "No feature" (a leaf) and "unlimited depth".
+pub const NONE: u32 = u32::MAX;
+/// Largest fixed-point target, hence the largest node value.
+pub const TARGET_MAX: u32 = (1 << 20) - 1;
+/// Bytes before the first tree.
+const HEADER_BYTES: usize = 8 + 4 * 3 + 8 + 4 * 6 + 8 + 8;
+/// Bytes per node.
+const NODE_BYTES: usize = 20;
+/// Bytes of the trailing checksum.
+const SHA_BYTES: usize = 32;
+
+/// One node. Leaves have `feature == NONE`, threshold 0 and children 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Node {
+    pub feature: u32,
+    /// Rows with `x[feature] <= threshold` go to `left`.
+    pub threshold: f32,
+    pub left: u32,
+    pub right: u32,
+    /// Mean target of the node's bootstrap rows in fixed point: `(2S + n) / (2n)`.
+    pub value: u32,
+}
+
+impl Node {
+    /// A leaf with the given fixed-point value.
+    pub fn leaf(value: u32) -> Self {
+        Node { feature: NONE, threshold: 0.0, left: 0, right: 0, value }
+    }
+
+    /// True when the node has no children.
+    pub fn is_leaf(&self) -> bool {
+        self.feature == NONE
+    }
+}
+
+/// A trained forest and the parameters that produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub features: u32,
+    pub seed: u64,
+    /// `None` = unlimited.
+    pub max_depth: Option<u32>,
+    pub min_samples_split: u32,
+    pub min_samples_leaf: u32,
+    /// Resolved number of candidate features per node.
+    pub max_features: u32,
+    pub max_bins: u32,
+    pub train_rows: u32,
+    /// Offset and scale of the fixed-point targets (§5).
+    pub y_min: f64,
+    pub scale: f64,
+    /// Nodes of each tree; node 0 is the root.
+    pub trees: Vec<Vec<Node>>,
+}
+
+/// The fixed-point mean `(2S + n) / (2n)` of a node with weighted count `n` and sum `s`.
+pub fn node_value(n: u32, s: u64) -> u32 {
+    if n == 0 {
+        return 0;
+    }
+    let n = u64::from(n);
+    ((2 * s + n) / (2 * n)) as u32
+}
+
+impl Model {
+    /// The file's bytes, checksum included.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let nodes: usize = self.trees.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(HEADER_BYTES + self.trees.len() * 4 + nodes * NODE_BYTES + SHA_BYTES);
+        out.extend_from_slice(&MAGIC);
+        for w in [VERSION, self.features, self.trees.len() as u32] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        for w in [
+            self.max_depth.unwrap_or(NONE),
+            self.min_samples_split,
+            self.min_samples_leaf,
+            self.max_features,
+            self.max_bins,
+            self.train_rows,
+        ] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&self.y_min.to_le_bytes());
+        out.extend_from_slice(&self.scale.to_le_bytes());
+        for tree in &self.trees {
+            out.extend_from_slice(&(tree.len() as u32).to_le_bytes());
+            for n in tree {
+                for w in [n.feature, n.threshold.to_bits(), n.left, n.right, n.value] {
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+        }
+        let sha = Sha256::digest(&out);
+        out.extend_from_slice(&sha);
+        out
+    }
+
+    /// Parses and validates a model file; the message says what is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model, String> {
+        if bytes.len() < 8 || bytes[..8] != MAGIC {
+            return Err("not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)".into());
+        }
+        if bytes.len() < HEADER_BYTES + SHA_BYTES {
+            return Err(format!("truncated: {} bytes is shorter than a model header", bytes.len()));
+        }
+        let mut r = Reader { bytes, at: 8 };
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(format!("model format version {version} is not supported (this guest reads version {VERSION})"));
+        }
+        let features = r.u32()?;
+        let trees = r.u32()?;
+        let seed = r.u64()?;
+        let max_depth = r.u32()?;
+        let min_samples_split = r.u32()?;
+        let min_samples_leaf = r.u32()?;
+        let max_features = r.u32()?;
+        let max_bins = r.u32()?;
+        let train_rows = r.u32()?;
+        let y_min = f64::from_bits(r.u64()?);
+        let scale = f64::from_bits(r.u64()?);
+        let mut forest = Vec::with_capacity((trees as usize).min(bytes.len() / 24));
+        for t in 0..trees {
+            let count = r.u32()? as usize;
+            if count == 0 {
+                return Err(format!("tree {t} has no nodes"));
+            }
+            if count > (bytes.len() - r.at) / NODE_BYTES {
+                return Err(format!("truncated: tree {t} claims {count} nodes but the file ends first"));
+            }
+            let mut nodes = Vec::with_capacity(count);
+            for _ in 0..count {
+                let (feature, threshold, left, right, value) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+                nodes.push(Node { feature, threshold: f32::from_bits(threshold), left, right, value });
+            }
+            forest.push(nodes);
+        }
+        let body = r.at;
+        match (bytes.len() - body).cmp(&SHA_BYTES) {
+            std::cmp::Ordering::Less => return Err("truncated: the checksum at the end is missing".into()),
+            std::cmp::Ordering::Greater => {
+                return Err(format!("{} unexpected bytes after the last tree", bytes.len() - body - SHA_BYTES))
+            }
+            std::cmp::Ordering::Equal => {}
+        }
+        if Sha256::digest(&bytes[..body]).as_slice() != &bytes[body..] {
+            return Err("checksum mismatch: the file is corrupt or was modified".into());
+        }
+        let model = Model {
+            features,
+            seed,
+            max_depth: (max_depth != NONE).then_some(max_depth),
+            min_samples_split,
+            min_samples_leaf,
+            max_features,
+            max_bins,
+            train_rows,
+            y_min,
+            scale,
+            trees: forest,
+        };
+        model.validate()?;
+        Ok(model)
+    }
+
+    /// Checks every invariant the writer guarantees, so a reader can trust the forest.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.features == 0 {
+            return Err("the model has 0 features".into());
+        }
+        if self.trees.is_empty() {
+            return Err("the model has no trees".into());
+        }
+        if !(2..=256).contains(&self.max_bins) {
+            return Err(format!("max_bins {} is outside 2..=256", self.max_bins));
+        }
+        if !(1..=self.features).contains(&self.max_features) {
+            return Err(format!("max_features {} is outside 1..={}", self.max_features, self.features));
+        }
+        if self.train_rows == 0 {
+            return Err("the model was trained on 0 rows".into());
+        }
+        if !self.y_min.is_finite() || !self.scale.is_finite() || self.scale <= 0.0 {
+            return Err(format!("y_min {} / scale {} are not a valid target mapping", self.y_min, self.scale));
+        }
+        for (t, tree) in self.trees.iter().enumerate() {
+            let count = tree.len() as u64;
+            for (i, n) in tree.iter().enumerate() {
+                let bad = |what: String| Err(format!("tree {t} node {i}: {what}"));
+                if n.value > TARGET_MAX {
+                    return bad(format!("value {} exceeds {TARGET_MAX}", n.value));
+                }
+                if n.is_leaf() {
+                    if n.threshold.to_bits() != 0 || n.left != 0 || n.right != 0 {
+                        return bad("a leaf must have threshold 0 and children 0".into());
+                    }
+                    continue;
+                }
+                if n.feature >= self.features {
+                    return bad(format!("feature {} is not below the model's {} features", n.feature, self.features));
+                }
+                if n.threshold.is_nan() {
+                    return bad("threshold is NaN".into());
+                }
+                for child in [n.left, n.right] {
+                    if u64::from(child) >= count || child as usize <= i {
+                        return bad(format!("child {child} is out of range or not after its parent ({count} nodes)"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Longest root-to-leaf path, in edges, over all trees.
+    pub fn depth(&self) -> u32 {
+        let mut deepest = 0;
+        for tree in &self.trees {
+            // Children always come after their parent, so one forward pass suffices.
+            let mut depth = vec![0u32; tree.len()];
+            for (i, n) in tree.iter().enumerate() {
+                if !n.is_leaf() {
+                    depth[n.left as usize] = depth[i] + 1;
+                    depth[n.right as usize] = depth[i] + 1;
+                }
+                deepest = deepest.max(depth[i]);
+            }
+        }
+        deepest
+    }
+
+    /// Writes the model to `<path>.tmp` and renames it over `path`; returns (bytes, SHA-256 hex).
+    pub fn save(&self, path: &str) -> Result<(usize, String), Error> {
+        let bytes = self.to_bytes();
+        let tmp = format!("{path}.tmp");
+        if let Err(e) = std::fs::write(&tmp, &bytes) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::file(path, format!("cannot write {tmp}: {e}")));
+        }
+        if let Err(e) = std::fs::rename(&tmp, path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::file(path, format!("cannot rename {tmp} to it: {e}")));
+        }
+        Ok((bytes.len(), sha256_hex(&bytes)))
+    }
+
+    /// Reads and validates a model file; returns the model and the file's SHA-256 hex.
+    pub fn load(path: &str) -> Result<(Model, String), Error> {
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::file(path, "cannot open: no such file (train a model first, or check --model)"),
+            _ => Error::file(path, format!("cannot read: {e}")),
+        })?;
+        let model = Model::from_bytes(&bytes).map_err(|e| Error::file(path, e))?;
+        Ok((model, sha256_hex(&bytes)))
+    }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Little-endian cursor that reports truncation as an error.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let end = self.at.checked_add(N).filter(|&e| e <= self.bytes.len()).ok_or("truncated: the file ends early")?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.bytes[self.at..end]);
+        self.at = end;
+        Ok(out)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        self.take::<4>().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        self.take::<8>().map(u64::from_le_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Model {
+        Model {
+            features: 3,
+            seed: 42,
+            max_depth: Some(16),
+            min_samples_split: 2,
+            min_samples_leaf: 1,
+            max_features: 3,
+            max_bins: 256,
+            train_rows: 10,
+            y_min: 25.0,
+            scale: 1048575.0 / 321.0,
+            trees: vec![
+                vec![
+                    Node { feature: 1, threshold: 0.5, left: 1, right: 2, value: 500 },
+                    Node::leaf(100),
+                    Node { feature: 2, threshold: -1.25, left: 3, right: 4, value: 900 },
+                    Node::leaf(800),
+                    Node::leaf(1000),
+                ],
+                vec![Node::leaf(7)],
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_layout() {
+        let m = sample();
+        let bytes = m.to_bytes();
+        assert_eq!(bytes.len(), HEADER_BYTES + 4 + 5 * 20 + 4 + 20 + 32);
+        assert_eq!(&bytes[..8], &[0x57, 0x47, 0x50, 0x55, 0x52, 0x46, 0x00, 0x01]);
+        assert_eq!(HEADER_BYTES, 68);
+        assert_eq!(Model::from_bytes(&bytes).unwrap(), m);
+        assert_eq!(m.depth(), 2);
+        let unlimited = Model { max_depth: None, ..m };
+        let b = unlimited.to_bytes();
+        assert_eq!(&b[28..32], &[0xff; 4]);
+        assert_eq!(Model::from_bytes(&b).unwrap().max_depth, None);
+    }
+
+    #[test]
+    fn rejects_damage() {
+        let bytes = sample().to_bytes();
+        for len in [0, 7, 8, 50, 100, bytes.len() - 1] {
+            let e = Model::from_bytes(&bytes[..len]).unwrap_err();
+            assert!(e.contains("truncated") || e.contains("magic") || e.contains("checksum"), "{len}: {e}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Model::from_bytes(&longer).is_err());
+        let mut flipped = bytes.clone();
+        flipped[100] ^= 1;
+        assert!(Model::from_bytes(&flipped).unwrap_err().contains("checksum"));
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        assert!(Model::from_bytes(&magic).unwrap_err().contains("magic"));
+        assert!(Model::from_bytes(b"a,b,y\n1,2,3\n").unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn rejects_bad_structure_even_with_a_valid_checksum() {
+        let mut m = sample();
+        m.trees[0][0].left = 0;
+        assert!(Model::from_bytes(&m.to_bytes()).unwrap_err().contains("child"));
+        let mut m = sample();
+        m.trees[0][2].right = 9;
+        assert!(Model::from_bytes(&m.to_bytes()).unwrap_err().contains("child"));
+        let mut m = sample();
+        m.trees[0][0].feature = 3;
+        assert!(Model::from_bytes(&m.to_bytes()).unwrap_err().contains("feature"));
+        let mut m = sample();
+        m.trees[1].clear();
+        assert!(Model::from_bytes(&m.to_bytes()).unwrap_err().contains("no nodes"));
+        let mut bytes = sample().to_bytes();
+        bytes[8] = 2;
+        let body = bytes.len() - 32;
+        let sha = Sha256::digest(&bytes[..body]);
+        bytes[body..].copy_from_slice(&sha);
+        assert!(Model::from_bytes(&bytes).unwrap_err().contains("version"));
+    }
+
+    #[test]
+    fn node_values_round_half_up() {
+        assert_eq!(node_value(2, 3), 2); // 1.5 -> 2
+        assert_eq!(node_value(3, 4), 1); // 1.33 -> 1
+        assert_eq!(node_value(3, 5), 2); // 1.67 -> 2
+        assert_eq!(node_value(0, 0), 0);
+        assert_eq!(node_value(u32::MAX, u64::from(u32::MAX) * u64::from(TARGET_MAX)), TARGET_MAX);
+    }
+
+    #[test]
+    fn save_is_atomic_and_keeps_old_file_on_failure() {
+        let dir = std::env::temp_dir().join(format!("guest-rust-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.bin");
+        let path = path.to_str().unwrap();
+        let (len, sha) = sample().save(path).unwrap();
+        assert!(!std::path::Path::new(&format!("{path}.tmp")).exists());
+        let (back, sha2) = Model::load(path).unwrap();
+        assert_eq!((back, sha2.clone()), (sample(), sha.clone()));
+        assert_eq!(std::fs::metadata(path).unwrap().len() as usize, len);
+        assert_eq!(sha.len(), 64);
+        let bad = dir.join("missing-dir").join("m.bin");
+        assert!(sample().save(bad.to_str().unwrap()).is_err());
+    }
+}

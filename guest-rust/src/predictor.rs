@@ -1,0 +1,136 @@
+//! `GpuPredictor`: evaluates a forest on the device with `predict-forest` and turns the
+//! exact fixed-point sums into predictions and an MSE (docs/algorithm.md §9).
+
+use crate::gpu::{self, DeviceBuffer};
+use crate::model::{Model, NONE};
+
+/// Deepest tree the `predict-forest` kernel walks.
+pub const MAX_WALK_DEPTH: u32 = 64;
+
+/// The forest, uploaded once, ready to predict any number of feature matrices.
+pub struct GpuPredictor {
+    nodes: DeviceBuffer,
+    roots: DeviceBuffer,
+    node_count: u32,
+    tree_count: u32,
+    depth: u32,
+    features: u32,
+    y_min: f64,
+    scale: f64,
+}
+
+/// The `predict-forest` node table: 4 words per node, children as forest-wide indices,
+/// leaves carrying their value in the threshold word; plus each tree's root index.
+pub fn flatten(model: &Model) -> Result<(Vec<u32>, Vec<u32>), String> {
+    let total: usize = model.trees.iter().map(Vec::len).sum();
+    if total > NONE as usize {
+        return Err(format!("the forest has {total} nodes; predict-forest addresses fewer than 2^32"));
+    }
+    let mut nodes = Vec::with_capacity(total * 4);
+    let mut roots = Vec::with_capacity(model.trees.len());
+    for tree in &model.trees {
+        let offset = (nodes.len() / 4) as u32;
+        roots.push(offset);
+        for n in tree {
+            if n.is_leaf() {
+                nodes.extend([NONE, n.value, 0, 0]);
+            } else {
+                nodes.extend([n.feature, n.threshold.to_bits(), offset + n.left, offset + n.right]);
+            }
+        }
+    }
+    Ok((nodes, roots))
+}
+
+impl GpuPredictor {
+    /// Uploads a validated model.
+    pub fn new(model: &Model) -> Result<Self, String> {
+        let depth = model.depth();
+        if depth > MAX_WALK_DEPTH {
+            return Err(format!(
+                "the model's trees are {depth} levels deep; predict-forest walks at most {MAX_WALK_DEPTH} (train with --max-depth {MAX_WALK_DEPTH} or less)"
+            ));
+        }
+        let (nodes, roots) = flatten(model)?;
+        Ok(GpuPredictor {
+            node_count: (nodes.len() / 4) as u32,
+            tree_count: roots.len() as u32,
+            nodes: DeviceBuffer::from_u32(&nodes)?,
+            roots: DeviceBuffer::from_u32(&roots)?,
+            depth,
+            features: model.features,
+            y_min: model.y_min,
+            scale: model.scale,
+        })
+    }
+
+    /// Predictions for `rows` rows of features in `x` (row-major `f32`, the model's width).
+    pub fn predict(&self, x: &DeviceBuffer, rows: usize) -> Result<Vec<f64>, String> {
+        let rows32 = u32::try_from(rows).map_err(|_| "too many rows for predict-forest")?;
+        let sums = DeviceBuffer::zeroed(rows as u64 * 2)?;
+        gpu::predict_forest(
+            gpu::PredictParams {
+                rows: rows32,
+                features: self.features,
+                tree_count: self.tree_count,
+                node_count: self.node_count,
+                max_depth: self.depth,
+            },
+            x,
+            &self.nodes,
+            &self.roots,
+            &sums,
+        )?;
+        let words = sums.read_u32(0, rows as u64 * 2)?;
+        Ok(words
+            .chunks_exact(2)
+            .map(|w| prediction(u64::from(w[0]) | u64::from(w[1]) << 32, self.tree_count, self.y_min, self.scale))
+            .collect())
+    }
+}
+
+/// `y_min + (sum / trees) / scale`, in exactly this order of f64 operations.
+pub fn prediction(sum: u64, trees: u32, y_min: f64, scale: f64) -> f64 {
+    y_min + (sum as f64 / f64::from(trees)) / scale
+}
+
+/// Mean squared error, summed over rows in order and divided by the row count.
+pub fn mse(predictions: &[f64], targets: &[f64]) -> f64 {
+    let total = predictions.iter().zip(targets).fold(0.0, |acc, (p, y)| acc + (p - y) * (p - y));
+    total / predictions.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Node;
+
+    #[test]
+    fn flatten_offsets_children_and_roots() {
+        let model = Model {
+            features: 2,
+            seed: 1,
+            max_depth: None,
+            min_samples_split: 2,
+            min_samples_leaf: 1,
+            max_features: 2,
+            max_bins: 4,
+            train_rows: 3,
+            y_min: 0.0,
+            scale: 1.0,
+            trees: vec![
+                vec![Node::leaf(5)],
+                vec![Node { feature: 1, threshold: 2.5, left: 1, right: 2, value: 3 }, Node::leaf(1), Node::leaf(9)],
+            ],
+        };
+        let (nodes, roots) = flatten(&model).unwrap();
+        assert_eq!(roots, vec![0, 1]);
+        assert_eq!(nodes, vec![NONE, 5, 0, 0, 1, 2.5f32.to_bits(), 2, 3, NONE, 1, 0, 0, NONE, 9, 0, 0]);
+    }
+
+    #[test]
+    fn prediction_and_mse() {
+        assert_eq!(prediction(300, 3, 10.0, 2.0), 10.0 + 100.0 / 2.0);
+        assert_eq!(mse(&[1.0, 3.0], &[2.0, 1.0]), 2.5);
+    }
+}

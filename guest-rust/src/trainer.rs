@@ -1,0 +1,399 @@
+//! `GpuTrainer`: grows a forest level by level on the device (docs/algorithm.md §3-§8).
+//!
+//! The device keeps the binned features, fixed-point targets, per-tree bootstrap weights,
+//! each (tree, row)'s current slot, histograms and split records; the guest only reads
+//! back the split records of each level, decides which children continue, and uploads
+//! the next-slot table. All buffers are allocated once (or grown) and reused across levels
+//! and tree batches. Batch sizes come from the device's memory and never change the model.
+
+use crate::bins;
+use crate::data::Dataset;
+use crate::gpu::{self, DeviceBuffer, DeviceInfo};
+use crate::model::{node_value, Model, Node, NONE, TARGET_MAX};
+use crate::rng;
+
+/// Histogram buffer ceiling in bytes (also at most 1/8 of device memory).
+const HIST_CAP_BYTES: u64 = 256 << 20;
+/// `rows * trees` above which training reports progress per level.
+const PROGRESS_WORK: u64 = 20_000_000;
+/// u32 words per split record.
+const SPLIT_WORDS: u64 = 8;
+/// u32 words per histogram cell.
+const HIST_WORDS: u64 = 3;
+
+/// How many candidate features each node considers (scikit-learn's `max_features`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxFeatures {
+    /// An absolute count (must not exceed the number of features).
+    Count(u32),
+    /// `max(1, floor(fraction * features))`, fraction in (0, 1].
+    Fraction(f64),
+    /// `max(1, floor(sqrt(features)))`.
+    Sqrt,
+    /// `max(1, floor(log2(features)))`.
+    Log2,
+}
+
+impl MaxFeatures {
+    /// The count for a data set with `features` features.
+    pub fn resolve(self, features: u32) -> Result<u32, String> {
+        let f = f64::from(features);
+        let m = match self {
+            MaxFeatures::Count(n) if n >= 1 && n <= features => n,
+            MaxFeatures::Count(n) => {
+                return Err(format!("--max-features {n} is more than the data's {features} features; use at most {features}"))
+            }
+            MaxFeatures::Fraction(x) => (x * f).floor() as u32,
+            MaxFeatures::Sqrt => f.sqrt().floor() as u32,
+            MaxFeatures::Log2 => f.log2().floor() as u32,
+        };
+        Ok(m.clamp(1, features))
+    }
+}
+
+/// The forest's hyper-parameters, as given on the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainParams {
+    pub trees: u32,
+    /// `None` = unlimited.
+    pub max_depth: Option<u32>,
+    pub min_samples_split: u32,
+    pub min_samples_leaf: u32,
+    pub max_features: MaxFeatures,
+    /// Bins per feature, 2..=256.
+    pub bins: u32,
+    pub seed: u64,
+    /// Print per-level progress on stderr for large jobs.
+    pub progress: bool,
+}
+
+/// The fixed-point mapping of §5: `(y_min, scale)`.
+pub fn target_scale(y: &[f64]) -> Result<(f64, f64), String> {
+    let y_min = y.iter().copied().fold(f64::INFINITY, f64::min);
+    let y_max = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let range = y_max - y_min;
+    if !range.is_finite() {
+        return Err(format!("the targets span {y_min} to {y_max}, a range too large to represent"));
+    }
+    Ok((y_min, if y_max > y_min { f64::from(TARGET_MAX) / range } else { 1.0 }))
+}
+
+/// Targets as 20-bit fixed point: `round((y - y_min) * scale)` clamped to `[0, 2^20 - 1]`.
+pub fn fixed_targets(y: &[f64], y_min: f64, scale: f64) -> Vec<u32> {
+    y.iter().map(|&v| ((v - y_min) * scale).round().clamp(0.0, f64::from(TARGET_MAX)) as u32).collect()
+}
+
+/// Trees and histogram slots processed together, chosen from the device's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSizes {
+    pub trees: u32,
+    pub slots: u32,
+}
+
+impl BatchSizes {
+    /// Trees per batch such that weights + node-of (8 bytes per row and tree) fit in a
+    /// quarter of device memory; slots per batch such that the histogram buffer stays
+    /// within 256 MiB and an eighth of device memory. Both at least 1.
+    pub fn choose(info: &DeviceInfo, rows: u32, features: u32, max_bins: u32, trees: u32) -> Self {
+        let per_tree = u64::from(rows) * 8;
+        let by_memory = (info.memory_bytes / 4) / per_tree.max(1);
+        let by_buffer = info.max_buffer_bytes / (u64::from(rows) * 4).max(1);
+        let tree_batch = by_memory.min(by_buffer).clamp(1, u64::from(trees.max(1))) as u32;
+        let per_slot = u64::from(features) * u64::from(max_bins) * HIST_WORDS * 4;
+        let cap = HIST_CAP_BYTES.min(info.memory_bytes / 8).min(info.max_buffer_bytes);
+        let slots = (cap / per_slot.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
+        BatchSizes { trees: tree_batch, slots }
+    }
+}
+
+/// A device buffer that grows (never shrinks) to the largest size asked for.
+struct Growable {
+    buffer: Option<DeviceBuffer>,
+}
+
+impl Growable {
+    fn new() -> Self {
+        Growable { buffer: None }
+    }
+
+    fn at_least(&mut self, words: u64) -> gpu::GpuResult<&DeviceBuffer> {
+        if self.buffer.as_ref().is_none_or(|b| b.words() < words) {
+            // Free the old buffer first so that peak memory is one buffer, not two.
+            self.buffer = None;
+            self.buffer = Some(DeviceBuffer::zeroed(words)?);
+        }
+        Ok(self.buffer.as_ref().expect("allocated above"))
+    }
+}
+
+/// Trains a random forest on the `wasi:gpu` device.
+pub struct GpuTrainer {
+    info: DeviceInfo,
+    params: TrainParams,
+}
+
+/// Device state shared by every tree batch.
+struct Shared {
+    rows: u32,
+    features: u32,
+    max_bins: u32,
+    max_features: u32,
+    edges: Vec<f32>,
+    bins: DeviceBuffer,
+    targets: DeviceBuffer,
+}
+
+/// Buffers reused across levels and batches.
+struct Scratch {
+    weights: DeviceBuffer,
+    node_of: DeviceBuffer,
+    hist: Growable,
+    splits: Growable,
+    next_slot: Growable,
+    mask: Growable,
+}
+
+impl GpuTrainer {
+    /// A trainer for `info`'s device with the given hyper-parameters.
+    pub fn new(info: DeviceInfo, params: TrainParams) -> Self {
+        GpuTrainer { info, params }
+    }
+
+    /// Trains on a loaded data set whose features are already in `x`
+    /// (rows x features `f32`, row-major); `x` is freed once the features are binned.
+    pub fn train(&self, x: DeviceBuffer, mut data: Dataset) -> Result<Model, String> {
+        let p = &self.params;
+        let rows = u32::try_from(data.rows).map_err(|_| "too many rows for the device kernels")?;
+        let features = u32::try_from(data.features).map_err(|_| "too many features for the device kernels")?;
+        let y = data.targets.take().ok_or("the training data has no target column")?;
+        let max_features = p.max_features.resolve(features)?;
+
+        // §4: quantile edges in the guest, bins on the device.
+        let n_edges = (p.bins - 1) as usize;
+        let mut edges = Vec::with_capacity(data.features * n_edges);
+        for column in &mut data.sample {
+            edges.extend(bins::feature_edges(column, p.bins));
+        }
+        drop(data.sample);
+        let bins_buf = DeviceBuffer::zeroed(u64::from(features) * u64::from(rows).div_ceil(4))?;
+        {
+            let edges_buf = DeviceBuffer::zeroed(edges.len() as u64)?;
+            edges_buf.write_f32(0, &edges)?;
+            gpu::bin_features(gpu::BinFeaturesParams { rows, features, max_bins: p.bins }, &x, &edges_buf, &bins_buf)?;
+        }
+        drop(x);
+
+        // §5: fixed-point targets.
+        let (y_min, scale) = target_scale(&y)?;
+        let targets = DeviceBuffer::from_u32(&fixed_targets(&y, y_min, scale))?;
+        drop(y);
+
+        let shared = Shared { rows, features, max_bins: p.bins, max_features, edges, bins: bins_buf, targets };
+        let sizes = BatchSizes::choose(&self.info, rows, features, p.bins, p.trees);
+        let batch_words = u64::from(sizes.trees) * u64::from(rows);
+        let mut scratch = Scratch {
+            weights: DeviceBuffer::zeroed(batch_words)?,
+            node_of: DeviceBuffer::zeroed(batch_words)?,
+            hist: Growable::new(),
+            splits: Growable::new(),
+            next_slot: Growable::new(),
+            mask: Growable::new(),
+        };
+
+        let mut forest = Vec::with_capacity(p.trees as usize);
+        let mut begin = 0u32;
+        while begin < p.trees {
+            let count = sizes.trees.min(p.trees - begin);
+            forest.extend(self.grow_batch(&shared, &mut scratch, sizes, begin, count)?);
+            begin += count;
+        }
+        Ok(Model {
+            features,
+            seed: p.seed,
+            max_depth: p.max_depth,
+            min_samples_split: p.min_samples_split,
+            min_samples_leaf: p.min_samples_leaf,
+            max_features,
+            max_bins: p.bins,
+            train_rows: rows,
+            y_min,
+            scale,
+            trees: forest,
+        })
+    }
+
+    /// Grows trees `begin..begin + count` together, level by level (§8).
+    fn grow_batch(&self, s: &Shared, scratch: &mut Scratch, sizes: BatchSizes, begin: u32, count: u32) -> Result<Vec<Vec<Node>>, String> {
+        let p = &self.params;
+        let n_edges = (s.max_bins - 1) as usize;
+        let min_split = p.min_samples_split.max(2);
+        let per_slot_words = u64::from(s.features) * u64::from(s.max_bins) * HIST_WORDS;
+        let subsample = s.max_features < s.features;
+        let mask_words = if subsample { s.features.div_ceil(32) } else { 0 };
+        let progress = p.progress && u64::from(s.rows) * u64::from(p.trees) > PROGRESS_WORK;
+
+        gpu::bootstrap(
+            gpu::BootstrapParams { seed: p.seed, rows: s.rows, tree_begin: begin, tree_count: count, draws: s.rows },
+            &scratch.weights,
+            &scratch.node_of,
+        )?;
+
+        let mut trees: Vec<Vec<Node>> = (0..count).map(|_| vec![Node::leaf(0)]).collect();
+        // The slots of the current level: (local tree, node index), ordered by (tree, creation).
+        let mut level: Vec<(u32, u32)> = (0..count).map(|t| (t, 0)).collect();
+        let mut depth = 0u32;
+        while !level.is_empty() {
+            let n_slots = level.len() as u32;
+            if progress {
+                eprintln!("trees {}-{}/{} level {} slots {}", begin, begin + count - 1, p.trees, depth, n_slots);
+            }
+            let splits = scratch.splits.at_least(u64::from(n_slots) * SPLIT_WORDS)?;
+            let mut first = 0u32;
+            while first < n_slots {
+                let slots = sizes.slots.min(n_slots - first);
+                let hist = scratch.hist.at_least(u64::from(slots) * per_slot_words)?;
+                gpu::build_histograms(
+                    gpu::HistogramParams {
+                        rows: s.rows,
+                        features: s.features,
+                        max_bins: s.max_bins,
+                        tree_count: count,
+                        slot_begin: first,
+                        slot_count: slots,
+                    },
+                    &s.bins,
+                    &s.targets,
+                    &scratch.weights,
+                    &scratch.node_of,
+                    hist,
+                )?;
+                let mask = if subsample {
+                    let words: Vec<u32> = level[first as usize..(first + slots) as usize]
+                        .iter()
+                        .flat_map(|&(t, k)| rng::feature_mask(p.seed, begin + t, k, s.features, s.max_features))
+                        .collect();
+                    let mask = scratch.mask.at_least(words.len() as u64)?;
+                    mask.write_u32(0, &words)?;
+                    mask
+                } else {
+                    scratch.mask.at_least(1)?
+                };
+                gpu::find_splits(
+                    gpu::SplitParams {
+                        features: s.features,
+                        max_bins: s.max_bins,
+                        slot_begin: first,
+                        slot_count: slots,
+                        min_samples_leaf: p.min_samples_leaf,
+                        mask_words,
+                    },
+                    hist,
+                    mask,
+                    splits,
+                )?;
+                first += slots;
+            }
+            let records = splits.read_u32(0, u64::from(n_slots) * SPLIT_WORDS)?;
+
+            let mut next_slot = vec![NONE; n_slots as usize * 2];
+            let mut next_level = Vec::new();
+            for (slot, (&(t, k), rec)) in level.iter().zip(records.chunks_exact(SPLIT_WORDS as usize)).enumerate() {
+                let tree = &mut trees[t as usize];
+                let n = rec[5];
+                let sum = u64::from(rec[6]) | u64::from(rec[7]) << 32;
+                if depth == 0 {
+                    tree[0].value = node_value(n, sum);
+                }
+                // A root with too few rows stays a leaf, like every other node (§8).
+                if rec[0] == NONE || (depth == 0 && n < min_split) {
+                    continue;
+                }
+                let (feature, bin, nl) = (rec[0], rec[1], rec[2]);
+                let sl = u64::from(rec[3]) | u64::from(rec[4]) << 32;
+                if feature >= s.features || bin as usize >= n_edges || nl == 0 || nl >= n || sl > sum {
+                    return Err(format!("the device returned an invalid split record {rec:?} for slot {slot}"));
+                }
+                let (nr, sr) = (n - nl, sum - sl);
+                let left = tree.len() as u32;
+                tree.push(Node::leaf(node_value(nl, sl)));
+                tree.push(Node::leaf(node_value(nr, sr)));
+                let node = &mut tree[k as usize];
+                node.feature = feature;
+                node.threshold = s.edges[feature as usize * n_edges + bin as usize];
+                node.left = left;
+                node.right = left + 1;
+                let child_depth = depth + 1;
+                for (side, child, weight) in [(0, left, nl), (1, left + 1, nr)] {
+                    if p.max_depth.is_none_or(|d| child_depth < d) && weight >= min_split {
+                        next_slot[slot * 2 + side] = next_level.len() as u32;
+                        next_level.push((t, child));
+                    }
+                }
+            }
+            if !next_level.is_empty() {
+                let table = scratch.next_slot.at_least(u64::from(n_slots) * 2)?;
+                table.write_u32(0, &next_slot)?;
+                let splits = scratch.splits.at_least(u64::from(n_slots) * SPLIT_WORDS)?;
+                gpu::apply_splits(
+                    gpu::ApplyParams { rows: s.rows, features: s.features, tree_count: count, slot_count: n_slots },
+                    &s.bins,
+                    splits,
+                    table,
+                    &scratch.node_of,
+                )?;
+            }
+            level = next_level;
+            depth += 1;
+        }
+        Ok(trees)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(memory: u64) -> DeviceInfo {
+        DeviceInfo { name: "t".into(), backend: "cpu", driver: "d".into(), memory_bytes: memory, max_buffer_bytes: memory }
+    }
+
+    #[test]
+    fn batch_sizes_follow_memory() {
+        let b = BatchSizes::choose(&device(16 << 30), 353, 10, 256, 200);
+        assert_eq!(b.trees, 200);
+        assert_eq!(b.slots, ((256u64 << 20) / (10 * 256 * 12)) as u32);
+        // 1 GiB device, 10M rows: a quarter is 256 MiB = 3 trees of 80 MB.
+        let b = BatchSizes::choose(&device(1 << 30), 10_000_000, 50, 256, 100);
+        assert_eq!(b.trees, 3);
+        assert_eq!(b.slots, ((128u64 << 20) / (50 * 256 * 12)) as u32);
+        let b = BatchSizes::choose(&device(1 << 20), 10_000_000, 5000, 256, 100);
+        assert_eq!((b.trees, b.slots), (1, 1));
+    }
+
+    #[test]
+    fn max_features_resolution_matches_scikit_learn() {
+        assert_eq!(MaxFeatures::Fraction(1.0).resolve(10), Ok(10));
+        assert_eq!(MaxFeatures::Fraction(0.33).resolve(10), Ok(3));
+        assert_eq!(MaxFeatures::Fraction(0.01).resolve(10), Ok(1));
+        assert_eq!(MaxFeatures::Sqrt.resolve(10), Ok(3));
+        assert_eq!(MaxFeatures::Log2.resolve(10), Ok(3));
+        assert_eq!(MaxFeatures::Log2.resolve(1), Ok(1));
+        assert_eq!(MaxFeatures::Count(4).resolve(10), Ok(4));
+        assert!(MaxFeatures::Count(11).resolve(10).is_err());
+    }
+
+    #[test]
+    fn fixed_point_targets() {
+        let y = [25.0, 346.0, 100.5];
+        let (y_min, scale) = target_scale(&y).unwrap();
+        assert_eq!(y_min, 25.0);
+        assert_eq!(scale, 1048575.0 / 321.0);
+        let t = fixed_targets(&y, y_min, scale);
+        assert_eq!(t[0], 0);
+        assert_eq!(t[1], TARGET_MAX);
+        assert_eq!(t[2], ((100.5 - 25.0) * scale).round() as u32);
+        assert_eq!(target_scale(&[3.0, 3.0]).unwrap(), (3.0, 1.0));
+        assert_eq!(fixed_targets(&[3.0], 3.0, 1.0), vec![0]);
+        assert!(target_scale(&[-1e308, 1e308]).is_err());
+    }
+}
