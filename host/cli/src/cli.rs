@@ -1,0 +1,232 @@
+//! The command line: `run` a guest, or list `devices`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Command-line interface of `wasmtime-gpu-host`.
+#[derive(Debug, Parser)]
+#[command(name = "wasmtime-gpu-host", version, about = "Runs wasi:gpu guests (WebAssembly components) under wasmtime on CUDA, wgpu or the CPU.")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a wasi:cli command component that may import wasi:gpu.
+    Run(RunArgs),
+    /// Show what each backend probe found, and why a backend is unavailable.
+    Devices,
+}
+
+/// Which backend runs the guest's kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum BackendChoice {
+    /// CUDA if it opens, else a hardware wgpu adapter, else the CPU.
+    #[default]
+    Auto,
+    /// CUDA device 0; fails if CUDA is unusable.
+    Cuda,
+    /// The best wgpu adapter, software ones (llvmpipe) allowed; fails if none opens.
+    Wgpu,
+    /// The pure-Rust reference backend.
+    Cpu,
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Backend to run kernels on.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+
+    /// Give the guest a host directory: HOST (seen as HOST) or HOST::GUEST. Repeatable.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    pub dirs: Vec<DirMapping>,
+
+    /// Set an environment variable in the guest (the host's are not passed). Repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub envs: Vec<(String, String)>,
+
+    /// Device memory the guest may hold at once, e.g. 512M, 8G [default: 16G].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_device_memory: Option<u64>,
+
+    /// Buffers the guest may hold at once [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_buffers: Option<u32>,
+
+    /// Largest single buffer write, read or copy, e.g. 256M [default: 1G].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_transfer: Option<u64>,
+
+    /// Guest linear memory, all memories together, e.g. 512M.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "4G")]
+    pub max_memory: u64,
+
+    /// Wall-clock limit in seconds (fractions allowed); the guest traps when it passes.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: Option<Duration>,
+
+    /// Print per-function call counts and times to stderr at exit.
+    #[arg(long)]
+    pub profile: bool,
+
+    /// The guest: a WebAssembly component (e.g. built for wasm32-wasip2).
+    #[arg(value_name = "GUEST.wasm")]
+    pub wasm: PathBuf,
+
+    /// Arguments passed to the guest after its name (put them after `--`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// One `--dir`: a host directory and the path the guest opens it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirMapping {
+    /// Directory on the host.
+    pub host: PathBuf,
+    /// Name of the preopen inside the guest.
+    pub guest: String,
+}
+
+/// Parses `HOST` or `HOST::GUEST`.
+pub fn parse_dir(s: &str) -> Result<DirMapping, String> {
+    let (host, guest) = match s.split_once("::") {
+        Some((h, g)) => (h, g),
+        None => (s, s),
+    };
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!("`{s}` is not HOST or HOST::GUEST (both parts must be non-empty)"));
+    }
+    Ok(DirMapping { host: PathBuf::from(host), guest: guest.to_string() })
+}
+
+/// Parses `KEY=VALUE` (the value may be empty or contain `=`).
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// Parses a byte count: plain bytes, or a number with K, M, G or T (powers of 1024;
+/// `KB`/`KiB`/`k` spellings accepted), e.g. `4096`, `512M`, `8G`, `1.5G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: String = num.chars().filter(|&c| c != '_').collect();
+    let bad = || format!("`{s}` is not a size; use bytes or a number with K, M, G, T (e.g. 512M, 8G)");
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`; use bytes or K, M, G, T (e.g. 512M)")),
+    };
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(1u64 << shift).ok_or_else(|| format!("`{s}` does not fit in 64 bits"));
+    }
+    let f: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = f * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("`{s}` does not fit in 64 bits"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Parses a positive number of seconds, e.g. `30` or `0.5`.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(secs > 0.0) || !secs.is_finite() || secs > 1e9 {
+        return Err(format!("the timeout must be a positive number of seconds, got `{s}`"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_size("8g"), Ok(8 << 30));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("2TB"), Ok(2 << 40));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1_000"), Ok(1000));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("12Q").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("-5").is_err());
+        assert!(parse_size("99999999999T").unwrap_err().contains("64 bits"));
+    }
+
+    #[test]
+    fn dirs() {
+        assert_eq!(parse_dir("."), Ok(DirMapping { host: ".".into(), guest: ".".into() }));
+        assert_eq!(parse_dir("/data::/in"), Ok(DirMapping { host: "/data".into(), guest: "/in".into() }));
+        assert_eq!(parse_dir("out::out"), Ok(DirMapping { host: "out".into(), guest: "out".into() }));
+        assert!(parse_dir("::x").is_err());
+        assert!(parse_dir("x::").is_err());
+    }
+
+    #[test]
+    fn envs_and_seconds() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(parse_env("A="), Ok(("A".into(), String::new())));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("novalue").is_err());
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("nan").is_err());
+    }
+
+    #[test]
+    fn full_command_line() {
+        let cli = Cli::try_parse_from([
+            "wasmtime-gpu-host", "run", "--backend", "cpu", "--dir", ".", "--dir", "/tmp::/scratch", "--env", "K=V",
+            "--max-device-memory", "512M", "--max-buffers", "7", "--max-transfer", "1M", "--max-memory", "64M",
+            "--timeout", "2", "--profile", "g.wasm", "--", "--trees", "10", "-v",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else { panic!("expected run") };
+        assert_eq!(r.backend, BackendChoice::Cpu);
+        assert_eq!(r.dirs.len(), 2);
+        assert_eq!(r.dirs[1].guest, "/scratch");
+        assert_eq!(r.envs, vec![("K".to_string(), "V".to_string())]);
+        assert_eq!(r.max_device_memory, Some(512 << 20));
+        assert_eq!(r.max_buffers, Some(7));
+        assert_eq!(r.max_transfer, Some(1 << 20));
+        assert_eq!(r.max_memory, 64 << 20);
+        assert_eq!(r.timeout, Some(Duration::from_secs(2)));
+        assert!(r.profile);
+        assert_eq!(r.wasm, PathBuf::from("g.wasm"));
+        assert_eq!(r.args, ["--trees", "10", "-v"]);
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = Cli::try_parse_from(["wasmtime-gpu-host", "run", "g.wasm"]).unwrap();
+        let Command::Run(r) = cli.command else { panic!("expected run") };
+        assert_eq!(r.backend, BackendChoice::Auto);
+        assert_eq!(r.max_memory, 4 << 30);
+        assert_eq!(r.timeout, None);
+        assert!(r.dirs.is_empty() && r.envs.is_empty() && r.args.is_empty() && !r.profile);
+        assert!(Cli::try_parse_from(["wasmtime-gpu-host", "run", "--backend", "tpu", "g.wasm"]).is_err());
+    }
+}

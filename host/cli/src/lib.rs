@@ -1,0 +1,115 @@
+//! `wasmtime-gpu-host` as a library: the `wasi:gpu` host implementation, the guest
+//! runner and the command line, so tests and fuzz targets can drive them in-process.
+//! `src/main.rs` only maps [`main_with_args`]'s result to the process exit status.
+
+pub mod backends;
+pub mod cli;
+pub mod host;
+pub mod limits;
+pub mod profile;
+pub mod run;
+
+use std::any::Any;
+use std::ffi::OsString;
+use std::io::Write as _;
+
+use clap::Parser as _;
+
+pub use host::{GpuBuffer, HostState};
+pub use run::{EXIT_HOST_ERROR, EXIT_TRAP, Outcome, RunOptions, RunReport};
+
+/// The text of a panic payload (`&str` or `String`), for error messages.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+thread_local! {
+    /// True while this thread runs backend code under [`catch_panic`], whose caller
+    /// reports the panic itself; the hook then stays quiet.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs backend code, turning a panic into `Err(message)` without printing anything.
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let was = CATCHING.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(was));
+    r.map_err(|p| panic_message(&*p))
+}
+
+/// Replaces the default panic output (a multi-line trace) with one `error:` line.
+/// Panics inside backend calls are caught and turned into `kernel-failure` errors; this
+/// hook only keeps any other panic from printing a trace.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if CATCHING.with(|c| c.get()) {
+            return;
+        }
+        let msg = panic_message(info.payload());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let _ = writeln!(std::io::stderr(), "error: internal error in the host: {msg}{at}");
+    }));
+}
+
+/// Runs the command line `args` (including the program name) and returns the exit
+/// status: the guest's own exit code, [`EXIT_TRAP`] for a trap, [`EXIT_HOST_ERROR`] when
+/// the guest could not be started, 2 for usage errors.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match cli.command {
+        cli::Command::Devices => {
+            print!("{}", backends::devices_report());
+            0
+        }
+        cli::Command::Run(a) => {
+            let profile = a.profile;
+            match run_guest(&RunOptions::from_args(&a), a.backend) {
+                Ok(report) => finish(&report, profile),
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    EXIT_HOST_ERROR
+                }
+            }
+        }
+    }
+}
+
+/// Loads, compiles and runs one guest with the chosen backend.
+pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunReport, String> {
+    let bytes = run::read_component_bytes(&opts.wasm)?;
+    let (backend, _skipped) = backends::open_backend(choice)?;
+    let engine = run::engine(opts.timeout.is_some())?;
+    let component = run::compile(&engine, &opts.wasm, &bytes)?;
+    run::run_component(&engine, &component, backend, opts)
+}
+
+/// Prints the trap line and the profile, and returns the exit status.
+fn finish(report: &RunReport, profile: bool) -> i32 {
+    if let Outcome::Trapped(why) = &report.outcome {
+        eprintln!("error: guest trapped: {why}");
+        if std::env::var_os("WASI_GPU_HOST_BACKTRACE").is_some_and(|v| v != "0")
+            && let Some(details) = &report.trap_details
+        {
+            eprintln!("{details}");
+        }
+    }
+    if profile {
+        eprint!("{}", report.profile.report(report.wall, report.backend));
+        if report.leaked_buffers > 0 {
+            eprintln!("buffers still held at exit (released by the host): {}", report.leaked_buffers);
+        }
+    }
+    report.outcome.exit_code()
+}

@@ -1,0 +1,86 @@
+//! `--max-memory`: caps the guest's linear memories (all of them together) and tables.
+
+use wasmtime::ResourceLimiter;
+
+/// Most elements any one guest table may hold; generous for real programs, bounded
+/// so a guest cannot exhaust host memory through `table.grow`.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// A [`ResourceLimiter`] that refuses linear-memory growth past a byte budget shared by
+/// every memory of the guest, and remembers that it did so the runner can explain a
+/// trap that follows.
+#[derive(Debug, Clone)]
+pub struct GuestLimiter {
+    max_bytes: u64,
+    used_bytes: u64,
+    /// Set once a growth request was refused: (bytes in use, bytes requested in total).
+    refused: Option<(u64, u64)>,
+}
+
+impl GuestLimiter {
+    /// A limiter allowing `max_bytes` of linear memory in total.
+    pub fn new(max_bytes: u64) -> Self {
+        GuestLimiter { max_bytes, used_bytes: 0, refused: None }
+    }
+
+    /// The `--max-memory` budget in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Linear memory the guest holds now, in bytes.
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes
+    }
+
+    /// The first refused growth: (bytes held then, total the guest asked for).
+    pub fn refused(&self) -> Option<(u64, u64)> {
+        self.refused
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        let grow = (desired as u64).saturating_sub(current as u64);
+        let total = self.used_bytes.saturating_add(grow);
+        if total > self.max_bytes {
+            self.refused.get_or_insert((self.used_bytes, total));
+            return Ok(false);
+        }
+        self.used_bytes = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|m| desired <= m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_is_shared_by_all_memories_and_refusal_is_remembered() {
+        let mut l = GuestLimiter::new(3 << 16);
+        assert!(l.memory_growing(0, 2 << 16, None).unwrap());
+        assert!(l.memory_growing(0, 1 << 16, None).unwrap());
+        assert_eq!(l.used_bytes(), 3 << 16);
+        assert_eq!(l.refused(), None);
+        assert!(!l.memory_growing(1 << 16, 2 << 16, None).unwrap());
+        assert_eq!(l.refused(), Some((3 << 16, 4 << 16)));
+        assert_eq!(l.used_bytes(), 3 << 16);
+    }
+
+    #[test]
+    fn declared_maximum_and_table_cap_are_respected() {
+        let mut l = GuestLimiter::new(u64::MAX);
+        assert!(!l.memory_growing(0, 10, Some(5)).unwrap());
+        assert_eq!(l.refused(), None, "a module's own maximum is not the --max-memory limit");
+        assert!(l.table_growing(0, 100, None).unwrap());
+        assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+    }
+}

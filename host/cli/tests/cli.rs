@@ -1,0 +1,200 @@
+//! End-to-end tests of the `wasmtime-gpu-host` binary: exit codes and messages for
+//! `devices`, bad inputs, and tiny WAT components exercising exit codes and limits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn host() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wasmtime-gpu-host"));
+    // Keep tests hermetic: no writes to the user's compile cache.
+    c.env("WASMTIME_GPU_HOST_NO_CACHE", "1");
+    c
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wasmtime-gpu-host-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn write_wat(name: &str, wat: &str) -> PathBuf {
+    let path = scratch(name);
+    std::fs::write(&path, wat::parse_str(wat).expect("test WAT must parse")).unwrap();
+    path
+}
+
+fn run(args: &[&str], wasm: &Path) -> Output {
+    let mut c = host();
+    c.arg("run").args(args).arg(wasm);
+    c.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the host printed exactly one line to stderr and no Rust panic.
+fn assert_one_clean_line(o: &Output) -> String {
+    let e = stderr(o);
+    assert!(!e.contains("panicked") && !e.contains("RUST_BACKTRACE"), "panic output: {e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "expected one line, got: {e}");
+    assert!(e.starts_with("error: "), "{e}");
+    e
+}
+
+/// A command component whose `run` executes `body` (a core function body returning i32:
+/// 0 = ok, 1 = err), with `exit-with-code` importable as `$exit` and one page of memory.
+fn command(body: &str) -> String {
+    format!(
+        r#"(component
+  (import "wasi:cli/exit@0.2.12" (instance $exit (export "exit-with-code" (func (param "status-code" u8)))))
+  (core func $exitc (canon lower (func $exit "exit-with-code")))
+  (core module $m
+    (import "host" "exit" (func $exit (param i32)))
+    (memory 1)
+    (func (export "run") (result i32) {body}))
+  (core instance $i (instantiate $m (with "host" (instance (export "exit" (func $exitc))))))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $ri (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $ri)))"#
+    )
+}
+
+#[test]
+fn devices_lists_every_backend_and_the_cpu() {
+    let o = host().arg("devices").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for section in ["cuda:", "wgpu:", "cpu:"] {
+        assert!(out.contains(section), "{out}");
+    }
+    assert!(out.contains("CPU reference"), "{out}");
+}
+
+#[test]
+fn missing_file_is_exit_1() {
+    let o = run(&["--backend", "cpu"], Path::new("/nonexistent/guest.wasm"));
+    assert_eq!(o.status.code(), Some(1));
+    let e = assert_one_clean_line(&o);
+    assert!(e.contains("cannot read /nonexistent/guest.wasm"), "{e}");
+}
+
+#[test]
+fn invalid_wasm_is_exit_1_with_clean_message() {
+    let path = scratch("junk.wasm");
+    std::fs::write(&path, b"this is not wasm at all").unwrap();
+    let o = run(&["--backend", "cpu"], &path);
+    assert_eq!(o.status.code(), Some(1));
+    let e = assert_one_clean_line(&o);
+    assert!(e.contains("not a WebAssembly binary"), "{e}");
+
+    // A valid header with a corrupt body fails in the compiler, still as one line.
+    let path = scratch("truncated.wasm");
+    std::fs::write(&path, b"\0asm\x0d\0\x01\0\x07\xff").unwrap();
+    let o = run(&["--backend", "cpu"], &path);
+    assert_eq!(o.status.code(), Some(1));
+    let e = assert_one_clean_line(&o);
+    assert!(e.contains("is not a valid component"), "{e}");
+}
+
+#[test]
+fn core_module_is_rejected_with_advice() {
+    let path = write_wat("core.wasm", r#"(module (func (export "_start")))"#);
+    let o = run(&["--backend", "cpu"], &path);
+    assert_eq!(o.status.code(), Some(1));
+    let e = assert_one_clean_line(&o);
+    assert!(e.contains("core WebAssembly module, not a component"), "{e}");
+    assert!(e.contains("wasm32-wasip2"), "{e}");
+}
+
+#[test]
+fn component_without_run_export_is_exit_1() {
+    let path = write_wat("norun.wasm", "(component)");
+    let o = run(&["--backend", "cpu"], &path);
+    assert_eq!(o.status.code(), Some(1));
+    let e = assert_one_clean_line(&o);
+    assert!(e.contains("wasi:cli/run"), "{e}");
+}
+
+#[test]
+fn exit_codes_come_from_the_guest() {
+    let ok = write_wat("ok.wasm", &command("i32.const 0"));
+    let o = run(&["--backend", "cpu"], &ok);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+
+    let err = write_wat("err.wasm", &command("i32.const 1"));
+    assert_eq!(run(&["--backend", "cpu"], &err).status.code(), Some(1));
+
+    let exit42 = write_wat("exit42.wasm", &command("i32.const 42 call $exit unreachable"));
+    let o = run(&["--backend", "cpu"], &exit42);
+    assert_eq!(o.status.code(), Some(42), "{}", stderr(&o));
+}
+
+#[test]
+fn trap_is_exit_3_with_one_line() {
+    let path = write_wat("trap.wasm", &command("unreachable"));
+    let o = run(&["--backend", "cpu"], &path);
+    assert_eq!(o.status.code(), Some(3));
+    let e = assert_one_clean_line(&o);
+    assert!(e.starts_with("error: guest trapped: "), "{e}");
+    assert!(e.contains("unreachable"), "{e}");
+}
+
+#[test]
+fn timeout_stops_an_endless_guest() {
+    let path = write_wat("loop.wasm", &command("(loop $l (br $l)) i32.const 0"));
+    let start = std::time::Instant::now();
+    let o = run(&["--backend", "cpu", "--timeout", "0.5"], &path);
+    assert!(start.elapsed().as_secs() < 30, "the timeout did not stop the guest");
+    assert_eq!(o.status.code(), Some(3));
+    let e = assert_one_clean_line(&o);
+    assert!(e.contains("--timeout"), "{e}");
+}
+
+#[test]
+fn max_memory_refuses_growth_and_names_the_limit() {
+    // Grows by 1000 pages (64 MiB) and traps if that fails.
+    let body = "(if (i32.eq (memory.grow (i32.const 1000)) (i32.const -1)) (then unreachable)) i32.const 0";
+    let path = write_wat("grow.wasm", &command(body));
+    let o = run(&["--backend", "cpu"], &path);
+    assert_eq!(o.status.code(), Some(0), "the default 4G limit allows 64 MiB: {}", stderr(&o));
+
+    let o = run(&["--backend", "cpu", "--max-memory", "1M"], &path);
+    assert_eq!(o.status.code(), Some(3));
+    let e = assert_one_clean_line(&o);
+    assert!(e.contains("--max-memory"), "{e}");
+}
+
+#[test]
+fn profile_prints_the_table() {
+    let ok = write_wat("ok-profile.wasm", &command("i32.const 0"));
+    let o = run(&["--backend", "cpu", "--profile"], &ok);
+    assert_eq!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert!(e.contains("--- wasi:gpu profile (backend: cpu) ---"), "{e}");
+    assert!(e.contains("total wall time:"), "{e}");
+    assert!(e.contains("guest time outside wasi:gpu calls:"), "{e}");
+    assert!(e.contains("peak device memory held: 0 bytes"), "{e}");
+}
+
+#[test]
+fn explicit_backend_that_cannot_open_is_exit_1() {
+    let ok = write_wat("ok-backend.wasm", &command("i32.const 0"));
+    // Only meaningful where the backend really is unavailable; the probe says so.
+    let devices = String::from_utf8_lossy(&host().arg("devices").output().unwrap().stdout).into_owned();
+    let cuda_section = devices.split("wgpu:").next().unwrap_or_default();
+    if cuda_section.contains("unavailable") {
+        let o = run(&["--backend", "cuda"], &ok);
+        assert_eq!(o.status.code(), Some(1));
+        let e = assert_one_clean_line(&o);
+        assert!(e.contains("CUDA backend is unavailable"), "{e}");
+    }
+}
+
+#[test]
+fn bad_usage_is_exit_2() {
+    let o = host().args(["run", "--max-memory", "lots", "x.wasm"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not a size"), "{}", stderr(&o));
+}
