@@ -29,7 +29,10 @@ fn add(devs: &mut Vec<Dev>, name: &str, opened: Result<Box<dyn Backend>, String>
     match opened {
         Ok(b) => {
             let info = b.info();
-            eprintln!("{name}: running on {} ({}; hardware: {})", info.name, info.driver, info.hardware);
+            eprintln!(
+                "{name}: running on {} ({}; hardware: {}; memory {} B; largest buffer {} B)",
+                info.name, info.driver, info.hardware, info.memory_bytes, info.max_buffer_bytes
+            );
             devs.push(Dev { name: name.into(), device: Device::new(b, Limits::default()), time: Duration::ZERO });
         }
         Err(why) => {
@@ -377,4 +380,44 @@ fn buffer_transfers() {
         assert_eq!(got.len(), want.len());
     }
     report("buffer transfers", &devs);
+}
+
+/// Every backend refuses a buffer larger than it says it can hold, with `LimitExceeded`,
+/// and still works afterwards.
+#[test]
+fn oversized_buffers_are_refused() {
+    for mut dev in backends() {
+        let d = &mut dev.device;
+        let max = d.info().max_buffer_bytes;
+        match d.create_buffer(max.saturating_add(1)) {
+            Err(GpuError::LimitExceeded(msg)) => eprintln!("{}: {} B refused: {msg}", dev.name, max.saturating_add(1)),
+            other => panic!("{}: a buffer of {} bytes was not refused with LimitExceeded: {other:?}", dev.name, max.saturating_add(1)),
+        }
+        let id = d.create_buffer(7).unwrap();
+        d.write(id, 3, &[1, 2, 3]).unwrap();
+        assert_eq!(d.read(id, 0, 7).unwrap(), [0, 0, 0, 1, 2, 3, 0], "{}", dev.name);
+    }
+}
+
+/// When the wgpu backend opens, the adapter list names at least one usable adapter.
+#[test]
+fn wgpu_adapters_are_reported() {
+    let adapters = wasi_gpu_wgpu::list_adapters();
+    for a in &adapters {
+        eprintln!(
+            "adapter {} ({}, {}, hardware {}): {}",
+            a.name,
+            a.api,
+            a.device_type,
+            a.hardware,
+            a.unusable.as_deref().unwrap_or("usable")
+        );
+    }
+    match wasi_gpu_wgpu::open(true) {
+        Ok(_) => assert!(adapters.iter().any(|a| a.unusable.is_none()), "wgpu opened, yet no adapter is listed as usable"),
+        Err(e) => {
+            eprintln!("wgpu: skipped: {e}");
+            assert!(!required("wgpu"), "wgpu is required by WASI_GPU_REQUIRE but could not open: {e}");
+        }
+    }
 }
