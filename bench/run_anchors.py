@@ -60,6 +60,16 @@ def gpu_present():
         return False
 
 
+def xgboost_cuda():
+    """Whether the installed XGBoost was built with CUDA (the xgboost-cpu wheel is not)."""
+    try:
+        import xgboost
+
+        return bool(xgboost.build_info().get("USE_CUDA"))
+    except Exception:
+        return False
+
+
 class GpuMemPoller:
     """Samples nvidia-smi every 0.2 s: this process's used memory if nvidia-smi lists it,
     else the device's used memory above the level seen before the anchor started."""
@@ -145,7 +155,7 @@ def worker(a):
     import numpy as np
 
     device = "cpu"
-    if a.worker == "xgboost" and (a.device == "cuda" or (a.device == "auto" and gpu_present())):
+    if a.worker == "xgboost" and (a.device == "cuda" or (a.device == "auto" and xgboost_cuda() and gpu_present())):
         device = "cuda"
     X, y = load(a.train)
     Xt, yt = load(a.test)
@@ -220,7 +230,8 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="XGBoost's device (scikit-learn is CPU only); auto = cuda if nvidia-smi sees a GPU")
+                   help="XGBoost's device (scikit-learn is CPU only); auto = cuda if nvidia-smi sees a GPU "
+                        "and XGBoost was built with CUDA")
     p.add_argument("--anchors", default="sklearn,xgboost", help="comma-separated: sklearn, xgboost")
     p.add_argument("--timeout", type=float, default=None, help="seconds per anchor")
     p.add_argument("--out", default=None, help="write the JSON here instead of stdout")
