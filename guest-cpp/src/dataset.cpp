@@ -65,16 +65,10 @@ Expected<Dataset> load_csv(const std::string& path, std::uint32_t features_hint)
     if (!file.f) return fail(path, std::string("cannot open: ") + std::strerror(errno));
     std::string line;
     std::uint64_t line_no = 0;
-    // Header: the first line, blank lines before it skipped.
-    bool have_header = false;
-    while (read_line(file.f, line)) {
-        ++line_no;
-        if (!blank_line(line)) {
-            have_header = true;
-            break;
-        }
-    }
-    if (!have_header) return fail(path, "empty file: expected a header line and data rows");
+    // Header: the first line, which must name the columns.
+    if (!read_line(file.f, line) || blank_line(line))
+        return fail_line(path, 1, "the first line must be a header naming the columns, but it is empty");
+    line_no = 1;
     const std::size_t columns = count_fields(line);
     Dataset d;
     bool with_target = true;
@@ -94,13 +88,18 @@ Expected<Dataset> load_csv(const std::string& path, std::uint32_t features_hint)
     while (read_line(file.f, line)) {
         ++line_no;
         if (blank_line(line)) continue;
+        const std::size_t found = count_fields(line);
+        if (found != columns) {
+            return fail_line(path, line_no,
+                             "has " + std::to_string(found) + " fields but the header has " +
+                                 std::to_string(columns) + "; every row needs " + std::to_string(columns));
+        }
         std::size_t col = 0;
         const char* p = line.data();
         const char* end = p + line.size();
         while (true) {
             const char* comma = static_cast<const char*>(std::memchr(p, ',', std::size_t(end - p)));
             const char* field_end = comma ? comma : end;
-            if (col >= columns) break;
             const char* a = p;
             const char* b = field_end;
             while (a < b && is_blank(*a)) ++a;
@@ -118,12 +117,6 @@ Expected<Dataset> load_csv(const std::string& path, std::uint32_t features_hint)
             ++col;
             if (!comma) break;
             p = comma + 1;
-        }
-        std::size_t found = count_fields(line);
-        if (found != columns) {
-            return fail_line(path, line_no,
-                             "has " + std::to_string(found) + " fields; the header has " +
-                                 std::to_string(columns));
         }
         ++rows;
         if (rows > std::numeric_limits<std::uint32_t>::max())
