@@ -54,6 +54,7 @@ pub fn feature_edges(column: &mut [f32], max_bins: u32) -> Vec<f32> {
 }
 
 /// `bin(x)` = number of edges below `x`, as the kernel computes it (for tests and checks).
+#[cfg(test)]
 pub fn bin_of(edges: &[f32], x: f32) -> usize {
     edges.partition_point(|&e| e < x)
 }

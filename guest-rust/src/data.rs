@@ -36,12 +36,14 @@ pub trait FeatureSink {
 }
 
 /// A sink that keeps the matrix in memory (tests and small inputs).
+#[cfg(test)]
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct VecSink {
     /// Row-major features.
     pub values: Vec<f32>,
 }
 
+#[cfg(test)]
 impl FeatureSink for VecSink {
     fn begin(&mut self, rows: usize, features: usize) -> Result<(), String> {
         self.values = Vec::with_capacity(rows.saturating_mul(features));

@@ -15,5 +15,18 @@ mod trainer;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = cli::main(&args);
-    std::process::exit(code);
+    exit(code);
+}
+
+/// Ends the program with `code` (0, 1 or 2). Under WASI 0.2, std's `process::exit` can
+/// only say ok or err, so non-zero codes go through `exit-with-code`.
+fn exit(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    #[cfg(target_arch = "wasm32")]
+    if code != 0 {
+        wasip2::cli::exit::exit_with_code(code.clamp(1, 255) as u8);
+    }
+    std::process::exit(code)
 }
