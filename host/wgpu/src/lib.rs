@@ -26,11 +26,13 @@ use wgpu::util::DeviceExt;
 /// What the probe saw of one adapter, for `wasmtime-gpu-host devices`.
 #[derive(Debug, Clone)]
 pub struct AdapterReport {
+    /// The adapter's name as the driver reports it, e.g. "NVIDIA H100 80GB HBM3".
     pub name: String,
     /// "Vulkan", "Metal", ...
     pub api: String,
     /// "DiscreteGpu", "Cpu", ...
     pub device_type: String,
+    /// False for software rasterizers (device type "Cpu", e.g. Mesa's llvmpipe).
     pub hardware: bool,
     /// Why this adapter cannot run the kernels, if it cannot.
     pub unusable: Option<String>,
@@ -97,7 +99,7 @@ struct ErrorSink {
     error: Option<GpuError>,
 }
 
-/// `wasi:gpu` on one wgpu device.
+/// `wasi:gpu` on one wgpu device; obtained through [`open`] as a `Box<dyn Backend>`.
 pub struct WgpuBackend {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -490,7 +492,7 @@ impl Backend for WgpuBackend {
             return Ok(());
         }
         let dst = self.buf(id)?;
-        if offset % 4 == 0 && data.len() % 4 == 0 {
+        if offset.is_multiple_of(4) && data.len().is_multiple_of(4) {
             self.queue.write_buffer(dst, offset, data);
             return self.check();
         }
@@ -544,7 +546,7 @@ impl Backend for WgpuBackend {
         }
         let (s, d) = (self.buf(src)?, self.buf(dst)?);
         let mut encoder = self.encoder();
-        if src_offset % 4 == 0 && dst_offset % 4 == 0 && len % 4 == 0 {
+        if src_offset.is_multiple_of(4) && dst_offset.is_multiple_of(4) && len.is_multiple_of(4) {
             encoder.copy_buffer_to_buffer(s, src_offset, d, dst_offset, len);
         } else {
             // Unaligned: copy the word-aligned source span aside (also makes a same-buffer
@@ -602,8 +604,6 @@ impl Backend for WgpuBackend {
         let mut encoder = self.encoder();
         if hist_bytes > 0 {
             encoder.clear_buffer(h, 0, Some(hist_bytes));
-        }
-        if hist_bytes > 0 {
             let bufs = [self.buf(bins)?, self.buf(targets)?, self.buf(weights)?, self.buf(node_of)?, h];
             self.dispatch(&mut encoder, &self.kernels.build_histograms, &params, &bufs, entries);
         }
