@@ -117,7 +117,7 @@ mod tests {
         let (_, header) = files.iter().find(|(n, _)| n == "wasi_gpu.h").unwrap();
         let header = String::from_utf8_lossy(header);
         assert!(header.contains("__BINDINGS_WASI_GPU_H"), "include guard renamed");
-        assert!(header.contains("wasi_gpu_compute_method_buffer_create"));
+        assert!(header.contains("wasi_gpu_compute_static_buffer_create"));
         assert!(!header.contains("ml_compute"));
     }
 }
