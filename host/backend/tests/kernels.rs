@@ -297,3 +297,11 @@ fn find_splits_matches_the_unpruned_definition_on_random_histograms() {
         assert_eq!(out, expect, "case {case}: {p:?}");
     }
 }
+
+#[test]
+fn bin_features_counts_unsorted_edges_too() {
+    let p = BinFeaturesParams { rows: 1, features: 1, max_bins: 4 };
+    let mut bins = vec![0u32; 1];
+    kernels::bin_features(&p, &[2.0], &[5.0, 1.0, 0.0], &mut bins);
+    assert_eq!(bins[0], 2);
+}

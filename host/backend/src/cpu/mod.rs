@@ -56,6 +56,22 @@ impl CpuBackend {
     }
 }
 
+/// A zero-filled vector from the allocator's zeroed pages (no page is touched until used),
+/// or None when the allocation fails.
+fn zeroed_words(n: usize) -> Option<Vec<u32>> {
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u32>(n).ok()?;
+    // SAFETY: the layout has non-zero size; a non-null result points to `n` zeroed u32s
+    // allocated by the global allocator with exactly this layout, which is what
+    // Vec::from_raw_parts requires (capacity = length = n).
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout) as *mut u32;
+        (!ptr.is_null()).then(|| Vec::from_raw_parts(ptr, n, n))
+    }
+}
+
 fn total_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -81,13 +97,11 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&mut self, id: BufferId, size: u64) -> Result<(), GpuError> {
-        let len = usize::try_from(size).map_err(|_| GpuError::OutOfMemory(format!("{size} bytes")))?;
-        let mut words = Vec::new();
-        words
-            .try_reserve_exact(len.div_ceil(4))
-            .map_err(|_| GpuError::OutOfMemory(format!("host allocation of {size} bytes failed")))?;
-        words.resize(len.div_ceil(4), 0);
-        self.buffers.insert(id, HostBuffer { words, len });
+        let words = usize::try_from(size.div_ceil(4))
+            .ok()
+            .and_then(zeroed_words)
+            .ok_or_else(|| GpuError::OutOfMemory(format!("host allocation of {size} bytes failed")))?;
+        self.buffers.insert(id, HostBuffer { words, len: size as usize });
         Ok(())
     }
 

@@ -36,22 +36,19 @@ pub fn build_histograms(
                 (node_of[i] >= lo && s < count && weights[i] != 0).then(|| ((i % rows) as u32, s, weights[i]))
             })
             .collect();
-        let mut counts = vec![0u32; count as usize * per_slot];
-        let mut sums = vec![0u64; count as usize * per_slot];
+        out.fill(0);
         for j in 0..features {
             for &(row, s, w) in &mine {
                 let b = bin_at(bins, words, j, row as usize) as usize;
                 if b < max_bins {
-                    let at = (s as usize * features + j) * max_bins + b;
-                    counts[at] = counts[at].wrapping_add(w);
-                    sums[at] = sums[at].wrapping_add(w as u64 * targets[row as usize] as u64);
+                    let cell = &mut out[((s as usize * features + j) * max_bins + b) * HIST_WORDS as usize..][..3];
+                    let sum = (cell[1] as u64 | (cell[2] as u64) << 32)
+                        .wrapping_add(w as u64 * targets[row as usize] as u64);
+                    cell[0] = cell[0].wrapping_add(w);
+                    cell[1] = sum as u32;
+                    cell[2] = (sum >> 32) as u32;
                 }
             }
-        }
-        for (k, cell) in out.chunks_exact_mut(HIST_WORDS as usize).enumerate() {
-            cell[0] = counts[k];
-            cell[1] = sums[k] as u32;
-            cell[2] = (sums[k] >> 32) as u32;
         }
     });
 }
