@@ -21,6 +21,7 @@ constexpr std::uint32_t TARGET_MAX = (1u << 20) - 1;
 constexpr std::uint64_t SAMPLE_ROWS = 200000;
 constexpr std::uint32_t PREDICT_DEPTH_LIMIT = 64;
 constexpr std::uint64_t PROGRESS_WORK = 20000000;
+constexpr std::uint64_t HIST_CAP_BYTES = 256ull << 20;
 
 // ---- counter-based random numbers (docs/algorithm.md §2) ----
 
@@ -175,6 +176,25 @@ std::uint32_t node_value(std::uint32_t n, std::uint64_t s) {
     if (n == 0) return 0;
     return static_cast<std::uint32_t>((2 * s + n) / (2 * std::uint64_t(n)));
 }
+
+/// A device buffer reused across levels, reallocated only when a level needs more.
+class Growable {
+public:
+    /// The buffer, at least `bytes` long.
+    Expected<const wasi_gpu::Buffer*> at_least(std::uint64_t bytes) {
+        if (!buffer_.valid() || size_ < bytes) {
+            buffer_ = wasi_gpu::Buffer();  // free the old one first
+            TRY(b, dev(wasi_gpu::Buffer::create(bytes)));
+            buffer_ = std::move(b);
+            size_ = bytes;
+        }
+        return &buffer_;
+    }
+
+private:
+    wasi_gpu::Buffer buffer_;
+    std::uint64_t size_ = 0;
+};
 
 /// A node of the current level that the kernels are working on.
 struct Slot {
@@ -432,14 +452,17 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     const std::uint32_t tree_batch = static_cast<std::uint32_t>(
         std::max<std::uint64_t>(1, std::min<std::uint64_t>(p.trees, budget / per_tree)));
     const std::uint64_t per_slot = std::uint64_t(features) * p.bins * 3 * 4;
+    // Histograms of at most HIST_CAP_BYTES per batch of slots (the result does not depend on it).
+    const std::uint64_t hist_cap = std::min<std::uint64_t>(HIST_CAP_BYTES, budget);
     const std::uint32_t slot_batch_max = static_cast<std::uint32_t>(
-        std::max<std::uint64_t>(1, std::min<std::uint64_t>(65536, budget / per_slot)));
+        std::max<std::uint64_t>(1, std::min<std::uint64_t>(0xffffffffu, hist_cap / per_slot)));
     const std::uint32_t mask_words = m_features < features ? (features + 31) / 32 : 0;
     const bool progress = p.progress && std::uint64_t(rows) * p.trees > PROGRESS_WORK;
     const std::uint32_t min_split = std::max<std::uint32_t>(2, p.min_samples_split);
 
     model.trees.reserve(p.trees);
     std::vector<std::uint32_t> perm, mask, split_words, next_slot;
+    Growable splits_buf, hist_buf, mask_buf, next_buf;
     for (std::uint32_t tb = 0; tb < p.trees; tb += tree_batch) {
         const std::uint32_t tc = std::min(tree_batch, p.trees - tb);
         TRY(weights, dev(wasi_gpu::Buffer::create(per_tree * tc)));
@@ -452,17 +475,13 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
             const std::uint32_t slots = static_cast<std::uint32_t>(level.size());
             if (progress)
                 guest::emit(2, "trees %u-%u/%u level %u slots %u\n", tb, tb + tc - 1, p.trees, depth, slots);
-            TRY(splits, dev(wasi_gpu::Buffer::create(std::uint64_t(slots) * 8 * 4)));
+            TRY(splits_p, splits_buf.at_least(std::uint64_t(slots) * 8 * 4));
+            const wasi_gpu::Buffer& splits = *splits_p;
             const std::uint32_t sb_max = std::min(slot_batch_max, slots);
-            TRY(hist, dev(wasi_gpu::Buffer::create(per_slot * sb_max)));
-            wasi_gpu::Buffer mask_buf;
-            if (mask_words != 0) {
-                TRY(mb, dev(wasi_gpu::Buffer::create(std::uint64_t(sb_max) * mask_words * 4)));
-                mask_buf = std::move(mb);
-            } else {
-                TRY(mb, dev(wasi_gpu::Buffer::create(4)));
-                mask_buf = std::move(mb);
-            }
+            TRY(hist_p, hist_buf.at_least(per_slot * sb_max));
+            const wasi_gpu::Buffer& hist = *hist_p;
+            TRY(mask_p, mask_buf.at_least(mask_words != 0 ? std::uint64_t(sb_max) * mask_words * 4 : 4));
+            const wasi_gpu::Buffer& mask_dev = *mask_p;
             for (std::uint32_t sb = 0; sb < slots; sb += sb_max) {
                 const std::uint32_t sc = std::min(sb_max, slots - sb);
                 TRY_VOID(dev(wasi_gpu::kernels::build_histograms({rows, features, p.bins, tc, sb, sc}, bins,
@@ -474,10 +493,10 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                         feature_mask(p.seed, tb + s.tree, s.node, features, m_features, perm,
                                      &mask[std::size_t(k) * mask_words]);
                     }
-                    TRY_VOID(dev(mask_buf.write(0, mask.data(), mask.size() * 4)));
+                    TRY_VOID(dev(mask_dev.write(0, mask.data(), mask.size() * 4)));
                 }
                 TRY_VOID(dev(wasi_gpu::kernels::find_splits({features, p.bins, sb, sc, p.min_samples_leaf, mask_words},
-                                                            hist, mask_buf, splits)));
+                                                            hist, mask_dev, splits)));
             }
             split_words.resize(std::size_t(slots) * 8);
             TRY_VOID(dev(splits.read_into(0, split_words.data(), split_words.size() * 4)));
@@ -522,8 +541,9 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                 }
             }
             if (!next.empty()) {
-                TRY(next_buf, upload(next_slot.data(), next_slot.size() * 4));
-                TRY_VOID(dev(wasi_gpu::kernels::apply_splits({rows, features, tc, slots}, bins, splits, next_buf,
+                TRY(next_p, next_buf.at_least(next_slot.size() * 4));
+                TRY_VOID(dev(next_p->write(0, next_slot.data(), next_slot.size() * 4)));
+                TRY_VOID(dev(wasi_gpu::kernels::apply_splits({rows, features, tc, slots}, bins, splits, *next_p,
                                                              node_of)));
             }
             level = std::move(next);
