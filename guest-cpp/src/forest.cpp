@@ -257,8 +257,10 @@ std::vector<std::uint8_t> Model::serialize() const {
 
 Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::string& path) {
     const std::size_t header = 8 + 4 * 10 + 8 * 3;
-    if (bytes.size() < header + 32) return fail(path, "truncated model file (" + std::to_string(bytes.size()) + " bytes)");
-    if (std::memcmp(bytes.data(), MAGIC, 8) != 0) return fail(path, "not a model file (bad magic)");
+    if (bytes.size() < 8 || std::memcmp(bytes.data(), MAGIC, 8) != 0)
+        return fail(path, "not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)");
+    if (bytes.size() < header + 32)
+        return fail(path, "truncated: " + std::to_string(bytes.size()) + " bytes is shorter than a model header");
     auto digest = Sha256::digest(bytes.data(), bytes.size() - 32);
     Reader r{bytes.data() + 8, bytes.size() - 8 - 32};
     std::uint32_t version = 0, tree_count = 0;
