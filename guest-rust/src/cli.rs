@@ -11,7 +11,7 @@ use crate::model::Model;
 use crate::predictor::{self, GpuPredictor};
 use crate::trainer::{GpuTrainer, MaxFeatures, TrainParams};
 
-/// Printed for `--help` and after usage errors.
+/// Printed for `--help`.
 pub const USAGE: &str = "\
 usage: guest-rust [pipeline|train|predict] [options]
   --train PATH              training data, .csv or .npy (default data/diabetes_train.csv)
@@ -63,7 +63,7 @@ pub struct Options {
 pub enum UsageError {
     /// `--help`: print the usage and exit 0.
     Help,
-    /// Anything else: print the message and the usage, exit 2.
+    /// Anything else: print the message as one `error:` line, exit 2.
     Bad(String),
 }
 
@@ -417,7 +417,7 @@ pub fn main(args: &[String]) -> i32 {
             return 0;
         }
         Err(UsageError::Bad(msg)) => {
-            eprintln!("error: {msg}\n{USAGE}");
+            eprintln!("error: {msg} (--help shows the usage)");
             return 2;
         }
     };
