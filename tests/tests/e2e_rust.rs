@@ -163,7 +163,7 @@ fn pipeline_mse_is_in_band_and_models_are_byte_identical() {
 #[test]
 fn train_then_predict_writes_predictions_and_matches_pipeline_mse() {
     let s = Sandbox::new("predict");
-    let train = json(&s.run(&args(SMALL, &["train", "--json"])));
+    let train = json(&s.run(&args(&["train", "--json"], SMALL)));
     assert_eq!(train["command"], "train");
     assert_eq!(train["mse"], serde_json::Value::Null);
     let predict = json(&s.run(&["predict", "--json", "--out", "p.txt"]));
@@ -222,7 +222,7 @@ fn empty_data_is_rejected() {
 #[test]
 fn truncated_model_is_rejected() {
     let s = Sandbox::new("truncated");
-    json(&s.run(&args(SMALL, &["train", "--json"])));
+    json(&s.run(&args(&["train", "--json"], SMALL)));
     let bytes = std::fs::read(s.path("model.bin")).unwrap();
     s.write("cut.bin", &bytes[..bytes.len() / 2]);
     assert_fails(&s.run(&["predict", "--model", "cut.bin"]), "cut.bin: ", "truncated");
@@ -244,7 +244,7 @@ fn foreign_model_is_rejected() {
 #[test]
 fn feature_count_mismatch_is_rejected() {
     let s = Sandbox::new("mismatch");
-    json(&s.run(&args(SMALL, &["train", "--json"])));
+    json(&s.run(&args(&["train", "--json"], SMALL)));
     s.write("narrow.csv", "a,b,c,y\n1,2,3,4\n");
     assert_fails(&s.run(&["predict", "--test", "narrow.csv"]), "narrow.csv:1: ", "10 features");
 }
@@ -252,10 +252,10 @@ fn feature_count_mismatch_is_rejected() {
 #[test]
 fn existing_model_survives_a_failed_train() {
     let s = Sandbox::new("survive");
-    json(&s.run(&args(SMALL, &["train", "--json"])));
+    json(&s.run(&args(&["train", "--json"], SMALL)));
     let before = std::fs::read(s.path("model.bin")).unwrap();
     s.write("bad.csv", "a,b,y\n1,2,3\n4,x,6\n");
-    assert_fails(&s.run(&args(SMALL, &["train", "--train", "bad.csv"])), "bad.csv:3: ", "x");
+    assert_fails(&s.run(&args(&["train", "--train", "bad.csv"], SMALL)), "bad.csv:3: ", "x");
     assert_eq!(std::fs::read(s.path("model.bin")).unwrap(), before, "a failed train must leave model.bin untouched");
     assert!(!s.path("model.bin.tmp").exists());
     // Still usable.
