@@ -6,6 +6,13 @@ use crate::params::*;
 /// Opaque handle of a device allocation, chosen by [`crate::Device`].
 pub type BufferId = u64;
 
+/// Ids at or above this are never handed out by [`crate::Device`]; backends may use them
+/// for scratch buffers of their own.
+pub const SCRATCH_ID_BASE: BufferId = 1 << 63;
+
+/// Largest scratch histogram the default `find_splits_rows` allocates at once.
+const SCRATCH_HIST_BYTES: u64 = 256 << 20;
+
 /// Which implementation runs the kernels; mirrors WIT `backend-kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -63,6 +70,63 @@ pub trait Backend: Send {
         hist: BufferId,
     ) -> Result<(), GpuError>;
     fn find_splits(&mut self, p: &SplitParams, hist: BufferId, feature_mask: BufferId, splits: BufferId) -> Result<(), GpuError>;
+    /// `find-splits-rows`. The default runs build-histograms + find-splits through a
+    /// scratch histogram, a few slots at a time; backends override it with a kernel that
+    /// never materialises histograms.
+    #[allow(clippy::too_many_arguments)]
+    fn find_splits_rows(
+        &mut self,
+        p: &RowSplitParams,
+        bins: BufferId,
+        targets: BufferId,
+        weights: BufferId,
+        node_of: BufferId,
+        feature_mask: BufferId,
+        splits: BufferId,
+    ) -> Result<(), GpuError> {
+        let per_slot = p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
+        let batch = (SCRATCH_HIST_BYTES.min(self.info().max_buffer_bytes) / per_slot).clamp(1, u32::MAX as u64) as u32;
+        let hist = SCRATCH_ID_BASE;
+        self.alloc(hist, per_slot * batch.min(p.slot_count.max(1)) as u64)?;
+        let mut result = Ok(());
+        let mut first = 0;
+        while first < p.slot_count && result.is_ok() {
+            let count = batch.min(p.slot_count - first);
+            let h = HistogramParams { slot_begin: p.slot_begin + first, slot_count: count, ..p.histogram() };
+            let s = SplitParams { slot_begin: p.slot_begin + first, slot_count: count, ..p.split() };
+            // The mask of these slots starts `first` slots into the guest's mask buffer.
+            result = self
+                .build_histograms(&h, bins, targets, weights, node_of, hist)
+                .and_then(|_| self.find_splits_masked(&s, hist, feature_mask, first, splits));
+            first += count;
+        }
+        self.free(hist);
+        result
+    }
+
+    /// `find-splits` whose mask starts `mask_slot` slots into `feature_mask`; used by the
+    /// default `find_splits_rows`.
+    fn find_splits_masked(
+        &mut self,
+        p: &SplitParams,
+        hist: BufferId,
+        feature_mask: BufferId,
+        mask_slot: u32,
+        splits: BufferId,
+    ) -> Result<(), GpuError> {
+        if mask_slot == 0 || p.mask_words == 0 {
+            return self.find_splits(p, hist, feature_mask, splits);
+        }
+        let bytes = p.slot_count as u64 * p.mask_words as u64 * 4;
+        let mask = SCRATCH_ID_BASE + 1;
+        self.alloc(mask, bytes)?;
+        let result = self
+            .copy(feature_mask, mask_slot as u64 * p.mask_words as u64 * 4, mask, 0, bytes)
+            .and_then(|_| self.find_splits(p, hist, mask, splits));
+        self.free(mask);
+        result
+    }
+
     fn apply_splits(
         &mut self,
         p: &ApplyParams,

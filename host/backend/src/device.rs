@@ -73,7 +73,7 @@ impl Device {
                 "a buffer of {size} bytes is larger than the device's largest buffer ({max_buffer} bytes); split the data"
             )));
         }
-        let total = self.used.checked_add(size).unwrap_or(u64::MAX);
+        let total = self.used.saturating_add(size);
         if total > self.limits.max_device_bytes {
             return Err(GpuError::LimitExceeded(format!(
                 "allocating {size} bytes would bring this guest to {total} bytes of device memory, over its limit of {} (--max-device-memory)",
@@ -208,6 +208,32 @@ impl Device {
         let [nh, nm, ns] = p.check()?;
         self.check_args("find-splits", &[("hist", hist, nh), ("feature-mask", feature_mask, nm), ("splits", splits, ns)])?;
         self.backend.find_splits(p, hist, feature_mask, splits)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn find_splits_rows(
+        &mut self,
+        p: &RowSplitParams,
+        bins: BufferId,
+        targets: BufferId,
+        weights: BufferId,
+        node_of: BufferId,
+        feature_mask: BufferId,
+        splits: BufferId,
+    ) -> Result<(), GpuError> {
+        let [nb, nt, nw, nn, nm, ns] = p.check()?;
+        self.check_args(
+            "find-splits-rows",
+            &[
+                ("bins", bins, nb),
+                ("targets", targets, nt),
+                ("weights", weights, nw),
+                ("node-of", node_of, nn),
+                ("feature-mask", feature_mask, nm),
+                ("splits", splits, ns),
+            ],
+        )?;
+        self.backend.find_splits_rows(p, bins, targets, weights, node_of, feature_mask, splits)
     }
 
     pub fn apply_splits(

@@ -217,3 +217,49 @@ impl PredictParams {
         ])
     }
 }
+
+/// Mirror of WIT `row-split-params`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowSplitParams {
+    pub rows: u32,
+    pub features: u32,
+    pub max_bins: u32,
+    pub tree_count: u32,
+    pub slot_begin: u32,
+    pub slot_count: u32,
+    pub min_samples_leaf: u32,
+    pub mask_words: u32,
+}
+
+impl RowSplitParams {
+    /// The equivalent `build-histograms` parameters.
+    pub fn histogram(&self) -> HistogramParams {
+        HistogramParams {
+            rows: self.rows,
+            features: self.features,
+            max_bins: self.max_bins,
+            tree_count: self.tree_count,
+            slot_begin: self.slot_begin,
+            slot_count: self.slot_count,
+        }
+    }
+
+    /// The equivalent `find-splits` parameters.
+    pub fn split(&self) -> SplitParams {
+        SplitParams {
+            features: self.features,
+            max_bins: self.max_bins,
+            slot_begin: self.slot_begin,
+            slot_count: self.slot_count,
+            min_samples_leaf: self.min_samples_leaf,
+            mask_words: self.mask_words,
+        }
+    }
+
+    /// Sizes of `bins`, `targets`, `weights`, `node-of`, `feature-mask`, `splits`.
+    pub fn check(&self) -> Result<[u64; 6], GpuError> {
+        let [bins, targets, weights, node_of, _] = self.histogram().check()?;
+        let [_, mask, splits] = self.split().check()?;
+        Ok([bins, targets, weights, node_of, mask, splits])
+    }
+}

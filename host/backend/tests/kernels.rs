@@ -305,3 +305,36 @@ fn bin_features_counts_unsorted_edges_too() {
     kernels::bin_features(&p, &[2.0], &[5.0, 1.0, 0.0], &mut bins);
     assert_eq!(bins[0], 2);
 }
+
+#[test]
+fn find_splits_rows_equals_histograms_then_find_splits() {
+    let mut rng = StdRng::seed_from_u64(5);
+    for case in 0..60 {
+        let rows = rng.random_range(1..300u32);
+        let features = rng.random_range(1..12u32);
+        let max_bins = [2, 3, 16, 64, 256][case % 5];
+        let trees = rng.random_range(1..4u32);
+        let slot_begin = rng.random_range(0..3u32);
+        let slot_count = rng.random_range(0..20u32);
+        let min_leaf = rng.random_range(0..3u32);
+        let distinct = rng.random_range(1..=max_bins + 1); // some bytes >= max_bins
+        let bins = pack_bins(rows as usize, features as usize, |_, _| rng.random_range(0..distinct));
+        let targets: Vec<u32> = (0..rows).map(|_| rng.random_range(0..=TARGET_MAX) & !0x3ff).collect();
+        let n = (trees * rows) as usize;
+        let weights: Vec<u32> = (0..n).map(|_| rng.random_range(0..3)).collect();
+        let node_of: Vec<u32> = (0..n)
+            .map(|_| if rng.random_bool(0.05) { rng.random() } else { rng.random_range(0..slot_begin + slot_count + 1) })
+            .collect();
+        let mask_words = if rng.random_bool(0.5) { features.div_ceil(32) } else { 0 };
+        let mask: Vec<u32> = (0..(slot_count * mask_words).max(1)).map(|_| rng.random()).collect();
+        let p = RowSplitParams { rows, features, max_bins, tree_count: trees, slot_begin, slot_count, min_samples_leaf: min_leaf, mask_words };
+        let mut hist = vec![0u32; (slot_count * features * max_bins * HIST_WORDS) as usize];
+        kernels::build_histograms(&p.histogram(), &bins, &targets, &weights, &node_of, &mut hist);
+        let total = ((slot_begin + slot_count) * SPLIT_WORDS) as usize;
+        let mut expect = vec![0xabcd_u32; total];
+        kernels::find_splits(&p.split(), &hist, &mask, &mut expect);
+        let mut got = vec![0xabcd_u32; total];
+        kernels::find_splits_rows(&p, &bins, &targets, &weights, &node_of, &mask, &mut got);
+        assert_eq!(got, expect, "case {case}: {p:?}");
+    }
+}

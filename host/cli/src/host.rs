@@ -307,6 +307,39 @@ impl ml_kernels::Host for HostState {
         })
     }
 
+    fn find_splits_rows(
+        &mut self,
+        p: ml_kernels::RowSplitParams,
+        bins: Resource<GpuBuffer>,
+        targets: Resource<GpuBuffer>,
+        weights: Resource<GpuBuffer>,
+        node_of: Resource<GpuBuffer>,
+        feature_mask: Resource<GpuBuffer>,
+        splits: Resource<GpuBuffer>,
+    ) -> wasmtime::Result<Result<(), compute::Error>> {
+        let p = wasi_gpu_backend::RowSplitParams {
+            rows: p.rows,
+            features: p.features,
+            max_bins: p.max_bins,
+            tree_count: p.tree_count,
+            slot_begin: p.slot_begin,
+            slot_count: p.slot_count,
+            min_samples_leaf: p.min_samples_leaf,
+            mask_words: p.mask_words,
+        };
+        self.guarded("find-splits-rows", |device, table| {
+            let ids = [
+                buffer_id(table, &bins)?,
+                buffer_id(table, &targets)?,
+                buffer_id(table, &weights)?,
+                buffer_id(table, &node_of)?,
+                buffer_id(table, &feature_mask)?,
+                buffer_id(table, &splits)?,
+            ];
+            Ok(device.find_splits_rows(&p, ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]))
+        })
+    }
+
     fn apply_splits(
         &mut self,
         p: ml_kernels::ApplyParams,

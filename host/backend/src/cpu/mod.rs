@@ -160,6 +160,30 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn find_splits_rows(
+        &mut self,
+        p: &RowSplitParams,
+        bins: BufferId,
+        targets: BufferId,
+        weights: BufferId,
+        node_of: BufferId,
+        feature_mask: BufferId,
+        splits: BufferId,
+    ) -> Result<(), GpuError> {
+        self.with_output(splits, |me, out| {
+            kernels::find_splits_rows(
+                p,
+                me.words(bins),
+                me.words(targets),
+                me.words(weights),
+                me.words(node_of),
+                me.words(feature_mask),
+                out,
+            )
+        });
+        Ok(())
+    }
+
     fn apply_splits(
         &mut self,
         p: &ApplyParams,

@@ -1,7 +1,7 @@
 //! `find-splits`: the best (feature, bin) of every slot by exact 128-bit variance score.
 
 use super::par_chunks;
-use crate::params::{SplitParams, HIST_WORDS, NONE, SPLIT_WORDS};
+use crate::params::{HIST_WORDS, NONE, SPLIT_WORDS, SplitParams};
 
 /// `floor(s^2 / n)` in wrapping 128-bit arithmetic; `n` must be non-zero.
 #[inline]
@@ -15,13 +15,83 @@ fn estimate(s: u64, n: u32) -> f64 {
     (s as f64) * (s as f64) / (n as f64)
 }
 
+/// The running best split of one slot (docs/algorithm.md §7), fed one feature at a time
+/// with that feature's non-empty bins in ascending order. Shared by `find-splits` and
+/// `find-splits-rows` so both decide identically.
+pub(crate) struct SplitSearch {
+    n: u32,
+    s: u64,
+    min_leaf: u32,
+    /// (score, feature, bin, left count, left sum)
+    best: Option<(u128, u32, u32, u32, u64)>,
+    /// f64 estimate of the best score, used only to skip candidates that cannot win;
+    /// -inf disables skipping (no best yet, or a best whose exact score may have wrapped).
+    best_estimate: f64,
+}
+
+impl SplitSearch {
+    /// A slot with total weighted count `n` and sum `s`.
+    pub(crate) fn new(n: u32, s: u64, min_samples_leaf: u32) -> Self {
+        SplitSearch { n, s, min_leaf: min_samples_leaf.max(1), best: None, best_estimate: f64::NEG_INFINITY }
+    }
+
+    /// Scans feature `feature`: `cells` yields (bin, count, sum) for bins below
+    /// `max_bins - 1` in ascending order. Empty bins may be left out: a bin that adds
+    /// nothing repeats the previous partition, whose equal score never wins a tie.
+    pub(crate) fn feature(&mut self, feature: u32, cells: impl Iterator<Item = (u32, u32, u64)>) {
+        if self.n == 0 {
+            return;
+        }
+        let (mut nl, mut sl) = (0u32, 0u64);
+        for (b, c, v) in cells {
+            if c == 0 && v == 0 {
+                continue;
+            }
+            nl = nl.wrapping_add(c);
+            sl = sl.wrapping_add(v);
+            let (nr, sr) = (self.n.wrapping_sub(nl), self.s.wrapping_sub(sl));
+            if nl < self.min_leaf || nr < self.min_leaf {
+                continue;
+            }
+            // Below 2^62 no exact sum can wrap and the estimate is within a relative 1e-15
+            // (plus 2 for the floors) of the exact score.
+            let small = (sl | sr) >> 62 == 0;
+            let est = if small { estimate(sl, nl) + estimate(sr, nr) } else { f64::INFINITY };
+            if est + 4.0 < self.best_estimate * (1.0 - 1e-9) {
+                continue;
+            }
+            let sc = score(sl, nl).wrapping_add(score(sr, nr));
+            if self.best.is_none_or(|best| sc > best.0) {
+                self.best = Some((sc, feature, b, nl, sl));
+                self.best_estimate = if small { est } else { f64::NEG_INFINITY };
+            }
+        }
+    }
+
+    /// The 8-word split record: a split only if it beats the unsplit node's score.
+    pub(crate) fn record(&self) -> [u32; 8] {
+        let (n, s) = (self.n, self.s);
+        let split = self.best.filter(|best| best.0 > score(s, n.max(1)));
+        let (feature, bin, nl, sl) = match split {
+            Some((_, j, b, nl, sl)) => (j, b, nl, sl),
+            None => (NONE, 0, 0, 0),
+        };
+        [feature, bin, nl, sl as u32, (sl >> 32) as u32, n, s as u32, (s >> 32) as u32]
+    }
+}
+
+/// Whether `feature` is a candidate for local slot `slot` under a `mask_words`-word mask.
+#[inline]
+pub(crate) fn allowed(feature_mask: &[u32], mask_words: u32, slot: usize, feature: usize) -> bool {
+    mask_words == 0 || feature_mask[slot * mask_words as usize + feature / 32] >> (feature % 32) & 1 == 1
+}
+
 /// Writes one 8-word record per slot to `splits[(slot_begin + k) * 8 ..]`
 /// (docs/algorithm.md §7). Ties go to the lower feature, then the lower bin.
 pub fn find_splits(p: &SplitParams, hist: &[u32], feature_mask: &[u32], splits: &mut [u32]) {
     let features = p.features as usize;
     let max_bins = p.max_bins as usize;
     let per_slot = features * max_bins * HIST_WORDS as usize;
-    let min_leaf = p.min_samples_leaf.max(1);
     let begin = p.slot_begin as usize * SPLIT_WORDS as usize;
     let end = begin + p.slot_count as usize * SPLIT_WORDS as usize;
     par_chunks(&mut splits[begin..end], 64 * SPLIT_WORDS as usize, |start, out| {
@@ -30,60 +100,18 @@ pub fn find_splits(p: &SplitParams, hist: &[u32], feature_mask: &[u32], splits: 
             let h = &hist[slot * per_slot..(slot + 1) * per_slot];
             let cell = |j: usize, b: usize| {
                 let c = &h[(j * max_bins + b) * HIST_WORDS as usize..];
-                (c[0], c[1] as u64 | (c[2] as u64) << 32)
+                (b as u32, c[0], c[1] as u64 | (c[2] as u64) << 32)
             };
-            let (mut n, mut s) = (0u32, 0u64);
-            for b in 0..max_bins {
-                let (c, v) = cell(0, b);
-                n = n.wrapping_add(c);
-                s = s.wrapping_add(v);
-            }
-            // (score, feature, bin, left count, left sum)
-            let mut best: Option<(u128, u32, u32, u32, u64)> = None;
-            // f64 estimate of the best score, used only to skip candidates that cannot win;
-            // -inf disables skipping (no best yet, or a best whose exact score wrapped).
-            let mut best_estimate = f64::NEG_INFINITY;
-            if n > 0 {
-                for j in 0..features {
-                    let allowed = p.mask_words == 0
-                        || feature_mask[slot * p.mask_words as usize + j / 32] >> (j % 32) & 1 == 1;
-                    if !allowed {
-                        continue;
-                    }
-                    let (mut nl, mut sl) = (0u32, 0u64);
-                    for b in 0..max_bins - 1 {
-                        let (c, v) = cell(j, b);
-                        if c == 0 && v == 0 {
-                            // Same partition as bin b-1: an equal score never wins a tie.
-                            continue;
-                        }
-                        nl = nl.wrapping_add(c);
-                        sl = sl.wrapping_add(v);
-                        let (nr, sr) = (n.wrapping_sub(nl), s.wrapping_sub(sl));
-                        if nl < min_leaf || nr < min_leaf {
-                            continue;
-                        }
-                        // Below 2^62 no exact sum can wrap and the estimate is within a
-                        // relative 1e-15 (plus 2 for the floors) of the exact score.
-                        let small = (sl | sr) >> 62 == 0;
-                        let estimate = if small { estimate(sl, nl) + estimate(sr, nr) } else { f64::INFINITY };
-                        if estimate + 4.0 < best_estimate * (1.0 - 1e-9) {
-                            continue;
-                        }
-                        let sc = score(sl, nl).wrapping_add(score(sr, nr));
-                        if best.is_none_or(|bst| sc > bst.0) {
-                            best = Some((sc, j as u32, b as u32, nl, sl));
-                            best_estimate = if small { estimate } else { f64::NEG_INFINITY };
-                        }
-                    }
+            let (n, s) = (0..max_bins)
+                .map(|b| cell(0, b))
+                .fold((0u32, 0u64), |(n, s), (_, c, v)| (n.wrapping_add(c), s.wrapping_add(v)));
+            let mut search = SplitSearch::new(n, s, p.min_samples_leaf);
+            for j in 0..features {
+                if allowed(feature_mask, p.mask_words, slot, j) {
+                    search.feature(j as u32, (0..max_bins - 1).map(|b| cell(j, b)));
                 }
             }
-            let split = best.filter(|bst| bst.0 > score(s, n.max(1)));
-            let (feature, bin, nl, sl) = match split {
-                Some((_, j, b, nl, sl)) => (j, b, nl, sl),
-                None => (NONE, 0, 0, 0),
-            };
-            record.copy_from_slice(&[feature, bin, nl, sl as u32, (sl >> 32) as u32, n, s as u32, (s >> 32) as u32]);
+            record.copy_from_slice(&search.record());
         }
     });
 }

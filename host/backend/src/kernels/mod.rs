@@ -11,6 +11,7 @@ pub mod bin_features;
 pub mod bootstrap;
 pub mod build_histograms;
 pub mod find_splits;
+pub mod find_splits_rows;
 pub mod predict_forest;
 pub mod rng;
 
@@ -19,6 +20,7 @@ pub use bin_features::bin_features;
 pub use bootstrap::bootstrap;
 pub use build_histograms::build_histograms;
 pub use find_splits::find_splits;
+pub use find_splits_rows::find_splits_rows;
 pub use predict_forest::predict_forest;
 
 /// Splits `out` into `chunk`-element pieces and runs `f(first_index, piece)` on all

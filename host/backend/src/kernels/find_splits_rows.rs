@@ -1,0 +1,111 @@
+//! `find-splits-rows`: the split records of `build-histograms` + `find-splits` for the same
+//! slots, computed from each slot's rows without materialising histograms.
+
+use super::bin_at;
+use super::find_splits::{SplitSearch, allowed};
+use super::par_chunks;
+use crate::params::{RowSplitParams, SPLIT_WORDS};
+
+/// Groups the (tree, row) entries of the batch's slots by slot (counting sort), then
+/// decides each slot from its own rows: per feature a small sorted list when the slot has
+/// few rows, a dense per-bin tally otherwise. Integer sums make both exactly equal to the
+/// histogram path.
+pub fn find_splits_rows(
+    p: &RowSplitParams,
+    bins: &[u32],
+    targets: &[u32],
+    weights: &[u32],
+    node_of: &[u32],
+    feature_mask: &[u32],
+    splits: &mut [u32],
+) {
+    let rows = p.rows as usize;
+    let features = p.features as usize;
+    let max_bins = p.max_bins as usize;
+    let words = rows.div_ceil(4);
+    let slots = p.slot_count as usize;
+    let entries = p.tree_count as usize * rows;
+    let local = |i: usize| {
+        let s = node_of[i].wrapping_sub(p.slot_begin);
+        // Weight-0 entries add nothing to any count or sum.
+        (node_of[i] >= p.slot_begin && (s as usize) < slots && weights[i] != 0).then_some(s as usize)
+    };
+    // Counting sort of entries by local slot; `start[s]..start[s+1]` are slot s's entries.
+    let mut start = vec![0u32; slots + 1];
+    for i in 0..entries {
+        if let Some(s) = local(i) {
+            start[s + 1] += 1;
+        }
+    }
+    for s in 0..slots {
+        start[s + 1] += start[s];
+    }
+    let mut fill = start.clone();
+    let mut order = vec![0u32; start[slots] as usize];
+    for i in 0..entries {
+        if let Some(s) = local(i) {
+            order[fill[s] as usize] = i as u32;
+            fill[s] += 1;
+        }
+    }
+
+    let begin = p.slot_begin as usize * SPLIT_WORDS as usize;
+    let end = begin + slots * SPLIT_WORDS as usize;
+    par_chunks(&mut splits[begin..end], 16 * SPLIT_WORDS as usize, |first, out| {
+        let mut dense_count = vec![0u32; max_bins];
+        let mut dense_sum = vec![0u64; max_bins];
+        let mut sparse: Vec<(u32, u32, u64)> = Vec::new();
+        for (k, record) in out.chunks_exact_mut(SPLIT_WORDS as usize).enumerate() {
+            let slot = first / SPLIT_WORDS as usize + k;
+            let mine = &order[start[slot] as usize..start[slot + 1] as usize];
+            let entry = |i: u32| {
+                let (i, row) = (i as usize, i as usize % rows);
+                (row, weights[i], weights[i] as u64 * targets[row] as u64)
+            };
+            // Totals over feature 0's in-range bins, as find-splits takes them.
+            let (mut n, mut s) = (0u32, 0u64);
+            for &i in mine {
+                let (row, w, v) = entry(i);
+                if (bin_at(bins, words, 0, row) as usize) < max_bins {
+                    n = n.wrapping_add(w);
+                    s = s.wrapping_add(v);
+                }
+            }
+            let mut search = SplitSearch::new(n, s, p.min_samples_leaf);
+            for j in 0..features {
+                if !allowed(feature_mask, p.mask_words, slot, j) {
+                    continue;
+                }
+                if mine.len() * 8 < max_bins {
+                    sparse.clear();
+                    for &i in mine {
+                        let (row, w, v) = entry(i);
+                        let b = bin_at(bins, words, j, row);
+                        if (b as usize) < max_bins - 1 {
+                            sparse.push((b, w, v));
+                        }
+                    }
+                    sparse.sort_unstable_by_key(|c| c.0);
+                    // Merge equal bins so each candidate sees its whole bin.
+                    let mut merged = sparse.chunk_by(|a, b| a.0 == b.0).map(|group| {
+                        group.iter().fold((group[0].0, 0u32, 0u64), |(b, c, v), e| (b, c.wrapping_add(e.1), v.wrapping_add(e.2)))
+                    });
+                    search.feature(j as u32, &mut merged);
+                } else {
+                    dense_count.fill(0);
+                    dense_sum.fill(0);
+                    for &i in mine {
+                        let (row, w, v) = entry(i);
+                        let b = bin_at(bins, words, j, row) as usize;
+                        if b < max_bins {
+                            dense_count[b] = dense_count[b].wrapping_add(w);
+                            dense_sum[b] = dense_sum[b].wrapping_add(v);
+                        }
+                    }
+                    search.feature(j as u32, (0..max_bins - 1).map(|b| (b as u32, dense_count[b], dense_sum[b])));
+                }
+            }
+            record.copy_from_slice(&search.record());
+        }
+    });
+}
