@@ -421,3 +421,63 @@ fn wgpu_adapters_are_reported() {
         }
     }
 }
+
+#[test]
+fn find_splits_rows() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(8);
+    // (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, absurd)
+    let cases = [
+        (0, 2, 4, 3, 0, 2, 1, false, false),
+        (1, 1, 2, 1, 0, 1, 0, false, false),
+        (5, 3, 256, 2, 7, 0, 1, true, false),
+        (131, 4, 16, 3, 5, 7, 2, true, false),
+        (1000, 6, 32, 4, 0, 9, 1, false, true),
+        (2049, 33, 256, 2, 3, 40, 1, true, false),
+        (3000, 5, 256, 20, 0, 5000, 1, false, false),
+        (70_001, 3, 64, 6, 1, 3, 5, false, false),
+    ];
+    for (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, absurd) in cases {
+        let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };
+        let p = RowSplitParams { rows, features, max_bins, tree_count, slot_begin, slot_count, min_samples_leaf: min_leaf, mask_words };
+        let words = rows.div_ceil(4) as usize;
+        // Few distinct bins per feature so that ties between bins and features are common.
+        let distinct = rng.random_range(2..=max_bins);
+        let bins: Vec<u32> = (0..features as usize * words)
+            .map(|_| {
+                let mut b = || if rng.random_bool(0.05) { rng.random::<u8>() as u32 } else { rng.random_range(0..distinct) };
+                let mut w = 0u32;
+                for lane in 0..4 {
+                    w |= b() << (lane * 8);
+                }
+                w
+            })
+            .collect();
+        let targets: Vec<u32> = (0..rows)
+            .map(|_| if absurd && rng.random_bool(0.5) { rng.random() } else { rng.random_range(0..=TARGET_MAX) & !0xfff })
+            .collect();
+        let n = tree_count as usize * rows as usize;
+        let weights: Vec<u32> = (0..n)
+            .map(|_| match rng.random_range(0..8) {
+                0 => 0,
+                1 if absurd => rng.random(),
+                _ => rng.random_range(1..4),
+            })
+            .collect();
+        let node_of = garbage_indices(&mut rng, n, slot_count + slot_begin);
+        let mask: Vec<u32> = (0..(slot_count * mask_words).max(1)).map(|_| rng.random::<u32>() | 1).collect();
+        let splits = garbage_indices(&mut rng, ((slot_begin + slot_count) * SPLIT_WORDS) as usize + 3, 100);
+        let bufs = [
+            words_to_bytes(&bins),
+            words_to_bytes(&targets),
+            words_to_bytes(&weights),
+            words_to_bytes(&node_of),
+            words_to_bytes(&mask),
+            words_to_bytes(&splits),
+        ];
+        check(&mut devs, &format!("find-splits-rows {p:?}"), &bufs, |d, ids| {
+            d.find_splits_rows(&p, ids[0], ids[1], ids[2], ids[3], ids[4], ids[5])
+        });
+    }
+    report("find-splits-rows", &devs);
+}
