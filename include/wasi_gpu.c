@@ -40,6 +40,9 @@ extern void __wasm_import_wasi_gpu_ml_kernels_build_histograms(int32_t, int32_t,
 __attribute__((__import_module__("wasi:gpu/ml-kernels@0.1.0"), __import_name__("find-splits")))
 extern void __wasm_import_wasi_gpu_ml_kernels_find_splits(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *);
 
+__attribute__((__import_module__("wasi:gpu/ml-kernels@0.1.0"), __import_name__("find-splits-rows")))
+extern void __wasm_import_wasi_gpu_ml_kernels_find_splits_rows(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *);
+
 __attribute__((__import_module__("wasi:gpu/ml-kernels@0.1.0"), __import_name__("apply-splits")))
 extern void __wasm_import_wasi_gpu_ml_kernels_apply_splits(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *);
 
@@ -603,6 +606,56 @@ bool wasi_gpu_ml_kernels_find_splits(wasi_gpu_ml_kernels_split_params_t *p, wasi
   uint8_t ret_area[(4*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
   __wasm_import_wasi_gpu_ml_kernels_find_splits((int32_t) ((*p).features), (int32_t) ((*p).max_bins), (int32_t) ((*p).slot_begin), (int32_t) ((*p).slot_count), (int32_t) ((*p).min_samples_leaf), (int32_t) ((*p).mask_words), (hist).__handle, (feature_mask).__handle, (splits).__handle, ptr);
+  wasi_gpu_ml_kernels_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      wasi_gpu_compute_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.out_of_memory = (wasi_gpu_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid_argument = (wasi_gpu_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.limit_exceeded = (wasi_gpu_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.kernel_failure = (wasi_gpu_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.device_lost = (wasi_gpu_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool wasi_gpu_ml_kernels_find_splits_rows(wasi_gpu_ml_kernels_row_split_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t bins, wasi_gpu_ml_kernels_borrow_buffer_t targets, wasi_gpu_ml_kernels_borrow_buffer_t weights, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_borrow_buffer_t feature_mask, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_wasi_gpu_ml_kernels_find_splits_rows((int32_t) ((*p).rows), (int32_t) ((*p).features), (int32_t) ((*p).max_bins), (int32_t) ((*p).tree_count), (int32_t) ((*p).slot_begin), (int32_t) ((*p).slot_count), (int32_t) ((*p).min_samples_leaf), (int32_t) ((*p).mask_words), (bins).__handle, (targets).__handle, (weights).__handle, (node_of).__handle, (feature_mask).__handle, (splits).__handle, ptr);
   wasi_gpu_ml_kernels_result_void_error_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {

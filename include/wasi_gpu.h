@@ -131,6 +131,19 @@ typedef struct wasi_gpu_ml_kernels_split_params_t {
   uint32_t   mask_words;
 } wasi_gpu_ml_kernels_split_params_t;
 
+typedef struct wasi_gpu_ml_kernels_row_split_params_t {
+  uint32_t   rows;
+  uint32_t   features;
+  uint32_t   max_bins;
+  uint32_t   tree_count;
+  // Slots of the level to decide; results go to `splits` at `slot-begin`.
+  uint32_t   slot_begin;
+  uint32_t   slot_count;
+  uint32_t   min_samples_leaf;
+  // u32 words of feature mask per slot; 0 means every feature is a candidate.
+  uint32_t   mask_words;
+} wasi_gpu_ml_kernels_row_split_params_t;
+
 typedef struct wasi_gpu_ml_kernels_apply_params_t {
   uint32_t   rows;
   uint32_t   features;
@@ -191,6 +204,11 @@ extern bool wasi_gpu_ml_kernels_build_histograms(wasi_gpu_ml_kernels_histogram_p
 // left sum hi, total count, total sum lo, total sum hi); entries for
 // [slot-begin, slot-begin + slot-count) are written.
 extern bool wasi_gpu_ml_kernels_find_splits(wasi_gpu_ml_kernels_split_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t hist, wasi_gpu_ml_kernels_borrow_buffer_t feature_mask, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_error_t *err);
+// The split records that build-histograms followed by find-splits would give for the
+// same slots, without materialising histograms in device memory: the work scales with
+// the rows in the slots, not with slots * features * bins, which is what makes deep
+// levels (many small nodes) cheap. Arguments as in those two kernels.
+extern bool wasi_gpu_ml_kernels_find_splits_rows(wasi_gpu_ml_kernels_row_split_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t bins, wasi_gpu_ml_kernels_borrow_buffer_t targets, wasi_gpu_ml_kernels_borrow_buffer_t weights, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_borrow_buffer_t feature_mask, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_error_t *err);
 // next-slot: 2 u32 per slot = next-level slot of the (left, right) child or
 // 0xffffffff when that child is a leaf. Rewrites node-of for the next level.
 extern bool wasi_gpu_ml_kernels_apply_splits(wasi_gpu_ml_kernels_apply_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t bins, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_borrow_buffer_t next_slot, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_error_t *err);
