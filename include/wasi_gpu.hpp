@@ -332,6 +332,10 @@ struct HistogramParams {
 struct SplitParams {
     std::uint32_t features, max_bins, slot_begin, slot_count, min_samples_leaf, mask_words;
 };
+/// `row-split-params`.
+struct RowSplitParams {
+    std::uint32_t rows, features, max_bins, tree_count, slot_begin, slot_count, min_samples_leaf, mask_words;
+};
 /// `apply-params`.
 struct ApplyParams {
     std::uint32_t rows, features, tree_count, slot_count;
@@ -380,6 +384,19 @@ inline Result<void> find_splits(const SplitParams& p, const Buffer& hist, const 
     wasi_gpu_ml_kernels_error_t err;
     return detail::done(
         wasi_gpu_ml_kernels_find_splits(&c, hist.borrow(), feature_mask.borrow(), splits.borrow(), &err), err);
+}
+
+/// Split records straight from each slot's rows (same records as build-histograms + find-splits).
+inline Result<void> find_splits_rows(const RowSplitParams& p, const Buffer& bins, const Buffer& targets,
+                                     const Buffer& weights, const Buffer& node_of, const Buffer& feature_mask,
+                                     const Buffer& splits) {
+    wasi_gpu_ml_kernels_row_split_params_t c{p.rows,       p.features,   p.max_bins,         p.tree_count,
+                                             p.slot_begin, p.slot_count, p.min_samples_leaf, p.mask_words};
+    wasi_gpu_ml_kernels_error_t err;
+    return detail::done(wasi_gpu_ml_kernels_find_splits_rows(&c, bins.borrow(), targets.borrow(), weights.borrow(),
+                                                             node_of.borrow(), feature_mask.borrow(), splits.borrow(),
+                                                             &err),
+                        err);
 }
 
 /// Moves every (tree, row) to its child's next-level slot.
