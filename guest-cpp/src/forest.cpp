@@ -21,7 +21,8 @@ constexpr std::uint32_t TARGET_MAX = (1u << 20) - 1;
 constexpr std::uint64_t SAMPLE_ROWS = 200000;
 constexpr std::uint32_t PREDICT_DEPTH_LIMIT = 64;
 constexpr std::uint64_t PROGRESS_WORK = 20000000;
-constexpr std::uint64_t HIST_CAP_BYTES = 256ull << 20;
+/// Slots decided per find-splits-rows call (bounds the feature-mask upload).
+constexpr std::uint32_t SLOT_BATCH = 1u << 18;
 
 // ---- counter-based random numbers (docs/algorithm.md §2) ----
 
@@ -449,22 +450,20 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     }
     TRY(target_buf, upload(targets.data(), targets.size() * 4));
 
-    // Tree batches: weights + node-of per tree; histogram slots per batch.
+    // Tree batches: weights + node-of per tree.
     const std::uint64_t per_tree = std::uint64_t(rows) * 4;
     const std::uint32_t tree_batch = static_cast<std::uint32_t>(
         std::max<std::uint64_t>(1, std::min<std::uint64_t>(p.trees, budget / per_tree)));
-    const std::uint64_t per_slot = std::uint64_t(features) * p.bins * 3 * 4;
-    // Histograms of at most HIST_CAP_BYTES per batch of slots (the result does not depend on it).
-    const std::uint64_t hist_cap = std::min<std::uint64_t>(HIST_CAP_BYTES, budget);
-    const std::uint32_t slot_batch_max = static_cast<std::uint32_t>(
-        std::max<std::uint64_t>(1, std::min<std::uint64_t>(0xffffffffu, hist_cap / per_slot)));
+    // find-splits-rows needs no histogram memory; slot batches only bound the mask upload
+    // (the result does not depend on the batch size).
+    const std::uint32_t slot_batch_max = SLOT_BATCH;
     const std::uint32_t mask_words = m_features < features ? (features + 31) / 32 : 0;
     const bool progress = p.progress && std::uint64_t(rows) * p.trees > PROGRESS_WORK;
     const std::uint32_t min_split = std::max<std::uint32_t>(2, p.min_samples_split);
 
     model.trees.reserve(p.trees);
     std::vector<std::uint32_t> perm, mask, split_words, next_slot;
-    Growable splits_buf, hist_buf, mask_buf, next_buf;
+    Growable splits_buf, mask_buf, next_buf;
     for (std::uint32_t tb = 0; tb < p.trees; tb += tree_batch) {
         const std::uint32_t tc = std::min(tree_batch, p.trees - tb);
         TRY(weights, dev(wasi_gpu::Buffer::create(per_tree * tc)));
@@ -480,14 +479,10 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
             TRY(splits_p, splits_buf.at_least(std::uint64_t(slots) * 8 * 4));
             const wasi_gpu::Buffer& splits = *splits_p;
             const std::uint32_t sb_max = std::min(slot_batch_max, slots);
-            TRY(hist_p, hist_buf.at_least(per_slot * sb_max));
-            const wasi_gpu::Buffer& hist = *hist_p;
             TRY(mask_p, mask_buf.at_least(mask_words != 0 ? std::uint64_t(sb_max) * mask_words * 4 : 4));
             const wasi_gpu::Buffer& mask_dev = *mask_p;
             for (std::uint32_t sb = 0; sb < slots; sb += sb_max) {
                 const std::uint32_t sc = std::min(sb_max, slots - sb);
-                TRY_VOID(dev(wasi_gpu::kernels::build_histograms({rows, features, p.bins, tc, sb, sc}, bins,
-                                                                  target_buf, weights, node_of, hist)));
                 if (mask_words != 0) {
                     mask.assign(std::size_t(sc) * mask_words, 0);
                     for (std::uint32_t k = 0; k < sc; ++k) {
@@ -497,8 +492,9 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                     }
                     TRY_VOID(dev(mask_dev.write(0, mask.data(), mask.size() * 4)));
                 }
-                TRY_VOID(dev(wasi_gpu::kernels::find_splits({features, p.bins, sb, sc, p.min_samples_leaf, mask_words},
-                                                            hist, mask_dev, splits)));
+                TRY_VOID(dev(wasi_gpu::kernels::find_splits_rows(
+                    {rows, features, p.bins, tc, sb, sc, p.min_samples_leaf, mask_words}, bins, target_buf, weights,
+                    node_of, mask_dev, splits)));
             }
             split_words.resize(std::size_t(slots) * 8);
             TRY_VOID(dev(splits.read_into(0, split_words.data(), split_words.size() * 4)));

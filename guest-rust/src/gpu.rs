@@ -12,7 +12,7 @@ mod bindings {
 use bindings::wasi::gpu::compute;
 use bindings::wasi::gpu::ml_kernels as k;
 
-pub use k::{ApplyParams, BinFeaturesParams, BootstrapParams, HistogramParams, PredictParams, SplitParams};
+pub use k::{ApplyParams, BinFeaturesParams, BootstrapParams, PredictParams, RowSplitParams};
 
 /// Largest piece moved by one `write` or `read` call (well under the host's transfer limit).
 const TRANSFER_BYTES: usize = 16 << 20;
@@ -138,21 +138,19 @@ pub fn bootstrap(p: BootstrapParams, weights: &DeviceBuffer, node_of: &DeviceBuf
     k::bootstrap(p, &weights.inner, &node_of.inner).map_err(describe)
 }
 
-/// Kernel `build-histograms` (§6).
-pub fn build_histograms(
-    p: HistogramParams,
+/// Kernel `find-splits-rows`: the records of build-histograms + find-splits (§6-§7)
+/// without a histogram in device memory.
+pub fn find_splits_rows(
+    p: RowSplitParams,
     bins: &DeviceBuffer,
     targets: &DeviceBuffer,
     weights: &DeviceBuffer,
     node_of: &DeviceBuffer,
-    hist: &DeviceBuffer,
+    mask: &DeviceBuffer,
+    splits: &DeviceBuffer,
 ) -> GpuResult<()> {
-    k::build_histograms(p, &bins.inner, &targets.inner, &weights.inner, &node_of.inner, &hist.inner).map_err(describe)
-}
-
-/// Kernel `find-splits` (§7).
-pub fn find_splits(p: SplitParams, hist: &DeviceBuffer, mask: &DeviceBuffer, splits: &DeviceBuffer) -> GpuResult<()> {
-    k::find_splits(p, &hist.inner, &mask.inner, &splits.inner).map_err(describe)
+    k::find_splits_rows(p, &bins.inner, &targets.inner, &weights.inner, &node_of.inner, &mask.inner, &splits.inner)
+        .map_err(describe)
 }
 
 /// Kernel `apply-splits` (§8).

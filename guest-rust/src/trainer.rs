@@ -1,7 +1,7 @@
 //! `GpuTrainer`: grows a forest level by level on the device (docs/algorithm.md §3-§8).
 //!
 //! The device keeps the binned features, fixed-point targets, per-tree bootstrap weights,
-//! each (tree, row)'s current slot, histograms and split records; the guest only reads
+//! each (tree, row)'s current slot and split records; the guest only reads
 //! back the split records of each level, decides which children continue, and uploads
 //! the next-slot table. All buffers are allocated once (or grown) and reused across levels
 //! and tree batches. Batch sizes come from the device's memory and never change the model.
@@ -12,14 +12,12 @@ use crate::gpu::{self, DeviceBuffer, DeviceInfo};
 use crate::model::{node_value, Model, Node, NONE, TARGET_MAX};
 use crate::rng;
 
-/// Histogram buffer ceiling in bytes (also at most 1/8 of device memory).
-const HIST_CAP_BYTES: u64 = 256 << 20;
+/// Slots decided per find-splits-rows call (bounds the feature-mask upload only).
+const SLOT_BATCH: u32 = 1 << 18;
 /// `rows * trees` above which training reports progress per level.
 const PROGRESS_WORK: u64 = 20_000_000;
 /// u32 words per split record.
 const SPLIT_WORDS: u64 = 8;
-/// u32 words per histogram cell.
-const HIST_WORDS: u64 = 3;
 
 /// How many candidate features each node considers (scikit-learn's `max_features`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,17 +90,13 @@ pub struct BatchSizes {
 
 impl BatchSizes {
     /// Trees per batch such that weights + node-of (8 bytes per row and tree) fit in a
-    /// quarter of device memory; slots per batch such that the histogram buffer stays
-    /// within 256 MiB and an eighth of device memory. Both at least 1.
-    pub fn choose(info: &DeviceInfo, rows: u32, features: u32, max_bins: u32, trees: u32) -> Self {
+    /// quarter of device memory; slots per find-splits-rows call bounded by [`SLOT_BATCH`].
+    pub fn choose(info: &DeviceInfo, rows: u32, trees: u32) -> Self {
         let per_tree = u64::from(rows) * 8;
         let by_memory = (info.memory_bytes / 4) / per_tree.max(1);
         let by_buffer = info.max_buffer_bytes / (u64::from(rows) * 4).max(1);
         let tree_batch = by_memory.min(by_buffer).clamp(1, u64::from(trees.max(1))) as u32;
-        let per_slot = u64::from(features) * u64::from(max_bins) * HIST_WORDS * 4;
-        let cap = HIST_CAP_BYTES.min(info.memory_bytes / 8).min(info.max_buffer_bytes);
-        let slots = (cap / per_slot.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
-        BatchSizes { trees: tree_batch, slots }
+        BatchSizes { trees: tree_batch, slots: SLOT_BATCH }
     }
 }
 
@@ -147,7 +141,6 @@ struct Shared {
 struct Scratch {
     weights: DeviceBuffer,
     node_of: DeviceBuffer,
-    hist: Growable,
     splits: Growable,
     next_slot: Growable,
     mask: Growable,
@@ -189,12 +182,11 @@ impl GpuTrainer {
         drop(y);
 
         let shared = Shared { rows, features, max_bins: p.bins, max_features, edges, bins: bins_buf, targets };
-        let sizes = BatchSizes::choose(&self.info, rows, features, p.bins, p.trees);
+        let sizes = BatchSizes::choose(&self.info, rows, p.trees);
         let batch_words = u64::from(sizes.trees) * u64::from(rows);
         let mut scratch = Scratch {
             weights: DeviceBuffer::zeroed(batch_words)?,
             node_of: DeviceBuffer::zeroed(batch_words)?,
-            hist: Growable::new(),
             splits: Growable::new(),
             next_slot: Growable::new(),
             mask: Growable::new(),
@@ -227,7 +219,6 @@ impl GpuTrainer {
         let p = &self.params;
         let n_edges = (s.max_bins - 1) as usize;
         let min_split = p.min_samples_split.max(2);
-        let per_slot_words = u64::from(s.features) * u64::from(s.max_bins) * HIST_WORDS;
         let subsample = s.max_features < s.features;
         let mask_words = if subsample { s.features.div_ceil(32) } else { 0 };
         let progress = p.progress && u64::from(s.rows) * u64::from(p.trees) > PROGRESS_WORK;
@@ -251,22 +242,6 @@ impl GpuTrainer {
             let mut first = 0u32;
             while first < n_slots {
                 let slots = sizes.slots.min(n_slots - first);
-                let hist = scratch.hist.at_least(u64::from(slots) * per_slot_words)?;
-                gpu::build_histograms(
-                    gpu::HistogramParams {
-                        rows: s.rows,
-                        features: s.features,
-                        max_bins: s.max_bins,
-                        tree_count: count,
-                        slot_begin: first,
-                        slot_count: slots,
-                    },
-                    &s.bins,
-                    &s.targets,
-                    &scratch.weights,
-                    &scratch.node_of,
-                    hist,
-                )?;
                 let mask = if subsample {
                     let words: Vec<u32> = level[first as usize..(first + slots) as usize]
                         .iter()
@@ -278,16 +253,21 @@ impl GpuTrainer {
                 } else {
                     scratch.mask.at_least(1)?
                 };
-                gpu::find_splits(
-                    gpu::SplitParams {
+                gpu::find_splits_rows(
+                    gpu::RowSplitParams {
+                        rows: s.rows,
                         features: s.features,
                         max_bins: s.max_bins,
+                        tree_count: count,
                         slot_begin: first,
                         slot_count: slots,
                         min_samples_leaf: p.min_samples_leaf,
                         mask_words,
                     },
-                    hist,
+                    &s.bins,
+                    &s.targets,
+                    &scratch.weights,
+                    &scratch.node_of,
                     mask,
                     splits,
                 )?;
@@ -359,15 +339,13 @@ mod tests {
 
     #[test]
     fn batch_sizes_follow_memory() {
-        let b = BatchSizes::choose(&device(16 << 30), 353, 10, 256, 200);
-        assert_eq!(b.trees, 200);
-        assert_eq!(b.slots, ((256u64 << 20) / (10 * 256 * 12)) as u32);
+        let b = BatchSizes::choose(&device(16 << 30), 353, 200);
+        assert_eq!((b.trees, b.slots), (200, SLOT_BATCH));
         // 1 GiB device, 10M rows: a quarter is 256 MiB = 3 trees of 80 MB.
-        let b = BatchSizes::choose(&device(1 << 30), 10_000_000, 50, 256, 100);
+        let b = BatchSizes::choose(&device(1 << 30), 10_000_000, 100);
         assert_eq!(b.trees, 3);
-        assert_eq!(b.slots, ((128u64 << 20) / (50 * 256 * 12)) as u32);
-        let b = BatchSizes::choose(&device(1 << 20), 10_000_000, 5000, 256, 100);
-        assert_eq!((b.trees, b.slots), (1, 1));
+        let b = BatchSizes::choose(&device(1 << 20), 10_000_000, 100);
+        assert_eq!(b.trees, 1);
     }
 
     #[test]
