@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use wasi_gpu_backend::{
     ApplyParams, Backend, BackendKind, BinFeaturesParams, BootstrapParams, BufferId, DeviceInfo, GpuError,
-    HistogramParams, PredictParams, SplitParams, HIST_WORDS,
+    HistogramParams, PredictParams, RowSplitParams, SplitParams, HIST_WORDS, NONE,
 };
 use wgpu::util::DeviceExt;
 
@@ -40,8 +40,8 @@ pub struct AdapterReport {
 
 /// Threads per workgroup of every kernel (`@workgroup_size(64)` in the WGSL).
 const WORKGROUP: u32 = 64;
-/// Storage buffers the widest kernel (build-histograms) binds.
-const STORAGE_BINDINGS: u32 = 5;
+/// Storage buffers the widest kernel (find-splits-rows' `split_slots`) binds.
+const STORAGE_BINDINGS: u32 = 7;
 /// Largest buffer whose byte offsets still fit the u32 arithmetic of the shaders.
 const U32_BYTE_LIMIT: u64 = 0xffff_fffc;
 
@@ -69,6 +69,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 "#;
 
+/// The entry points of `find-splits-rows` (grouping by slot, then one workgroup per slot).
+const FIND_SPLITS_ROWS_WGSL: &str = include_str!("../../backend/src/kernels/find_splits_rows.wgsl");
+
 /// One compiled kernel entry point and its bind group layout.
 struct Kernel {
     pipeline: wgpu::ComputePipeline,
@@ -85,7 +88,43 @@ struct Kernels {
     apply_splits: Kernel,
     predict_forest: Kernel,
     copy_bytes: Kernel,
+    rows_count: Kernel,
+    rows_scan: Kernel,
+    rows_add: Kernel,
+    rows_scatter: Kernel,
+    rows_split: Kernel,
 }
+
+/// Which find-splits-rows scratch buffer.
+#[derive(Clone, Copy)]
+enum Which {
+    Scan,
+    Order,
+    Hist,
+}
+
+/// A device buffer kept between calls of one kernel; grown on demand, never shrunk, so
+/// that a training run allocates its scratch space a few times rather than every level.
+#[derive(Default)]
+struct Scratch {
+    buffer: Option<wgpu::Buffer>,
+}
+
+/// Words of one scan block of `find_splits_rows.wgsl` (64 threads x 4 words).
+const SCAN_BLOCK: u64 = 256;
+/// Words of the uniform block of `find_splits_rows.wgsl`.
+const ROWS_PARAM_WORDS: usize = 16;
+/// `find-splits-rows` takes the dense path (build-histograms + find-splits, identical
+/// results by definition) only for batches with fewer slots than this: with fewer than
+/// about a thousand workgroups a GPU is under-occupied by the one-workgroup-per-slot
+/// kernel, whose per-slot work is then a long serial walk over many rows...
+const DENSE_MAX_SLOTS: u32 = 1024;
+/// ... and only when the batch averages at least this many (tree, row) entries per slot
+/// (bounded above by tree_count * rows / slot_count), so that the histogram it
+/// materialises is small next to the rows it summarises...
+const DENSE_MIN_ENTRIES_PER_SLOT: u64 = 1024;
+/// ... and only when that histogram fits in this many bytes of scratch memory.
+const DENSE_MAX_HIST_BYTES: u64 = 64 << 20;
 
 /// A device allocation: the wgpu buffer (rounded up to whole words, at least one word).
 struct GpuBuffer {
@@ -109,6 +148,12 @@ pub struct WgpuBackend {
     errors: Arc<Mutex<ErrorSink>>,
     /// Most workgroups along one grid dimension.
     max_dim: u32,
+    /// find-splits-rows: per-slot counts, then offsets (all levels of the scan).
+    rows_scan: Scratch,
+    /// find-splits-rows: entry indices grouped by slot.
+    rows_order: Scratch,
+    /// find-splits-rows, dense path: the batch's histogram.
+    rows_hist: Scratch,
 }
 
 fn device_type_name(t: wgpu::DeviceType) -> String {
@@ -298,6 +343,11 @@ impl WgpuBackend {
             apply_splits: k("apply_splits", include_str!("../../backend/src/kernels/apply_splits.wgsl"), "main"),
             predict_forest: k("predict_forest", include_str!("../../backend/src/kernels/predict_forest.wgsl"), "main"),
             copy_bytes: k("copy_bytes", COPY_BYTES_WGSL, "main"),
+            rows_count: k("find_splits_rows.count", FIND_SPLITS_ROWS_WGSL, "count_entries"),
+            rows_scan: k("find_splits_rows.scan", FIND_SPLITS_ROWS_WGSL, "scan_blocks"),
+            rows_add: k("find_splits_rows.add", FIND_SPLITS_ROWS_WGSL, "add_offsets"),
+            rows_scatter: k("find_splits_rows.scatter", FIND_SPLITS_ROWS_WGSL, "scatter_entries"),
+            rows_split: k("find_splits_rows.split", FIND_SPLITS_ROWS_WGSL, "split_slots"),
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(format!("compiling the WGSL kernels failed: {e}"));
@@ -334,6 +384,9 @@ impl WgpuBackend {
             buffers: HashMap::new(),
             errors,
             max_dim: limits.max_compute_workgroups_per_dimension.clamp(1, 65535).min(grid_limit.unwrap_or(u32::MAX)),
+            rows_scan: Scratch::default(),
+            rows_order: Scratch::default(),
+            rows_hist: Scratch::default(),
         })
     }
 
@@ -413,6 +466,210 @@ impl WgpuBackend {
             drop(pass);
             base += count;
         }
+    }
+
+    /// Records `build-histograms` (clear + one invocation per entry) into `encoder`.
+    /// `bufs`: bins, targets, weights, node-of, hist.
+    fn encode_build_histograms(&self, encoder: &mut wgpu::CommandEncoder, p: &HistogramParams, bufs: [&wgpu::Buffer; 5]) {
+        let hist_bytes = p.slot_count as u64 * p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
+        let entries = p.tree_count as u64 * p.rows as u64;
+        let params = [0, 0, p.rows, p.features, p.max_bins, p.rows.div_ceil(4), p.slot_begin, p.slot_count];
+        if hist_bytes > 0 {
+            encoder.clear_buffer(bufs[4], 0, Some(hist_bytes));
+            self.dispatch(encoder, &self.kernels.build_histograms, &params, &bufs, entries);
+        }
+    }
+
+    /// Records `find-splits` (one invocation per slot) into `encoder`.
+    /// `bufs`: hist, feature-mask, splits.
+    fn encode_find_splits(&self, encoder: &mut wgpu::CommandEncoder, p: &SplitParams, bufs: [&wgpu::Buffer; 3]) {
+        let params = [0, 0, p.features, p.max_bins, p.slot_begin, p.min_samples_leaf, p.mask_words, 0];
+        self.dispatch(encoder, &self.kernels.find_splits, &params, &bufs, p.slot_count as u64);
+    }
+
+    /// The bytes of the dense histogram when `find-splits-rows` should run as
+    /// build-histograms + find-splits (see [`DENSE_MAX_SLOTS`]), or None for the grouped
+    /// one-workgroup-per-slot path.
+    fn dense_rows_path(&self, p: &RowSplitParams) -> Option<u64> {
+        let bytes = p.slot_count as u64 * p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
+        let per_slot = p.tree_count as u64 * p.rows as u64 / p.slot_count.max(1) as u64;
+        (p.slot_count < DENSE_MAX_SLOTS
+            && per_slot >= DENSE_MIN_ENTRIES_PER_SLOT
+            && bytes <= DENSE_MAX_HIST_BYTES.min(self.info.max_buffer_bytes))
+        .then_some(bytes)
+    }
+
+    fn scratch_slot(&mut self, which: Which) -> &mut Scratch {
+        match which {
+            Which::Scan => &mut self.rows_scan,
+            Which::Order => &mut self.rows_order,
+            Which::Hist => &mut self.rows_hist,
+        }
+    }
+
+    /// Makes scratch buffer `which` at least `bytes` long (growing by at least half, up to
+    /// the largest buffer, so a run of slowly growing levels reallocates rarely).
+    fn grow(&mut self, which: Which, bytes: u64) -> Result<(), GpuError> {
+        let max = self.info.max_buffer_bytes;
+        let have = self.scratch_slot(which).buffer.as_ref().map_or(0, |b| b.size());
+        if have >= bytes.max(4) {
+            return Ok(());
+        }
+        if bytes > max {
+            return Err(GpuError::LimitExceeded(format!(
+                "find-splits-rows needs {bytes} bytes of scratch memory; this wgpu device binds at most {max}"
+            )));
+        }
+        let size = round4(bytes.max(have + have / 2).min(max)).max(4);
+        if let Some(old) = self.scratch_slot(which).buffer.take() {
+            old.destroy();
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wasi-gpu find-splits-rows scratch"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            buffer.destroy();
+            return Err(GpuError::OutOfMemory(format!(
+                "allocating {size} bytes of find-splits-rows scratch memory on the wgpu device failed: {e}"
+            )));
+        }
+        self.scratch_slot(which).buffer = Some(buffer);
+        self.check()
+    }
+
+    fn scratch(&self, which: Which) -> Result<&wgpu::Buffer, GpuError> {
+        let s = match which {
+            Which::Scan => &self.rows_scan,
+            Which::Order => &self.rows_order,
+            Which::Hist => &self.rows_hist,
+        };
+        s.buffer.as_ref().ok_or_else(|| GpuError::KernelFailure("find-splits-rows scratch buffer missing".into()))
+    }
+
+    /// Records `groups` workgroups of `kernel` over a 2-D grid, in as many dispatches as
+    /// the grid limits need; `params[0..2]` become each dispatch's (first workgroup,
+    /// workgroups). `bindings` are (binding, buffer) pairs after the uniform at 0.
+    fn dispatch_groups(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        params: &[u32; ROWS_PARAM_WORDS],
+        bindings: &[(u32, &wgpu::Buffer)],
+        groups: u64,
+    ) {
+        let max_dim = self.max_dim as u64;
+        let per_dispatch = (max_dim * max_dim).min(1 << 24);
+        let mut words = *params;
+        let mut base = 0u64;
+        while base < groups {
+            let count = (groups - base).min(per_dispatch);
+            words[0] = base as u32;
+            words[1] = count as u32;
+            let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wasi-gpu params"),
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+            for &(binding, b) in bindings {
+                entries.push(wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() });
+            }
+            let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &kernel.layout,
+                entries: &entries,
+            });
+            let x = count.min(max_dim);
+            let y = count.div_ceil(x);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(x as u32, y as u32, 1);
+            drop(pass);
+            base += count;
+        }
+    }
+
+    /// `find-splits-rows` without a histogram in device memory: per chunk of slots, count
+    /// the entries of each slot, scan the counts (multi-level), scatter entry indices by
+    /// slot, then one workgroup per slot decides its split (find_splits_rows.wgsl).
+    /// `ids`: bins, targets, weights, node-of, feature-mask, splits.
+    fn find_splits_rows_grouped(&mut self, p: &RowSplitParams, ids: [BufferId; 6]) -> Result<(), GpuError> {
+        // Device validated node-of as tree_count * rows words inside one buffer, so the
+        // entry count fits u32.
+        let entries = p.tree_count as u64 * p.rows as u64;
+        let entries32 = u32::try_from(entries)
+            .map_err(|_| GpuError::LimitExceeded(format!("{entries} (tree, row) entries exceed this wgpu device")))?;
+        // The scan of a chunk of c slots takes fewer than 2c + 64 words.
+        let chunk = (self.info.max_buffer_bytes / 4 / 2).saturating_sub(64).clamp(1, u32::MAX as u64) as u32;
+        self.grow(Which::Order, entries * 4)?;
+        let mut first = 0u32;
+        while first < p.slot_count {
+            let count = chunk.min(p.slot_count - first);
+            // Scan levels: (first word, words); level 0 holds count + 1 words.
+            let mut levels = Vec::new();
+            let (mut off, mut len) = (0u64, count as u64 + 1);
+            loop {
+                levels.push((off, len));
+                off += len;
+                if len <= SCAN_BLOCK {
+                    break;
+                }
+                len = len.div_ceil(SCAN_BLOCK);
+            }
+            self.grow(Which::Scan, off * 4)?;
+            let (scan, order) = (self.scratch(Which::Scan)?, self.scratch(Which::Order)?);
+            let [bins, targets, weights, node_of, mask, splits] = ids.map(|id| self.buf(id));
+            let (bins, targets, weights, node_of, mask, splits) = (bins?, targets?, weights?, node_of?, mask?, splits?);
+            let mut params = [0u32; ROWS_PARAM_WORDS];
+            params[2..12].copy_from_slice(&[
+                p.rows,
+                p.features,
+                p.max_bins,
+                p.rows.div_ceil(4),
+                p.slot_begin + first,
+                count,
+                p.min_samples_leaf,
+                p.mask_words,
+                first,
+                entries32,
+            ]);
+            let entry_groups = entries.div_ceil(WORKGROUP as u64);
+            let mut encoder = self.encoder();
+            encoder.clear_buffer(scan, 0, Some((count as u64 + 1) * 4));
+            let k = &self.kernels;
+            self.dispatch_groups(&mut encoder, &k.rows_count, &params, &[(3, weights), (4, node_of), (7, scan)], entry_groups);
+            for (i, &(off, len)) in levels.iter().enumerate() {
+                let mut q = params;
+                q[12] = off as u32;
+                q[13] = len as u32;
+                q[14] = levels.get(i + 1).map_or(NONE, |l| l.0 as u32);
+                self.dispatch_groups(&mut encoder, &k.rows_scan, &q, &[(7, scan)], len.div_ceil(SCAN_BLOCK));
+            }
+            for i in (0..levels.len() - 1).rev() {
+                let mut q = params;
+                q[12] = levels[i].0 as u32;
+                q[13] = levels[i].1 as u32;
+                q[14] = levels[i + 1].0 as u32;
+                self.dispatch_groups(&mut encoder, &k.rows_add, &q, &[(7, scan)], levels[i].1.div_ceil(WORKGROUP as u64));
+            }
+            self.dispatch_groups(
+                &mut encoder,
+                &k.rows_scatter,
+                &params,
+                &[(3, weights), (4, node_of), (7, scan), (8, order)],
+                entry_groups,
+            );
+            let bindings = [(1, bins), (2, targets), (3, weights), (5, mask), (6, splits), (7, scan), (8, order)];
+            self.dispatch_groups(&mut encoder, &k.rows_split, &params, &bindings, count as u64);
+            self.submit(encoder)?;
+            first += count;
+        }
+        Ok(())
     }
 
     /// Byte-exact copy of `len` bytes from `src[src_off..]` to `dst[dst_off..]` on the GPU,
@@ -597,26 +854,44 @@ impl Backend for WgpuBackend {
         hist: BufferId,
     ) -> Result<(), GpuError> {
         self.check()?;
-        let h = self.buf(hist)?;
-        let hist_bytes = p.slot_count as u64 * p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
-        let entries = p.tree_count as u64 * p.rows as u64;
-        let params = [0, 0, p.rows, p.features, p.max_bins, p.rows.div_ceil(4), p.slot_begin, p.slot_count];
+        let bufs = [self.buf(bins)?, self.buf(targets)?, self.buf(weights)?, self.buf(node_of)?, self.buf(hist)?];
         let mut encoder = self.encoder();
-        if hist_bytes > 0 {
-            encoder.clear_buffer(h, 0, Some(hist_bytes));
-            let bufs = [self.buf(bins)?, self.buf(targets)?, self.buf(weights)?, self.buf(node_of)?, h];
-            self.dispatch(&mut encoder, &self.kernels.build_histograms, &params, &bufs, entries);
-        }
+        self.encode_build_histograms(&mut encoder, p, bufs);
         self.submit(encoder)
     }
 
     fn find_splits(&mut self, p: &SplitParams, hist: BufferId, feature_mask: BufferId, splits: BufferId) -> Result<(), GpuError> {
         self.check()?;
-        let params = [0, 0, p.features, p.max_bins, p.slot_begin, p.min_samples_leaf, p.mask_words, 0];
-        let mut encoder = self.encoder();
         let bufs = [self.buf(hist)?, self.buf(feature_mask)?, self.buf(splits)?];
-        self.dispatch(&mut encoder, &self.kernels.find_splits, &params, &bufs, p.slot_count as u64);
+        let mut encoder = self.encoder();
+        self.encode_find_splits(&mut encoder, p, bufs);
         self.submit(encoder)
+    }
+
+    fn find_splits_rows(
+        &mut self,
+        p: &RowSplitParams,
+        bins: BufferId,
+        targets: BufferId,
+        weights: BufferId,
+        node_of: BufferId,
+        feature_mask: BufferId,
+        splits: BufferId,
+    ) -> Result<(), GpuError> {
+        self.check()?;
+        if p.slot_count == 0 {
+            return Ok(());
+        }
+        if let Some(hist_bytes) = self.dense_rows_path(p) {
+            self.grow(Which::Hist, hist_bytes)?;
+            let hist = self.scratch(Which::Hist)?;
+            let h = [self.buf(bins)?, self.buf(targets)?, self.buf(weights)?, self.buf(node_of)?, hist];
+            let mut encoder = self.encoder();
+            self.encode_build_histograms(&mut encoder, &p.histogram(), h);
+            self.encode_find_splits(&mut encoder, &p.split(), [hist, self.buf(feature_mask)?, self.buf(splits)?]);
+            return self.submit(encoder);
+        }
+        self.find_splits_rows_grouped(p, [bins, targets, weights, node_of, feature_mask, splits])
     }
 
     fn apply_splits(

@@ -1,0 +1,440 @@
+// `find-splits-rows`: WGSL twin of find_splits_rows.rs. The split records of
+// build-histograms + find-splits for the batch's slots, without a global histogram.
+//
+// Entry points, run in this order by the host (host/wgpu/src/lib.rs):
+//   count_entries   one invocation per (tree, row) entry: counts the entries of each slot
+//                   into scan[0..slot_count] (the host cleared scan[0..=slot_count]).
+//   scan_blocks     one workgroup per 256 words of one scan level: exclusive scan in place,
+//                   block total to the next level (multi-level scan, any slot count).
+//   add_offsets     one invocation per word of a level: adds its block's scanned total.
+//   scatter_entries one invocation per entry: order[scan[s]++] = entry, so afterwards
+//                   scan[s] is the end of slot s (and the start of slot s + 1).
+//   split_slots     one workgroup per slot: per feature a workgroup-memory histogram of
+//                   the slot's entries, then the bins scanned in order exactly as
+//                   SplitSearch does; the best (score, feature, bin) is reduced across the
+//                   workgroup with SplitSearch's tie rule (lower feature, then lower bin).
+// Every count and sum is a wrapping integer (32-bit counts, 64-bit sums from 32-bit
+// atomics with carry, 128-bit scores in u32 limbs), so results never depend on order.
+//
+// Work is indexed by workgroup: `base` is the first workgroup of this dispatch, `count`
+// how many it has; a 2-D grid may hold a few more, which return at once.
+
+struct Params {
+    base: u32,
+    count: u32,
+    rows: u32,
+    features: u32,
+    max_bins: u32,
+    words: u32,         // ceil(rows / 4)
+    slot_begin: u32,    // first slot of this chunk (node-of value of local slot 0)
+    slot_count: u32,    // slots in this chunk
+    min_samples_leaf: u32,
+    mask_words: u32,
+    mask_slot: u32,     // local slot of the batch that this chunk's slot 0 is (for the mask)
+    entries: u32,       // tree_count * rows (count/scatter), or entries grouped (split_slots)
+    scan_off: u32,      // scan level: first word
+    scan_len: u32,      // scan level: words
+    sums_off: u32,      // next scan level's first word, or NONE (scan_blocks, add_offsets)
+    _pad: u32,
+}
+
+const NONE: u32 = 0xffffffffu;
+const WG: u32 = 64u;
+const BLOCK: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> bins: array<u32>;
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+@group(0) @binding(3) var<storage, read> weights: array<u32>;
+@group(0) @binding(4) var<storage, read> node_of: array<u32>;
+@group(0) @binding(5) var<storage, read> feature_mask: array<u32>;
+@group(0) @binding(6) var<storage, read_write> splits: array<u32>;
+@group(0) @binding(7) var<storage, read_write> scan: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> order: array<u32>;
+
+// ---- 64/128-bit helpers (as in find_splits.wgsl) ----
+
+// The 64-bit product a * b as (low, high).
+fn mul_wide(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    let lo = (p00 & 0xffffu) | (mid << 16u);
+    let hi = a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
+    return vec2<u32>(lo, hi);
+}
+
+// Wrapping 64-bit addition and subtraction on (low, high).
+fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.x + b.x;
+    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}
+
+fn sub64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    return vec2<u32>(a.x - b.x, a.y - b.y - select(0u, 1u, a.x < b.x));
+}
+
+// a + b + carry_in for one limb: (sum, carry out).
+fn adc(a: u32, b: u32, carry_in: u32) -> vec2<u32> {
+    let s = a + b;
+    let s2 = s + carry_in;
+    return vec2<u32>(s2, select(0u, 1u, s < a) + select(0u, 1u, s2 < s));
+}
+
+// Wrapping 128-bit addition.
+fn add128(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
+    let l0 = adc(a.x, b.x, 0u);
+    let l1 = adc(a.y, b.y, l0.y);
+    let l2 = adc(a.z, b.z, l1.y);
+    let l3 = adc(a.w, b.w, l2.y);
+    return vec4<u32>(l0.x, l1.x, l2.x, l3.x);
+}
+
+// a > b, unsigned 128-bit.
+fn gt128(a: vec4<u32>, b: vec4<u32>) -> bool {
+    if (a.w != b.w) {
+        return a.w > b.w;
+    }
+    if (a.z != b.z) {
+        return a.z > b.z;
+    }
+    if (a.y != b.y) {
+        return a.y > b.y;
+    }
+    return a.x > b.x;
+}
+
+// The full 128-bit square of a 64-bit value.
+fn square64(s: vec2<u32>) -> vec4<u32> {
+    let p00 = mul_wide(s.x, s.x);
+    let p01 = mul_wide(s.x, s.y);
+    let p11 = mul_wide(s.y, s.y);
+    var acc = vec4<u32>(p00.x, p00.y, p11.x, p11.y);
+    let cross = vec4<u32>(0u, p01.x, p01.y, 0u);
+    acc = add128(acc, cross);
+    acc = add128(acc, cross);
+    return acc;
+}
+
+// One limb of long division by n: ((remainder, limb) / n) as (quotient limb, new remainder),
+// remainder < n on entry. Restoring binary division; `top` keeps the 33rd bit.
+fn div_limb(remainder: u32, limb: u32, n: u32) -> vec2<u32> {
+    if (remainder == 0u && limb < n) {
+        return vec2<u32>(0u, limb);
+    }
+    var r = remainder;
+    var q = 0u;
+    for (var bit = 31i; bit >= 0i; bit--) {
+        let top = r >> 31u;
+        r = (r << 1u) | ((limb >> u32(bit)) & 1u);
+        if (top == 1u || r >= n) {
+            r -= n;
+            q |= 1u << u32(bit);
+        }
+    }
+    return vec2<u32>(q, r);
+}
+
+// floor(s^2 / n) as 128 bits; n must be non-zero.
+fn score(s: vec2<u32>, n: u32) -> vec4<u32> {
+    let sq = square64(s);
+    let q3 = div_limb(0u, sq.w, n);
+    let q2 = div_limb(q3.y, sq.z, n);
+    let q1 = div_limb(q2.y, sq.y, n);
+    let q0 = div_limb(q1.y, sq.x, n);
+    return vec4<u32>(q0.x, q1.x, q2.x, q3.x);
+}
+
+// Bin of `row` for `feature` in the packed feature-major matrix.
+fn bin_at(feature: u32, row: u32) -> u32 {
+    return (bins[feature * p.words + row / 4u] >> ((row % 4u) * 8u)) & 0xffu;
+}
+
+// Local slot (0..slot_count) of entry i, or NONE when it is outside the chunk or has
+// weight 0 (such entries add nothing to any count or sum).
+fn local_slot(i: u32) -> u32 {
+    let node = node_of[i];
+    let s = node - p.slot_begin;
+    if (node < p.slot_begin || s >= p.slot_count || weights[i] == 0u) {
+        return NONE;
+    }
+    return s;
+}
+
+// ---- grouping entries by slot ----
+
+@compute @workgroup_size(64)
+fn count_entries(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.count) {
+        return;
+    }
+    let i = (p.base + g) * WG + lid;
+    if (i >= p.entries) {
+        return;
+    }
+    let s = local_slot(i);
+    if (s != NONE) {
+        atomicAdd(&scan[s], 1u);
+    }
+}
+
+var<workgroup> block_totals: array<u32, 64>;
+
+@compute @workgroup_size(64)
+fn scan_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.count) {
+        return;
+    }
+    let block = p.base + g;
+    let first = block * BLOCK + lid * 4u;
+    var v = vec4<u32>(0u);
+    for (var t = 0u; t < 4u; t++) {
+        if (first + t < p.scan_len) {
+            v[t] = atomicLoad(&scan[p.scan_off + first + t]);
+        }
+    }
+    block_totals[lid] = v.x + v.y + v.z + v.w;
+    workgroupBarrier();
+    var before = 0u;
+    for (var t = 0u; t < lid; t++) {
+        before += block_totals[t];
+    }
+    var run = before;
+    for (var t = 0u; t < 4u; t++) {
+        if (first + t < p.scan_len) {
+            atomicStore(&scan[p.scan_off + first + t], run);
+        }
+        run += v[t];
+    }
+    if (lid == WG - 1u && p.sums_off != NONE) {
+        atomicStore(&scan[p.sums_off + block], run);
+    }
+}
+
+@compute @workgroup_size(64)
+fn add_offsets(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.count) {
+        return;
+    }
+    let k = (p.base + g) * WG + lid;
+    if (k >= p.scan_len) {
+        return;
+    }
+    let add = atomicLoad(&scan[p.sums_off + k / BLOCK]);
+    atomicAdd(&scan[p.scan_off + k], add);
+}
+
+@compute @workgroup_size(64)
+fn scatter_entries(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.count) {
+        return;
+    }
+    let i = (p.base + g) * WG + lid;
+    if (i >= p.entries) {
+        return;
+    }
+    let s = local_slot(i);
+    if (s != NONE) {
+        let at = atomicAdd(&scan[s], 1u);
+        order[at] = i;
+    }
+}
+
+// ---- one workgroup per slot ----
+
+var<workgroup> h_count: array<atomic<u32>, 256>;
+var<workgroup> h_lo: array<atomic<u32>, 256>;
+var<workgroup> h_hi: array<atomic<u32>, 256>;
+var<workgroup> part_n: array<u32, 64>;
+var<workgroup> part_s: array<vec2<u32>, 64>;
+var<workgroup> total_n: u32;
+var<workgroup> best_score: array<vec4<u32>, 64>;
+// (feature or NONE when the thread has no candidate, bin, left count, left sum lo, hi)
+var<workgroup> best_key: array<vec4<u32>, 64>;
+var<workgroup> best_sh: array<u32, 64>;
+
+@compute @workgroup_size(64)
+fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.count) {
+        return;
+    }
+    let k = p.base + g;
+    // After scatter_entries, scan[k] is the end of slot k and scan[k - 1] its start.
+    let end = min(atomicLoad(&scan[k]), p.entries);
+    var begin = 0u;
+    if (k > 0u) {
+        begin = min(atomicLoad(&scan[k - 1u]), end);
+    }
+
+    // Totals over feature 0's in-range bins, as find-splits takes them.
+    var n = 0u;
+    var s = vec2<u32>(0u);
+    for (var e = begin + lid; e < end; e += WG) {
+        let i = order[e];
+        let row = i % p.rows;
+        if (bin_at(0u, row) < p.max_bins) {
+            let w = weights[i];
+            n += w;
+            s = add64(s, mul_wide(w, targets[row]));
+        }
+    }
+    part_n[lid] = n;
+    part_s[lid] = s;
+    workgroupBarrier();
+    n = 0u;
+    s = vec2<u32>(0u);
+    for (var t = 0u; t < WG; t++) {
+        n += part_n[t];
+        s = add64(s, part_s[t]);
+    }
+    if (lid == 0u) {
+        total_n = n;
+    }
+    let uniform_n = workgroupUniformLoad(&total_n);
+
+    let min_leaf = max(p.min_samples_leaf, 1u);
+    // Bins 0..max_bins-1 (exclusive) are candidates; each thread scans `per` of them.
+    let candidates = p.max_bins - 1u;
+    let per = (candidates + WG - 1u) / WG;
+    let lo_bin = min(lid * per, candidates);
+    let hi_bin = min(lo_bin + per, candidates);
+    var have = false;
+    var best = vec4<u32>(0u);
+    var best_j = 0u;
+    var best_b = 0u;
+    var best_nl = 0u;
+    var best_sl = vec2<u32>(0u);
+    if (uniform_n != 0u) {
+        let mask_base = (p.mask_slot + k) * p.mask_words;
+        for (var j = 0u; j < p.features; j++) {
+            if (p.mask_words != 0u) {
+                let word = feature_mask[mask_base + j / 32u];
+                if (((word >> (j % 32u)) & 1u) != 1u) {
+                    continue;
+                }
+            }
+            for (var b = lid; b < candidates; b += WG) {
+                atomicStore(&h_count[b], 0u);
+                atomicStore(&h_lo[b], 0u);
+                atomicStore(&h_hi[b], 0u);
+            }
+            workgroupBarrier();
+            for (var e = begin + lid; e < end; e += WG) {
+                let i = order[e];
+                let row = i % p.rows;
+                let b = bin_at(j, row);
+                if (b < candidates) {
+                    let w = weights[i];
+                    let v = mul_wide(w, targets[row]);
+                    atomicAdd(&h_count[b], w);
+                    let old = atomicAdd(&h_lo[b], v.x);
+                    let high = v.y + select(0u, 1u, old + v.x < old);
+                    if (high != 0u) {
+                        atomicAdd(&h_hi[b], high);
+                    }
+                }
+            }
+            workgroupBarrier();
+            // This thread's bins, summed; then the prefix of all lower threads' bins.
+            var cn = 0u;
+            var cs = vec2<u32>(0u);
+            for (var b = lo_bin; b < hi_bin; b++) {
+                cn += atomicLoad(&h_count[b]);
+                cs = add64(cs, vec2<u32>(atomicLoad(&h_lo[b]), atomicLoad(&h_hi[b])));
+            }
+            part_n[lid] = cn;
+            part_s[lid] = cs;
+            workgroupBarrier();
+            var nl = 0u;
+            var sl = vec2<u32>(0u);
+            for (var t = 0u; t < lid; t++) {
+                nl += part_n[t];
+                sl = add64(sl, part_s[t]);
+            }
+            for (var b = lo_bin; b < hi_bin; b++) {
+                let c = atomicLoad(&h_count[b]);
+                let v = vec2<u32>(atomicLoad(&h_lo[b]), atomicLoad(&h_hi[b]));
+                // An empty bin repeats the previous partition, whose equal score never
+                // wins the strict comparison (as in SplitSearch).
+                if (c == 0u && v.x == 0u && v.y == 0u) {
+                    continue;
+                }
+                nl += c;
+                sl = add64(sl, v);
+                let nr = n - nl;
+                if (nl >= min_leaf && nr >= min_leaf) {
+                    let sc = add128(score(sl, nl), score(sub64(s, sl), nr));
+                    if (!have || gt128(sc, best)) {
+                        have = true;
+                        best = sc;
+                        best_j = j;
+                        best_b = b;
+                        best_nl = nl;
+                        best_sl = sl;
+                    }
+                }
+            }
+            // The histogram and partial sums are reused by the next feature.
+            workgroupBarrier();
+        }
+    }
+
+    best_score[lid] = best;
+    best_key[lid] = vec4<u32>(select(NONE, best_j, have), best_b, best_nl, best_sl.x);
+    best_sh[lid] = best_sl.y;
+    workgroupBarrier();
+    if (lid != 0u) {
+        return;
+    }
+    // Each thread's best is the first maximum of its own candidates in (feature, bin)
+    // order; the first maximum over all of them is the highest score, ties to the lower
+    // feature, then the lower bin.
+    var found = false;
+    var top = vec4<u32>(0u);
+    var key = vec4<u32>(NONE, 0u, 0u, 0u);
+    var top_sh = 0u;
+    for (var t = 0u; t < WG; t++) {
+        let kt = best_key[t];
+        if (kt.x == NONE) {
+            continue;
+        }
+        let st = best_score[t];
+        var better = !found || gt128(st, top);
+        if (found && all(st == top)) {
+            better = kt.x < key.x || (kt.x == key.x && kt.y < key.y);
+        }
+        if (better) {
+            found = true;
+            top = st;
+            key = kt;
+            top_sh = best_sh[t];
+        }
+    }
+    let out = (p.slot_begin + k) * 8u;
+    if (found && gt128(top, score(s, max(n, 1u)))) {
+        splits[out] = key.x;
+        splits[out + 1u] = key.y;
+        splits[out + 2u] = key.z;
+        splits[out + 3u] = key.w;
+        splits[out + 4u] = top_sh;
+    } else {
+        splits[out] = NONE;
+        splits[out + 1u] = 0u;
+        splits[out + 2u] = 0u;
+        splits[out + 3u] = 0u;
+        splits[out + 4u] = 0u;
+    }
+    splits[out + 5u] = n;
+    splits[out + 6u] = s.x;
+    splits[out + 7u] = s.y;
+}
