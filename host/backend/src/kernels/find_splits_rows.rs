@@ -49,28 +49,42 @@ pub fn find_splits_rows(
         }
     }
 
+    // Row-major copy of the bins so that a slot's rows are gathered with one cache line
+    // per row instead of one per row and feature (deep levels scatter a slot's rows).
+    let mut row_bins = vec![0u8; rows * features];
+    par_chunks(&mut row_bins, 4096 * features.max(1), |first, out| {
+        let first_row = first / features.max(1);
+        for (k, row) in out.chunks_exact_mut(features.max(1)).enumerate() {
+            for (j, b) in row.iter_mut().enumerate() {
+                *b = bin_at(bins, words, j, first_row + k) as u8;
+            }
+        }
+    });
+
     let begin = p.slot_begin as usize * SPLIT_WORDS as usize;
     let end = begin + slots * SPLIT_WORDS as usize;
     par_chunks(&mut splits[begin..end], 16 * SPLIT_WORDS as usize, |first, out| {
         let mut dense_count = vec![0u32; max_bins];
         let mut dense_sum = vec![0u64; max_bins];
         let mut sparse: Vec<(u32, u32, u64)> = Vec::new();
+        // The slot's entries: weight, weighted target, and their bins row by row.
+        let mut weighted: Vec<(u32, u64)> = Vec::new();
+        let mut slot_bins: Vec<u8> = Vec::new();
         for (k, record) in out.chunks_exact_mut(SPLIT_WORDS as usize).enumerate() {
             let slot = first / SPLIT_WORDS as usize + k;
             let mine = &order[start[slot] as usize..start[slot + 1] as usize];
-            let entry = |i: u32| {
-                let (i, row) = (i as usize, i as usize % rows);
-                (row, weights[i], weights[i] as u64 * targets[row] as u64)
-            };
-            // Totals over feature 0's in-range bins, as find-splits takes them.
-            let (mut n, mut s) = (0u32, 0u64);
+            weighted.clear();
+            slot_bins.clear();
             for &i in mine {
-                let (row, w, v) = entry(i);
-                if (bin_at(bins, words, 0, row) as usize) < max_bins {
-                    n = n.wrapping_add(w);
-                    s = s.wrapping_add(v);
-                }
+                let (i, row) = (i as usize, i as usize % rows);
+                weighted.push((weights[i], weights[i] as u64 * targets[row] as u64));
+                slot_bins.extend_from_slice(&row_bins[row * features..(row + 1) * features]);
             }
+            let column = |j: usize| weighted.iter().zip(slot_bins.get(j..).unwrap_or(&[]).iter().step_by(features)).map(|(&(w, v), &b)| (b as usize, w, v));
+            // Totals over feature 0's in-range bins, as find-splits takes them.
+            let (n, s) = column(0)
+                .filter(|&(b, _, _)| b < max_bins)
+                .fold((0u32, 0u64), |(n, s), (_, w, v)| (n.wrapping_add(w), s.wrapping_add(v)));
             let mut search = SplitSearch::new(n, s, p.min_samples_leaf);
             for j in 0..features {
                 if !allowed(feature_mask, p.mask_words, slot, j) {
@@ -78,13 +92,7 @@ pub fn find_splits_rows(
                 }
                 if mine.len() * 8 < max_bins {
                     sparse.clear();
-                    for &i in mine {
-                        let (row, w, v) = entry(i);
-                        let b = bin_at(bins, words, j, row);
-                        if (b as usize) < max_bins - 1 {
-                            sparse.push((b, w, v));
-                        }
-                    }
+                    sparse.extend(column(j).filter(|&(b, _, _)| b < max_bins - 1).map(|(b, w, v)| (b as u32, w, v)));
                     sparse.sort_unstable_by_key(|c| c.0);
                     // Merge equal bins so each candidate sees its whole bin.
                     let mut merged = sparse.chunk_by(|a, b| a.0 == b.0).map(|group| {
@@ -94,9 +102,7 @@ pub fn find_splits_rows(
                 } else {
                     dense_count.fill(0);
                     dense_sum.fill(0);
-                    for &i in mine {
-                        let (row, w, v) = entry(i);
-                        let b = bin_at(bins, words, j, row) as usize;
+                    for (b, w, v) in column(j) {
                         if b < max_bins {
                             dense_count[b] = dense_count[b].wrapping_add(w);
                             dense_sum[b] = dense_sum[b].wrapping_add(v);
