@@ -8,6 +8,7 @@ mod bench;
 mod bindgen;
 mod build;
 mod componentize;
+mod parity;
 mod synth;
 
 use std::path::PathBuf;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
             _ => Err(anyhow::anyhow!("usage: cargo xtask componentize IN.wasm OUT.wasm")),
         },
         "bench" => bench::command(&workspace_root(), rest),
+        "parity" => parity::command(rest),
         "gen-data" => synth::gen_data_command(&bench::root(&workspace_root()), rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
