@@ -1,7 +1,10 @@
 //! Smoke test and timing of the CUDA backend against the CPU reference on one realistic
 //! training level: probe, NVRTC compile time, then bootstrap → bin-features →
 //! build-histograms → find-splits → apply-splits → predict-forest on random data, every
-//! output compared byte for byte with `CpuBackend`. Exit status 1 on any difference.
+//! output compared byte for byte with `CpuBackend`. Then find-splits-rows on a shallow,
+//! a middle and a deep level (thousands of slots per tree, masks, min-samples-leaf),
+//! against the CPU's find-splits-rows and against the GPU's own build-histograms +
+//! find-splits. Exit status 1 on any difference.
 //!
 //! `cargo run -p wasi-gpu-cuda --release --example cuda_check [rows] [features] [trees]`
 
@@ -21,9 +24,12 @@ fn level(d: &mut Device, rows: u32, features: u32, trees: u32, seed: u64) -> Res
     let max_bins = 64u32;
     let x: Vec<u32> = (0..rows * features).map(|_| rng.random_range(-10.0f32..10.0).to_bits()).collect();
     let mut edges = Vec::new();
-    for _ in 0..features {
+    for j in 0..features {
         let mut e: Vec<f32> = (0..max_bins - 1).map(|_| rng.random_range(-10.0f32..10.0)).collect();
-        e.sort_by(|a, b| a.total_cmp(b));
+        // Feature 1's edges stay unsorted: bin-features must still count the edges below x.
+        if j != 1 {
+            e.sort_by(|a, b| a.total_cmp(b));
+        }
         edges.extend(e.iter().map(|v| v.to_bits()));
     }
     let targets: Vec<u32> = (0..rows).map(|_| rng.random_range(0..=TARGET_MAX)).collect();
@@ -82,6 +88,122 @@ fn level(d: &mut Device, rows: u32, features: u32, trees: u32, seed: u64) -> Res
     Ok((out, times))
 }
 
+/// One find-splits-rows batch: `slots_per_tree` slots per tree, each entry of tree t in a
+/// random slot of that tree (or finished), bootstrap-like weights 0..=3.
+struct RowLevel {
+    p: RowSplitParams,
+    bins: Vec<u32>,
+    targets: Vec<u32>,
+    weights: Vec<u32>,
+    node_of: Vec<u32>,
+    mask: Vec<u32>,
+}
+
+impl RowLevel {
+    fn new(rows: u32, features: u32, trees: u32, slots_per_tree: u32, masked: bool, min_leaf: u32, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let max_bins = 64u32;
+        let slot_count = trees * slots_per_tree;
+        let mask_words = if masked { features.div_ceil(32) } else { 0 };
+        let words = rows.div_ceil(4) as usize;
+        let bins = (0..features as usize * words)
+            .map(|_| (0..4).fold(0u32, |w, lane| w | rng.random_range(0..max_bins) << (lane * 8)))
+            .collect();
+        let targets = (0..rows).map(|_| rng.random_range(0..=TARGET_MAX)).collect();
+        let n = trees as usize * rows as usize;
+        let weights = (0..n).map(|_| [0, 0, 1, 1, 1, 2, 2, 3][rng.random_range(0..8)]).collect();
+        let node_of = (0..n)
+            .map(|i| {
+                let t = (i / rows as usize) as u32;
+                if rng.random_bool(0.05) { NONE } else { t * slots_per_tree + rng.random_range(0..slots_per_tree) }
+            })
+            .collect();
+        let mask = (0..(slot_count * mask_words).max(1)).map(|_| rng.random::<u32>()).collect();
+        let p = RowSplitParams { rows, features, max_bins, tree_count: trees, slot_begin: 0, slot_count, min_samples_leaf: min_leaf, mask_words };
+        RowLevel { p, bins, targets, weights, node_of, mask }
+    }
+
+    /// The split records of find-splits-rows (and, with `dense`, of build-histograms +
+    /// find-splits) on `d`, with the time of each.
+    fn run(&self, d: &mut Device, dense: bool) -> Result<(Vec<u8>, f64, Option<(Vec<u8>, f64)>), GpuError> {
+        let buf = |d: &mut Device, data: &[u32]| -> Result<BufferId, GpuError> {
+            let id = d.create_buffer(data.len() as u64 * 4)?;
+            d.write(id, 0, &bytes(data))?;
+            Ok(id)
+        };
+        let p = self.p;
+        let ids = [&self.bins, &self.targets, &self.weights, &self.node_of, &self.mask]
+            .into_iter()
+            .map(|v| buf(d, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let splits = d.create_buffer(p.slot_count as u64 * 32)?;
+        let timed = |d: &mut Device, f: &dyn Fn(&mut Device) -> Result<(), GpuError>| {
+            d.synchronize()?;
+            let t = Instant::now();
+            f(d)?;
+            d.synchronize()?;
+            Ok::<f64, GpuError>(t.elapsed().as_secs_f64() * 1e3)
+        };
+        let rows_call = |d: &mut Device| d.find_splits_rows(&p, ids[0], ids[1], ids[2], ids[3], ids[4], splits);
+        // The first call also grows the scratch allocation; time the second.
+        timed(d, &rows_call)?;
+        let t_rows = timed(d, &rows_call)?;
+        let got = d.read(splits, 0, p.slot_count as u64 * 32)?;
+        let mut dense_out = None;
+        if dense {
+            let per_slot = p.features as u64 * p.max_bins as u64 * 12;
+            let hist = d.create_buffer(per_slot * p.slot_count as u64)?;
+            let other = d.create_buffer(p.slot_count as u64 * 32)?;
+            let t = timed(d, &|d| {
+                d.build_histograms(&p.histogram(), ids[0], ids[1], ids[2], ids[3], hist)?;
+                d.find_splits(&p.split(), hist, ids[4], other)
+            })?;
+            dense_out = Some((d.read(other, 0, p.slot_count as u64 * 32)?, t));
+            d.drop_buffer(hist);
+            d.drop_buffer(other);
+        }
+        for id in ids {
+            d.drop_buffer(id);
+        }
+        d.drop_buffer(splits);
+        Ok((got, t_rows, dense_out))
+    }
+}
+
+/// find-splits-rows at several depths; true when CUDA matches the CPU everywhere.
+fn row_levels(cuda: &mut Device, cpu: &mut Device, rows: u32, features: u32, trees: u32) -> bool {
+    let mut ok = true;
+    // (slots per tree, masked, min-samples-leaf)
+    for (spt, masked, min_leaf) in [(1, false, 1), (8, true, 1), (64, false, 5), (512, true, 1), (4096, false, 1), (4096, true, 3)] {
+        let level = RowLevel::new(rows, features, trees, spt, masked, min_leaf, 7 + spt as u64);
+        let (want, t_cpu, _) = level.run(cpu, false).expect("cpu find-splits-rows");
+        match level.run(cuda, true) {
+            Ok((got, t_cuda, dense)) => {
+                let (dense_got, t_dense) = dense.expect("dense run requested");
+                let same = got == want && dense_got == want;
+                ok &= same;
+                let splitting = want.chunks_exact(32).filter(|r| r[..4] != NONE.to_le_bytes()).count();
+                println!(
+                    "find-splits-rows {:>6} slots ({spt:>4}/tree, mask {masked:>5}, min-leaf {min_leaf}): cpu {t_cpu:9.2} ms   cuda {t_cuda:8.3} ms   cuda build+find {t_dense:8.3} ms   {splitting} splits   {}",
+                    level.p.slot_count,
+                    if same { "identical" } else { "DIFFERENT" }
+                );
+                if !same {
+                    let first = (0..want.len() / 32).find(|&k| got[k * 32..][..32] != want[k * 32..][..32]);
+                    if let Some(k) = first {
+                        println!("  first differing slot {k}: cpu {:?} cuda {:?}", &want[k * 32..][..32], &got[k * 32..][..32]);
+                    }
+                }
+            }
+            Err(e) => {
+                println!("cuda find-splits-rows failed at {spt} slots/tree: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
 fn main() {
     let args: Vec<u32> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let rows = args.first().copied().unwrap_or(1_000_000);
@@ -123,6 +245,7 @@ fn main() {
         ok &= same;
         println!("{name:>9}: {}", if same { "identical" } else { "DIFFERENT" });
     }
+    ok &= row_levels(&mut cuda, &mut cpu, rows, args.get(3).copied().unwrap_or(32), trees);
     // A second backend in the same process reuses the compiled kernels.
     let t = Instant::now();
     let second = wasi_gpu_cuda::open().map(|_| ());

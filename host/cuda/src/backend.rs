@@ -11,7 +11,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DriverError};
 use cudarc::nvrtc::Ptx;
 use wasi_gpu_backend::{
     ApplyParams, Backend, BackendKind, BinFeaturesParams, BootstrapParams, BufferId, DeviceInfo, GpuError,
-    HistogramParams, PredictParams, SplitParams, HIST_WORDS,
+    HistogramParams, PredictParams, RowSplitParams, SplitParams, HIST_WORDS,
 };
 
 use crate::compile;
@@ -23,6 +23,22 @@ const BLOCK: u32 = 256;
 const SPLIT_BLOCK: u32 = 128;
 /// Largest grid y dimension every CUDA device accepts.
 const MAX_GRID_Y: u64 = 65535;
+/// Threads per block of the find-splits-rows kernels; must equal FSR_THREADS in
+/// find_splits_rows.cu.
+const ROW_BLOCK: u32 = 256;
+/// Slot counts scanned per block by `fsr_scan_tiles`; must equal FSR_TILE.
+const SCAN_TILE: u64 = 2048;
+/// Shared-memory histogram cells of `build_histograms_shared`; must equal BH_SHARED_CELLS.
+const SHARED_HIST_CELLS: u64 = 3072;
+/// Blocks per multiprocessor `build_histograms_shared` aims for, over all features.
+const SHARED_HIST_BLOCKS_PER_SM: u64 = 8;
+/// Largest histogram the dense find-splits-rows path materialises at once.
+const DENSE_HIST_BYTES: u64 = 256 << 20;
+/// The dense path (build-histograms + find-splits) serves batches with fewer slots than
+/// this many per multiprocessor: one block per slot would leave most of the GPU idle...
+const DENSE_MAX_SLOTS_PER_SM: u64 = 2;
+/// ...and at least this many entries per slot on average.
+const DENSE_MIN_ENTRIES_PER_SLOT: u64 = 16384;
 
 /// Facts about device 0, read without creating a context.
 pub(crate) struct DeviceFacts {
@@ -91,6 +107,21 @@ struct Kernels {
     find_splits: CudaFunction,
     apply_splits: CudaFunction,
     predict_forest: CudaFunction,
+    fsr_count: CudaFunction,
+    fsr_scan_tiles: CudaFunction,
+    fsr_scan_sums: CudaFunction,
+    fsr_scan_add: CudaFunction,
+    fsr_scatter: CudaFunction,
+    find_splits_rows: CudaFunction,
+    build_histograms_shared: CudaFunction,
+}
+
+/// A device allocation the backend keeps for itself between calls (find-splits-rows'
+/// slot offsets and entry lists, or its dense histogram); grown on demand, never shrunk.
+#[derive(Default)]
+struct Scratch {
+    ptr: CUdeviceptr,
+    bytes: u64,
 }
 
 /// The CUDA backend of one guest: its own stream and allocations on device 0.
@@ -105,6 +136,7 @@ pub struct CudaBackend {
     /// Set once the context is unusable (a kernel faulted, the driver failed or panicked).
     lost: Option<String>,
     max_blocks: u32,
+    scratch: Scratch,
 }
 
 impl CudaBackend {
@@ -129,10 +161,26 @@ impl CudaBackend {
                 find_splits: f(compile::ENTRY_POINTS[4])?,
                 apply_splits: f(compile::ENTRY_POINTS[5])?,
                 predict_forest: f(compile::ENTRY_POINTS[6])?,
+                fsr_count: f(compile::ENTRY_POINTS[7])?,
+                fsr_scan_tiles: f(compile::ENTRY_POINTS[8])?,
+                fsr_scan_sums: f(compile::ENTRY_POINTS[9])?,
+                fsr_scan_add: f(compile::ENTRY_POINTS[10])?,
+                fsr_scatter: f(compile::ENTRY_POINTS[11])?,
+                find_splits_rows: f(compile::ENTRY_POINTS[12])?,
+                build_histograms_shared: f(compile::ENTRY_POINTS[13])?,
             };
             let stream = ctx.new_stream().map_err(|e| fail("cannot create a CUDA stream", e))?;
             let max_blocks = facts.max_grid_x.min(facts.multiprocessors.saturating_mul(32)).max(1);
-            Ok(CudaBackend { kernels, stream, ctx, buffers: HashMap::new(), facts, lost: None, max_blocks })
+            Ok(CudaBackend {
+                kernels,
+                stream,
+                ctx,
+                buffers: HashMap::new(),
+                facts,
+                lost: None,
+                max_blocks,
+                scratch: Scratch::default(),
+            })
         })
     }
 
@@ -209,6 +257,220 @@ impl CudaBackend {
         }
         .map_err(|e| self.fail(op, e))
     }
+
+    /// Allocates `bytes > 0` bytes of device memory (not zeroed).
+    fn raw_alloc(&mut self, op: &str, bytes: u64) -> Result<CUdeviceptr, GpuError> {
+        let size = usize::try_from(bytes)
+            .map_err(|_| GpuError::OutOfMemory(format!("{op}: {bytes} bytes do not fit this host's address space")))?;
+        let stream = self.stream.cu_stream();
+        // SAFETY: plain allocation on our stream; callers zero or overwrite it before use.
+        let ptr = if self.ctx.has_async_alloc() {
+            unsafe { result::malloc_async(stream, size) }
+        } else {
+            unsafe { result::malloc_sync(size) }
+        };
+        ptr.map_err(|e| match e.0 {
+            sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => GpuError::OutOfMemory(format!(
+                "{op}: allocating {bytes} bytes on the GPU failed: out of device memory; free buffers or use smaller batches"
+            )),
+            _ => self.fail(op, e),
+        })
+    }
+
+    /// Frees a pointer from [`Self::raw_alloc`] in stream order; never fails.
+    fn raw_free(&mut self, ptr: CUdeviceptr) {
+        if ptr == 0 {
+            return;
+        }
+        let async_alloc = self.ctx.has_async_alloc();
+        let stream = self.stream.cu_stream();
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let _ = self.ctx.bind_to_thread();
+            // SAFETY: the pointer came from the matching allocator and is freed once;
+            // stream order (or the synchronize) keeps queued kernels' accesses before it.
+            unsafe {
+                if async_alloc {
+                    let _ = result::free_async(ptr, stream);
+                } else {
+                    let _ = result::stream::synchronize(stream);
+                    let _ = result::free_sync(ptr);
+                }
+            }
+        }));
+    }
+
+    /// The scratch allocation, at least `bytes` long; grows it (to 1.5x, whole MiB) when
+    /// smaller. Its contents are undefined.
+    fn scratch(&mut self, op: &str, bytes: u64) -> Result<CUdeviceptr, GpuError> {
+        if self.scratch.bytes >= bytes {
+            return Ok(self.scratch.ptr);
+        }
+        let old = std::mem::take(&mut self.scratch);
+        self.raw_free(old.ptr);
+        let want = bytes.max(old.bytes.saturating_add(old.bytes / 2)).div_ceil(1 << 20).saturating_mul(1 << 20);
+        // Fall back to the exact size when the rounded-up one does not fit.
+        let (ptr, got) = match self.raw_alloc(op, want) {
+            Ok(p) => (p, want),
+            Err(GpuError::OutOfMemory(_)) if want > bytes => (self.raw_alloc(op, bytes)?, bytes),
+            Err(e) => return Err(e),
+        };
+        self.scratch = Scratch { ptr, bytes: got };
+        Ok(ptr)
+    }
+
+    /// Queues build-histograms over raw pointers (the host zeroes `hist` first).
+    fn queue_build_histograms(
+        &mut self,
+        p: &HistogramParams,
+        [bins, targets, weights, node_of, hist]: [CUdeviceptr; 5],
+    ) -> Result<(), GpuError> {
+        if p.slot_count == 0 {
+            return Ok(());
+        }
+        let hist_bytes = p.slot_count as u64 * p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
+        self.zero("build-histograms", hist, hist_bytes)?;
+        let mut args = [
+            Arg::U32(p.rows),
+            Arg::U32(p.features),
+            Arg::U32(p.max_bins),
+            Arg::U32(p.tree_count),
+            Arg::U32(p.slot_begin),
+            Arg::U32(p.slot_count),
+            Arg::Ptr(bins),
+            Arg::Ptr(targets),
+            Arg::Ptr(weights),
+            Arg::Ptr(node_of),
+            Arg::Ptr(hist),
+        ];
+        let entries = p.tree_count as u64 * p.rows as u64;
+        if p.slot_count as u64 * p.max_bins as u64 <= SHARED_HIST_CELLS {
+            // Few slots: per-block shared histograms, then one global atomic per cell.
+            let target = SHARED_HIST_BLOCKS_PER_SM * self.facts.multiprocessors as u64;
+            let blocks_x = (target / p.features as u64).clamp(1, entries.div_ceil(BLOCK as u64).max(1));
+            let f = self.kernels.build_histograms_shared.clone();
+            return self.launch_2d("build-histograms", &f, blocks_x * BLOCK as u64, p.features as u64, BLOCK, &mut args);
+        }
+        let f = self.kernels.build_histograms.clone();
+        self.launch_2d("build-histograms", &f, entries, p.features as u64, BLOCK, &mut args)
+    }
+
+    /// Queues find-splits over raw pointers; `mask` points at the batch's first slot's mask.
+    fn queue_find_splits(&mut self, p: &SplitParams, [hist, mask, splits]: [CUdeviceptr; 3]) -> Result<(), GpuError> {
+        let mut args = [
+            Arg::U32(p.features),
+            Arg::U32(p.max_bins),
+            Arg::U32(p.slot_begin),
+            Arg::U32(p.slot_count),
+            Arg::U32(p.min_samples_leaf),
+            Arg::U32(p.mask_words),
+            Arg::Ptr(hist),
+            Arg::Ptr(mask),
+            Arg::Ptr(splits),
+        ];
+        let f = self.kernels.find_splits.clone();
+        // One block of SPLIT_BLOCK threads per slot.
+        self.launch("find-splits", &f, p.slot_count as u64 * SPLIT_BLOCK as u64, SPLIT_BLOCK, &mut args)
+    }
+
+    /// find-splits-rows as build-histograms + find-splits through the scratch histogram,
+    /// as many slots at a time as fit in [`DENSE_HIST_BYTES`]. For few, large slots.
+    fn rows_dense(&mut self, p: &RowSplitParams, [bins, targets, weights, node_of, mask, splits]: [CUdeviceptr; 6]) -> Result<(), GpuError> {
+        const OP: &str = "find-splits-rows";
+        let per_slot = p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
+        let mut batch = (DENSE_HIST_BYTES / per_slot).clamp(1, p.slot_count as u64) as u32;
+        // Up to four passes over the entries are worth the shared-memory histograms.
+        let shared_batch = (SHARED_HIST_CELLS / p.max_bins as u64).max(1);
+        if (p.slot_count as u64).div_ceil(shared_batch) <= 4 {
+            batch = batch.min(shared_batch as u32);
+        }
+        let hist = self.scratch(OP, per_slot * batch as u64)?;
+        let mut first = 0u32;
+        while first < p.slot_count {
+            let count = batch.min(p.slot_count - first);
+            let h = HistogramParams { slot_begin: p.slot_begin + first, slot_count: count, ..p.histogram() };
+            let s = SplitParams { slot_begin: p.slot_begin + first, slot_count: count, ..p.split() };
+            // The mask of these slots starts `first` slots into the guest's mask buffer.
+            let mask_at = if p.mask_words == 0 { mask } else { mask + first as u64 * p.mask_words as u64 * 4 };
+            self.queue_build_histograms(&h, [bins, targets, weights, node_of, hist])?;
+            self.queue_find_splits(&s, [hist, mask_at, splits])?;
+            first += count;
+        }
+        Ok(())
+    }
+
+    /// find-splits-rows from each slot's own rows: group the entries by slot (count,
+    /// scan, scatter), then one block per slot tallies and scans shared histograms.
+    fn rows_grouped(&mut self, p: &RowSplitParams, [bins, targets, weights, node_of, mask, splits]: [CUdeviceptr; 6]) -> Result<(), GpuError> {
+        const OP: &str = "find-splits-rows";
+        let entries = p.tree_count as u64 * p.rows as u64;
+        let n = p.slot_count as u64 + 1;
+        let tiles = n.div_ceil(SCAN_TILE);
+        let align = |words: u64| (words * 4).div_ceil(256) * 256;
+        let (o_start, o_tiles) = (align(n), 2 * align(n));
+        let o_rows = o_tiles + align(tiles);
+        let o_w = o_rows + align(entries);
+        let base = self.scratch(OP, o_w + align(entries))?;
+        let (counts, start, tile_sums, order_row, order_w) = (base, base + o_start, base + o_tiles, base + o_rows, base + o_w);
+
+        self.zero(OP, counts, n * 4)?;
+        let mut args = [
+            Arg::U32(p.rows),
+            Arg::U32(p.tree_count),
+            Arg::U32(p.slot_begin),
+            Arg::U32(p.slot_count),
+            Arg::Ptr(weights),
+            Arg::Ptr(node_of),
+            Arg::Ptr(counts),
+        ];
+        let f = self.kernels.fsr_count.clone();
+        self.launch(OP, &f, entries, BLOCK, &mut args)?;
+
+        let mut args = [Arg::U32(n as u32), Arg::Ptr(counts), Arg::Ptr(start), Arg::Ptr(tile_sums)];
+        let f = self.kernels.fsr_scan_tiles.clone();
+        self.launch(OP, &f, tiles * ROW_BLOCK as u64, ROW_BLOCK, &mut args)?;
+        let mut args = [Arg::U32(tiles as u32), Arg::Ptr(tile_sums)];
+        let f = self.kernels.fsr_scan_sums.clone();
+        self.launch(OP, &f, ROW_BLOCK as u64, ROW_BLOCK, &mut args)?;
+        let mut args = [Arg::U32(n as u32), Arg::Ptr(start), Arg::Ptr(tile_sums)];
+        let f = self.kernels.fsr_scan_add.clone();
+        self.launch(OP, &f, n, BLOCK, &mut args)?;
+
+        // The counts become the per-slot cursors of the scatter.
+        self.zero(OP, counts, n * 4)?;
+        let mut args = [
+            Arg::U32(p.rows),
+            Arg::U32(p.tree_count),
+            Arg::U32(p.slot_begin),
+            Arg::U32(p.slot_count),
+            Arg::Ptr(weights),
+            Arg::Ptr(node_of),
+            Arg::Ptr(start),
+            Arg::Ptr(counts),
+            Arg::Ptr(order_row),
+            Arg::Ptr(order_w),
+        ];
+        let f = self.kernels.fsr_scatter.clone();
+        self.launch(OP, &f, entries, BLOCK, &mut args)?;
+
+        let mut args = [
+            Arg::U32(p.rows),
+            Arg::U32(p.features),
+            Arg::U32(p.max_bins),
+            Arg::U32(p.slot_begin),
+            Arg::U32(p.slot_count),
+            Arg::U32(p.min_samples_leaf),
+            Arg::U32(p.mask_words),
+            Arg::Ptr(bins),
+            Arg::Ptr(targets),
+            Arg::Ptr(mask),
+            Arg::Ptr(start),
+            Arg::Ptr(order_row),
+            Arg::Ptr(order_w),
+            Arg::Ptr(splits),
+        ];
+        let f = self.kernels.find_splits_rows.clone();
+        self.launch(OP, &f, p.slot_count as u64 * ROW_BLOCK as u64, ROW_BLOCK, &mut args)
+    }
 }
 
 impl Drop for CudaBackend {
@@ -219,6 +481,8 @@ impl Drop for CudaBackend {
             for id in ids {
                 self.free(id);
             }
+            let scratch = std::mem::take(&mut self.scratch);
+            self.raw_free(scratch.ptr);
             let _ = self.stream.synchronize();
         }));
     }
@@ -247,46 +511,16 @@ impl Backend for CudaBackend {
                 me.buffers.insert(id, Allocation { ptr: 0 });
                 return Ok(());
             }
-            let bytes = usize::try_from(size)
-                .map_err(|_| GpuError::OutOfMemory(format!("a buffer of {size} bytes does not fit this host's address space")))?;
-            let stream = me.stream.cu_stream();
-            // SAFETY: plain allocation on our stream; the memory is zeroed before any use.
-            let ptr = if me.ctx.has_async_alloc() {
-                unsafe { result::malloc_async(stream, bytes) }
-            } else {
-                unsafe { result::malloc_sync(bytes) }
-            }
-            .map_err(|e| match e.0 {
-                sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => GpuError::OutOfMemory(format!(
-                    "allocating {size} bytes on the GPU failed: out of device memory; free buffers or use smaller batches"
-                )),
-                _ => me.fail("allocating a buffer", e),
-            })?;
+            let ptr = me.raw_alloc("allocating a buffer", size)?;
             me.buffers.insert(id, Allocation { ptr });
             me.zero("zero-filling a new buffer", ptr, size)
         })
     }
 
     fn free(&mut self, id: BufferId) {
-        let Some(a) = self.buffers.remove(&id) else { return };
-        if a.ptr == 0 {
-            return;
+        if let Some(a) = self.buffers.remove(&id) {
+            self.raw_free(a.ptr);
         }
-        let async_alloc = self.ctx.has_async_alloc();
-        let stream = self.stream.cu_stream();
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            let _ = self.ctx.bind_to_thread();
-            // SAFETY: the pointer came from the matching allocator and is freed once;
-            // stream order (or the synchronize) keeps queued kernels' accesses before it.
-            unsafe {
-                if async_alloc {
-                    let _ = result::free_async(a.ptr, stream);
-                } else {
-                    let _ = result::stream::synchronize(stream);
-                    let _ = result::free_sync(a.ptr);
-                }
-            }
-        }));
     }
 
     fn write(&mut self, id: BufferId, offset: u64, data: &[u8]) -> Result<(), GpuError> {
@@ -382,47 +616,49 @@ impl Backend for CudaBackend {
         hist: BufferId,
     ) -> Result<(), GpuError> {
         self.run("build-histograms", |me| {
-            if p.slot_count == 0 {
-                return Ok(());
-            }
-            let h = me.ptr(hist)?;
-            let hist_bytes = p.slot_count as u64 * p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
-            me.zero("build-histograms", h, hist_bytes)?;
-            let mut args = [
-                Arg::U32(p.rows),
-                Arg::U32(p.features),
-                Arg::U32(p.max_bins),
-                Arg::U32(p.tree_count),
-                Arg::U32(p.slot_begin),
-                Arg::U32(p.slot_count),
-                Arg::Ptr(me.ptr(bins)?),
-                Arg::Ptr(me.ptr(targets)?),
-                Arg::Ptr(me.ptr(weights)?),
-                Arg::Ptr(me.ptr(node_of)?),
-                Arg::Ptr(h),
-            ];
-            let entries = p.tree_count as u64 * p.rows as u64;
-            let f = me.kernels.build_histograms.clone();
-            me.launch_2d("build-histograms", &f, entries, p.features as u64, BLOCK, &mut args)
+            let ptrs = [me.ptr(bins)?, me.ptr(targets)?, me.ptr(weights)?, me.ptr(node_of)?, me.ptr(hist)?];
+            me.queue_build_histograms(p, ptrs)
         })
     }
 
     fn find_splits(&mut self, p: &SplitParams, hist: BufferId, feature_mask: BufferId, splits: BufferId) -> Result<(), GpuError> {
         self.run("find-splits", |me| {
-            let mut args = [
-                Arg::U32(p.features),
-                Arg::U32(p.max_bins),
-                Arg::U32(p.slot_begin),
-                Arg::U32(p.slot_count),
-                Arg::U32(p.min_samples_leaf),
-                Arg::U32(p.mask_words),
-                Arg::Ptr(me.ptr(hist)?),
-                Arg::Ptr(me.ptr(feature_mask)?),
-                Arg::Ptr(me.ptr(splits)?),
+            let ptrs = [me.ptr(hist)?, me.ptr(feature_mask)?, me.ptr(splits)?];
+            me.queue_find_splits(p, ptrs)
+        })
+    }
+
+    fn find_splits_rows(
+        &mut self,
+        p: &RowSplitParams,
+        bins: BufferId,
+        targets: BufferId,
+        weights: BufferId,
+        node_of: BufferId,
+        feature_mask: BufferId,
+        splits: BufferId,
+    ) -> Result<(), GpuError> {
+        self.run("find-splits-rows", |me| {
+            if p.slot_count == 0 {
+                return Ok(());
+            }
+            let ptrs = [
+                me.ptr(bins)?,
+                me.ptr(targets)?,
+                me.ptr(weights)?,
+                me.ptr(node_of)?,
+                me.ptr(feature_mask)?,
+                me.ptr(splits)?,
             ];
-            let f = me.kernels.find_splits.clone();
-            // One block of SPLIT_BLOCK threads per slot.
-            me.launch("find-splits", &f, p.slot_count as u64 * SPLIT_BLOCK as u64, SPLIT_BLOCK, &mut args)
+            let entries = p.tree_count as u64 * p.rows as u64;
+            let few_slots = (p.slot_count as u64) < DENSE_MAX_SLOTS_PER_SM * me.facts.multiprocessors as u64;
+            let big_slots = entries / p.slot_count as u64 >= DENSE_MIN_ENTRIES_PER_SLOT;
+            // Entry indices and slot offsets are 32-bit in the grouped path.
+            if entries > u32::MAX as u64 || p.slot_count == u32::MAX || (few_slots && big_slots) {
+                me.rows_dense(p, ptrs)
+            } else {
+                me.rows_grouped(p, ptrs)
+            }
         })
     }
 

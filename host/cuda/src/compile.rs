@@ -7,17 +7,19 @@ use std::time::{Duration, Instant};
 use cudarc::nvrtc::{CompileError, CompileOptions};
 
 /// The CUDA C kernels, one file per kernel beside its Rust reference and WGSL twin.
-pub(crate) const SOURCES: [(&str, &str); 6] = [
+pub(crate) const SOURCES: [(&str, &str); 7] = [
     ("bin_features.cu", include_str!("../../backend/src/kernels/bin_features.cu")),
     ("bootstrap.cu", include_str!("../../backend/src/kernels/bootstrap.cu")),
     ("build_histograms.cu", include_str!("../../backend/src/kernels/build_histograms.cu")),
     ("find_splits.cu", include_str!("../../backend/src/kernels/find_splits.cu")),
+    // Uses find_splits.cu's 128-bit score helpers, so it must come after it.
+    ("find_splits_rows.cu", include_str!("../../backend/src/kernels/find_splits_rows.cu")),
     ("apply_splits.cu", include_str!("../../backend/src/kernels/apply_splits.cu")),
     ("predict_forest.cu", include_str!("../../backend/src/kernels/predict_forest.cu")),
 ];
 
 /// Every `extern "C" __global__` entry point the backend loads.
-pub(crate) const ENTRY_POINTS: [&str; 7] = [
+pub(crate) const ENTRY_POINTS: [&str; 14] = [
     "bin_features",
     "bootstrap_draws",
     "bootstrap_roots",
@@ -25,6 +27,13 @@ pub(crate) const ENTRY_POINTS: [&str; 7] = [
     "find_splits",
     "apply_splits",
     "predict_forest",
+    "fsr_count",
+    "fsr_scan_tiles",
+    "fsr_scan_sums",
+    "fsr_scan_add",
+    "fsr_scatter",
+    "find_splits_rows",
+    "build_histograms_shared",
 ];
 
 /// PTX per virtual architecture ("compute_90"), or the compile error.
@@ -42,7 +51,7 @@ pub(crate) fn compile_time() -> Option<Duration> {
     COMPILE_TIME.get().copied()
 }
 
-/// The one translation unit: every kernel file, each self-contained, concatenated.
+/// The one translation unit: every kernel file concatenated in [`SOURCES`] order.
 fn program_source() -> String {
     let mut src = String::new();
     for (name, text) in SOURCES {

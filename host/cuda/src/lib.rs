@@ -104,43 +104,6 @@ mod tests {
         }
     }
 
-    /// Rust port of `bf_partition_point` in bin_features.cu. bin-features must equal the
-    /// reference's `partition_point` even on unsorted or NaN edges; this fails if Rust's
-    /// binary search ever changes its probing order.
-    fn cuda_partition_point(e: &[f32], v: f32) -> usize {
-        let (mut size, mut base) = (e.len(), 0usize);
-        while size > 1 {
-            let half = size / 2;
-            let mid = base + half;
-            if e[mid] < v {
-                base = mid;
-            }
-            size -= half;
-        }
-        base + (e[base] < v) as usize
-    }
-
-    #[test]
-    fn bin_search_matches_partition_point_on_any_edges() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let pick = |rng: &mut rand::rngs::StdRng| match rng.random_range(0..8) {
-            0 => f32::NAN,
-            1 => f32::INFINITY,
-            2 => -0.0,
-            _ => rng.random_range(-4i32..4) as f32,
-        };
-        for _ in 0..20_000 {
-            let n = rng.random_range(1..=255);
-            let mut e: Vec<f32> = (0..n).map(|_| pick(&mut rng)).collect();
-            if rng.random_bool(0.5) {
-                e.sort_by(|a, b| a.total_cmp(b));
-            }
-            let v = pick(&mut rng);
-            assert_eq!(cuda_partition_point(&e, v), e.partition_point(|&x| x < v), "edges {e:?}, v {v}");
-        }
-    }
-
     /// On a machine without libcuda the message must name the driver.
     #[test]
     fn missing_driver_is_named() {

@@ -1,24 +1,10 @@
 // bin-features (CUDA twin of bin_features.rs): raw f32 features to one quantile-bin
 // byte per row and feature. One thread per output word (feature, 4 rows), grid-stride.
 //
-// The bin is the reference's `edges.partition_point(|&e| e < v)`, reproduced step for
-// step (the branch-free binary search of Rust's slice::binary_search_by), so even
-// unsorted or NaN edges from a careless guest give the same byte as the CPU backend.
-
-static __device__ __forceinline__ unsigned int bf_partition_point(const float* e, unsigned int n, float v) {
-    // n >= 1 (max-bins >= 2).
-    unsigned int size = n;
-    unsigned int base = 0;
-    while (size > 1) {
-        unsigned int half = size / 2;
-        unsigned int mid = base + half;
-        if (e[mid] < v) {
-            base = mid;
-        }
-        size -= half;
-    }
-    return base + (e[base] < v ? 1u : 0u);
-}
+// The bin is the number of edges e with e < v (docs/algorithm.md), counted edge by edge.
+// The reference binary-searches sorted edges, which gives the same count, and counts
+// unsorted (or NaN) ones; counting always is exact for both and costs at most 255
+// comparisons per value, read from cache since a warp's threads share a feature.
 
 extern "C" __global__ void bin_features(
     unsigned int rows,
@@ -36,13 +22,23 @@ extern "C" __global__ void bin_features(
         const unsigned long long feature = index / words;
         const unsigned long long w = index % words;
         const float* e = edges + feature * n_edges;
-        unsigned int packed = 0;
+        float v[4];
+        unsigned int count[4] = {0u, 0u, 0u, 0u};
         for (unsigned int lane = 0; lane < 4; ++lane) {
             const unsigned long long row = w * 4ull + lane;
-            if (row < rows) {
-                const float v = x[row * features + feature];
-                const unsigned int bin = bf_partition_point(e, n_edges, v);
-                packed |= min(bin, 255u) << (lane * 8u);
+            // Rows past the end compare as NaN: no edge is below them, and they are not stored.
+            v[lane] = row < rows ? x[row * features + feature] : __int_as_float(0x7fc00000);
+        }
+        for (unsigned int k = 0; k < n_edges; ++k) {
+            const float edge = __ldg(e + k);
+            for (unsigned int lane = 0; lane < 4; ++lane) {
+                count[lane] += edge < v[lane] ? 1u : 0u;
+            }
+        }
+        unsigned int packed = 0;
+        for (unsigned int lane = 0; lane < 4; ++lane) {
+            if (w * 4ull + lane < rows) {
+                packed |= min(count[lane], 255u) << (lane * 8u);
             }
         }
         bins[index] = packed;

@@ -21,6 +21,13 @@ struct fs_u128 {
 static __device__ __forceinline__ fs_u128 fs_score(unsigned long long s, unsigned int n) {
     const unsigned long long p_lo = s * s;
     const unsigned long long p_hi = __umul64hi(s, s);
+    if (p_hi == 0) {
+        // s < 2^32 (every realistic node): one 64-bit division is exact.
+        fs_u128 r;
+        r.hi = 0ull;
+        r.lo = p_lo / n;
+        return r;
+    }
     const unsigned int limbs[4] = {
         (unsigned int)(p_hi >> 32), (unsigned int)p_hi, (unsigned int)(p_lo >> 32), (unsigned int)p_lo
     };

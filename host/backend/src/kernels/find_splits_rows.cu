@@ -1,0 +1,465 @@
+// find-splits-rows (CUDA twin of find_splits_rows.rs): the split records of
+// build-histograms + find-splits for one slot batch, computed from each slot's own rows,
+// with no histogram in device memory.
+//
+// Uses fs_u128, fs_score, fs_add, fs_greater and FS_NONE from find_splits.cu, which
+// precedes this file in the one NVRTC translation unit.
+//
+// Steps (one stream, in order):
+//   fsr_count      counts[local slot] += 1 for every entry (tree, row) of the batch with
+//                  a non-zero weight (32-bit atomics; the host zeroed counts).
+//   fsr_scan_*     start = exclusive prefix sum of counts over slot_count + 1 elements
+//                  (per-tile scans, one block scanning the tile totals, then a fix-up),
+//                  so start[s]..start[s+1] is slot s's range and start[slot_count] the total.
+//   fsr_scatter    order_row/order_w[start[s] + k] = (row, weight) of slot s's k-th entry,
+//                  k from an atomic cursor (the host re-zeroed counts). The order inside
+//                  a slot is arbitrary; every sum below is an exact wrapping integer sum,
+//                  so it cannot matter.
+//   find_splits_rows  one block per slot (grid-stride): totals from feature 0's in-range
+//                  bins, then FSR_GROUP allowed features at a time tallied into a shared
+//                  histogram (count u32 + sum u64, shared atomics, wrapping), each scanned
+//                  by one warp exactly as SplitSearch does: bins below max_bins - 1 in
+//                  ascending order, empty bins (count 0 and sum 0) skipped, both sides at
+//                  least min_samples_leaf, exact 128-bit score, strict > so the earliest
+//                  (feature, bin) keeps a tie. Threads then reduce with the same order
+//                  (higher score, then lower feature, then lower bin).
+
+#define FSR_THREADS 256
+#define FSR_WARPS (FSR_THREADS / 32)
+#define FSR_GROUP FSR_WARPS
+#define FSR_CACHE 512
+#define FSR_PER_THREAD 8
+#define FSR_TILE (FSR_THREADS * FSR_PER_THREAD)
+#define FSR_FULL 0xffffffffu
+
+// The batch-local slot of entry i, or FS_NONE when it is outside the batch or weightless.
+static __device__ __forceinline__ unsigned int fsr_local(
+    unsigned long long i, unsigned int slot_begin, unsigned int slot_count,
+    const unsigned int* __restrict__ weights, const unsigned int* __restrict__ node_of)
+{
+    const unsigned int s = node_of[i];
+    const unsigned int local = s - slot_begin;
+    if (s < slot_begin || local >= slot_count || weights[i] == 0u) {
+        return FS_NONE;
+    }
+    return local;
+}
+
+extern "C" __global__ void fsr_count(
+    unsigned int rows,
+    unsigned int tree_count,
+    unsigned int slot_begin,
+    unsigned int slot_count,
+    const unsigned int* __restrict__ weights,
+    const unsigned int* __restrict__ node_of,
+    unsigned int* __restrict__ counts)
+{
+    const unsigned long long entries = (unsigned long long)tree_count * rows;
+    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < entries; i += stride) {
+        const unsigned int local = fsr_local(i, slot_begin, slot_count, weights, node_of);
+        if (local != FS_NONE) {
+            atomicAdd(&counts[local], 1u);
+        }
+    }
+}
+
+// Exclusive prefix of `v` over the block (FSR_THREADS threads); `*total` gets the sum.
+// Every thread of the block must call it.
+static __device__ __forceinline__ unsigned int fsr_block_exclusive(unsigned int v, unsigned int* total) {
+    __shared__ unsigned int warp_total[FSR_WARPS];
+    const unsigned int lane = threadIdx.x & 31u;
+    const unsigned int warp = threadIdx.x >> 5;
+    unsigned int inclusive = v;
+    for (unsigned int off = 1; off < 32; off *= 2) {
+        const unsigned int y = __shfl_up_sync(FSR_FULL, inclusive, off);
+        if (lane >= off) {
+            inclusive += y;
+        }
+    }
+    if (lane == 31u) {
+        warp_total[warp] = inclusive;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        unsigned int t = lane < FSR_WARPS ? warp_total[lane] : 0u;
+        for (unsigned int off = 1; off < 32; off *= 2) {
+            const unsigned int y = __shfl_up_sync(FSR_FULL, t, off);
+            if (lane >= off) {
+                t += y;
+            }
+        }
+        if (lane < FSR_WARPS) {
+            warp_total[lane] = t;
+        }
+    }
+    __syncthreads();
+    const unsigned int before = warp == 0 ? 0u : warp_total[warp - 1];
+    *total = warp_total[FSR_WARPS - 1];
+    __syncthreads();
+    return before + inclusive - v;
+}
+
+// out[i] = exclusive prefix of in[] within tile i / FSR_TILE; tile_sums[tile] = its total.
+extern "C" __global__ void __launch_bounds__(FSR_THREADS) fsr_scan_tiles(
+    unsigned int n,
+    const unsigned int* __restrict__ in,
+    unsigned int* __restrict__ out,
+    unsigned int* __restrict__ tile_sums)
+{
+    const unsigned int tiles = (unsigned int)(((unsigned long long)n + FSR_TILE - 1) / FSR_TILE);
+    for (unsigned int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const unsigned long long base = (unsigned long long)tile * FSR_TILE + (unsigned long long)threadIdx.x * FSR_PER_THREAD;
+        unsigned int v[FSR_PER_THREAD];
+        unsigned int sum = 0;
+        for (unsigned int k = 0; k < FSR_PER_THREAD; ++k) {
+            v[k] = base + k < n ? in[base + k] : 0u;
+            sum += v[k];
+        }
+        unsigned int total;
+        unsigned int run = fsr_block_exclusive(sum, &total);
+        for (unsigned int k = 0; k < FSR_PER_THREAD; ++k) {
+            if (base + k < n) {
+                out[base + k] = run;
+            }
+            run += v[k];
+        }
+        if (threadIdx.x == 0) {
+            tile_sums[tile] = total;
+        }
+    }
+}
+
+// In place: tile_sums = its exclusive prefix. Launched as exactly one block.
+extern "C" __global__ void __launch_bounds__(FSR_THREADS) fsr_scan_sums(unsigned int tiles, unsigned int* __restrict__ tile_sums) {
+    if (blockIdx.x != 0) {
+        return;
+    }
+    unsigned int carry = 0;
+    for (unsigned long long chunk = 0; chunk < tiles; chunk += FSR_TILE) {
+        const unsigned long long base = chunk + (unsigned long long)threadIdx.x * FSR_PER_THREAD;
+        unsigned int v[FSR_PER_THREAD];
+        unsigned int sum = 0;
+        for (unsigned int k = 0; k < FSR_PER_THREAD; ++k) {
+            v[k] = base + k < tiles ? tile_sums[base + k] : 0u;
+            sum += v[k];
+        }
+        unsigned int total;
+        unsigned int run = carry + fsr_block_exclusive(sum, &total);
+        for (unsigned int k = 0; k < FSR_PER_THREAD; ++k) {
+            if (base + k < tiles) {
+                tile_sums[base + k] = run;
+            }
+            run += v[k];
+        }
+        carry += total;
+    }
+}
+
+// out[i] += tile_sums[i / FSR_TILE]: the tile-local prefixes become global ones.
+extern "C" __global__ void fsr_scan_add(unsigned int n, unsigned int* __restrict__ out, const unsigned int* __restrict__ tile_sums) {
+    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        out[i] += tile_sums[i / FSR_TILE];
+    }
+}
+
+extern "C" __global__ void fsr_scatter(
+    unsigned int rows,
+    unsigned int tree_count,
+    unsigned int slot_begin,
+    unsigned int slot_count,
+    const unsigned int* __restrict__ weights,
+    const unsigned int* __restrict__ node_of,
+    const unsigned int* __restrict__ start,
+    unsigned int* __restrict__ cursor,
+    unsigned int* __restrict__ order_row,
+    unsigned int* __restrict__ order_w)
+{
+    const unsigned long long entries = (unsigned long long)tree_count * rows;
+    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < entries; i += stride) {
+        const unsigned int local = fsr_local(i, slot_begin, slot_count, weights, node_of);
+        if (local != FS_NONE) {
+            const unsigned int at = start[local] + atomicAdd(&cursor[local], 1u);
+            order_row[at] = (unsigned int)(i % rows);
+            order_w[at] = weights[i];
+        }
+    }
+}
+
+static __device__ __forceinline__ unsigned int fsr_bin(
+    const unsigned int* __restrict__ bins, unsigned long long words, unsigned int feature, unsigned int row)
+{
+    return (bins[(unsigned long long)feature * words + row / 4u] >> ((row % 4u) * 8u)) & 0xffu;
+}
+
+// The running best of one thread: feature FS_NONE while it has none.
+struct fsr_best {
+    fs_u128 score;
+    unsigned int feature;
+    unsigned int bin;
+    unsigned int nl;
+    unsigned long long sl;
+};
+
+// Whether candidate b beats a: a higher score, or an equal one at a lower feature, or
+// at the same feature a lower bin. A total order, so any reduction tree agrees with the
+// sequential "first strict maximum" of SplitSearch.
+static __device__ __forceinline__ bool fsr_beats(const fsr_best& b, const fsr_best& a) {
+    if (b.feature == FS_NONE) {
+        return false;
+    }
+    if (a.feature == FS_NONE || fs_greater(b.score, a.score)) {
+        return true;
+    }
+    if (fs_greater(a.score, b.score)) {
+        return false;
+    }
+    return b.feature < a.feature || (b.feature == a.feature && b.bin < a.bin);
+}
+
+static __device__ __forceinline__ fsr_best fsr_shfl_down(const fsr_best& a, unsigned int off) {
+    fsr_best r;
+    r.score.hi = __shfl_down_sync(FSR_FULL, a.score.hi, off);
+    r.score.lo = __shfl_down_sync(FSR_FULL, a.score.lo, off);
+    r.feature = __shfl_down_sync(FSR_FULL, a.feature, off);
+    r.bin = __shfl_down_sync(FSR_FULL, a.bin, off);
+    r.nl = __shfl_down_sync(FSR_FULL, a.nl, off);
+    r.sl = __shfl_down_sync(FSR_FULL, a.sl, off);
+    return r;
+}
+
+extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
+    unsigned int rows,
+    unsigned int features,
+    unsigned int max_bins,
+    unsigned int slot_begin,
+    unsigned int slot_count,
+    unsigned int min_samples_leaf,
+    unsigned int mask_words,
+    const unsigned int* __restrict__ bins,
+    const unsigned int* __restrict__ targets,
+    const unsigned int* __restrict__ feature_mask,
+    const unsigned int* __restrict__ start,
+    const unsigned int* __restrict__ order_row,
+    const unsigned int* __restrict__ order_w,
+    unsigned int* __restrict__ splits)
+{
+    __shared__ unsigned int h_count[FSR_GROUP * 256];
+    __shared__ unsigned long long h_sum[FSR_GROUP * 256];
+    __shared__ unsigned int c_row[FSR_CACHE];
+    __shared__ unsigned int c_w[FSR_CACHE];
+    __shared__ unsigned long long c_v[FSR_CACHE];
+    __shared__ unsigned int group[FSR_GROUP];
+    __shared__ unsigned int group_size;
+    __shared__ unsigned long long next_feature;
+    __shared__ unsigned int part_n[FSR_WARPS];
+    __shared__ unsigned long long part_s[FSR_WARPS];
+    __shared__ fsr_best part_best[FSR_WARPS];
+
+    const unsigned int tid = threadIdx.x;
+    const unsigned int lane = tid & 31u;
+    const unsigned int warp = tid >> 5;
+    const unsigned int min_leaf = max(min_samples_leaf, 1u);
+    const unsigned long long words = ((unsigned long long)rows + 3ull) / 4ull;
+    // Candidate bins are 0 .. max_bins - 2; lane l scans `per_lane` consecutive ones.
+    const unsigned int candidates = max_bins - 1;
+    const unsigned int per_lane = (candidates + 31u) / 32u;
+
+    for (unsigned int slot = blockIdx.x; slot < slot_count; slot += gridDim.x) {
+        const unsigned int first = start[slot];
+        const unsigned int count = start[slot + 1] - first;
+        const bool cached = count <= FSR_CACHE;
+
+        // Totals over feature 0's in-range bins; small slots keep their entries in shared memory.
+        unsigned int n_part = 0;
+        unsigned long long s_part = 0;
+        for (unsigned int e = tid; e < count; e += FSR_THREADS) {
+            const unsigned int row = order_row[first + e];
+            const unsigned int w = order_w[first + e];
+            const unsigned long long v = (unsigned long long)w * targets[row];
+            if (cached) {
+                c_row[e] = row;
+                c_w[e] = w;
+                c_v[e] = v;
+            }
+            if (fsr_bin(bins, words, 0u, row) < max_bins) {
+                n_part += w;
+                s_part += v;
+            }
+        }
+        for (unsigned int off = 16; off > 0; off /= 2) {
+            n_part += __shfl_xor_sync(FSR_FULL, n_part, off);
+            s_part += __shfl_xor_sync(FSR_FULL, s_part, off);
+        }
+        if (lane == 0) {
+            part_n[warp] = n_part;
+            part_s[warp] = s_part;
+        }
+        if (tid == 0) {
+            next_feature = 0;
+        }
+        __syncthreads();
+        unsigned int n = 0;
+        unsigned long long s = 0;
+        for (unsigned int k = 0; k < FSR_WARPS; ++k) {
+            n += part_n[k];
+            s += part_s[k];
+        }
+
+        fsr_best best;
+        best.score.hi = 0;
+        best.score.lo = 0;
+        best.feature = FS_NONE;
+        best.bin = 0;
+        best.nl = 0;
+        best.sl = 0;
+        // n is the same in every thread, so the whole block takes this branch or none.
+        while (n != 0) {
+            if (tid == 0) {
+                // The next FSR_GROUP features allowed by this slot's mask, ascending.
+                unsigned long long j = next_feature;
+                unsigned int size = 0;
+                while (size < FSR_GROUP && j < features) {
+                    if (mask_words != 0) {
+                        const unsigned int word =
+                            feature_mask[(unsigned long long)slot * mask_words + j / 32ull] >> (unsigned int)(j % 32ull);
+                        if (word == 0) {
+                            j = (j / 32ull + 1ull) * 32ull;
+                            continue;
+                        }
+                        j += (unsigned long long)(__ffs(word) - 1);
+                        if (j >= features) {
+                            break;
+                        }
+                    }
+                    group[size++] = (unsigned int)j;
+                    ++j;
+                }
+                group_size = size;
+                next_feature = j;
+            }
+            __syncthreads();
+            const unsigned int size = group_size;
+            if (size == 0) {
+                break;
+            }
+            for (unsigned int c = tid; c < size * max_bins; c += FSR_THREADS) {
+                h_count[c] = 0;
+                h_sum[c] = 0;
+            }
+            __syncthreads();
+            for (unsigned int e = tid; e < count; e += FSR_THREADS) {
+                unsigned int row, w;
+                unsigned long long v;
+                if (cached) {
+                    row = c_row[e];
+                    w = c_w[e];
+                    v = c_v[e];
+                } else {
+                    row = order_row[first + e];
+                    w = order_w[first + e];
+                    v = (unsigned long long)w * targets[row];
+                }
+                for (unsigned int g = 0; g < size; ++g) {
+                    const unsigned int b = fsr_bin(bins, words, group[g], row);
+                    if (b < max_bins) {
+                        atomicAdd(&h_count[g * max_bins + b], w);
+                        atomicAdd(&h_sum[g * max_bins + b], v);
+                    }
+                }
+            }
+            __syncthreads();
+            if (warp < size) {
+                const unsigned int j = group[warp];
+                const unsigned int* hc = h_count + warp * max_bins;
+                const unsigned long long* hs = h_sum + warp * max_bins;
+                const unsigned int lo = min(lane * per_lane, candidates);
+                const unsigned int hi = min(lo + per_lane, candidates);
+                unsigned int mine_n = 0;
+                unsigned long long mine_s = 0;
+                for (unsigned int b = lo; b < hi; ++b) {
+                    mine_n += hc[b];
+                    mine_s += hs[b];
+                }
+                // Inclusive warp scan; subtracting our own part leaves the bins before `lo`.
+                unsigned int inc_n = mine_n;
+                unsigned long long inc_s = mine_s;
+                for (unsigned int off = 1; off < 32; off *= 2) {
+                    const unsigned int yn = __shfl_up_sync(FSR_FULL, inc_n, off);
+                    const unsigned long long ys = __shfl_up_sync(FSR_FULL, inc_s, off);
+                    if (lane >= off) {
+                        inc_n += yn;
+                        inc_s += ys;
+                    }
+                }
+                unsigned int nl = inc_n - mine_n;
+                unsigned long long sl = inc_s - mine_s;
+                for (unsigned int b = lo; b < hi; ++b) {
+                    const unsigned int c = hc[b];
+                    const unsigned long long v = hs[b];
+                    if (c == 0 && v == 0) {
+                        continue;
+                    }
+                    nl += c;
+                    sl += v;
+                    const unsigned int nr = n - nl;
+                    const unsigned long long sr = s - sl;
+                    if (nl < min_leaf || nr < min_leaf) {
+                        continue;
+                    }
+                    const fs_u128 sc = fs_add(fs_score(sl, nl), fs_score(sr, nr));
+                    // This thread sees (feature, bin) ascending, so strict > keeps the earliest.
+                    if (best.feature == FS_NONE || fs_greater(sc, best.score)) {
+                        best.score = sc;
+                        best.feature = j;
+                        best.bin = b;
+                        best.nl = nl;
+                        best.sl = sl;
+                    }
+                }
+            }
+            // The group list and histograms are rewritten next round.
+            __syncthreads();
+        }
+
+        for (unsigned int off = 16; off > 0; off /= 2) {
+            const fsr_best other = fsr_shfl_down(best, off);
+            if (fsr_beats(other, best)) {
+                best = other;
+            }
+        }
+        if (lane == 0) {
+            part_best[warp] = best;
+        }
+        __syncthreads();
+        if (tid == 0) {
+            fsr_best top = part_best[0];
+            for (unsigned int k = 1; k < FSR_WARPS; ++k) {
+                if (fsr_beats(part_best[k], top)) {
+                    top = part_best[k];
+                }
+            }
+            unsigned int feature = FS_NONE, bin = 0, nl = 0;
+            unsigned long long sl = 0;
+            if (top.feature != FS_NONE && fs_greater(top.score, fs_score(s, max(n, 1u)))) {
+                feature = top.feature;
+                bin = top.bin;
+                nl = top.nl;
+                sl = top.sl;
+            }
+            unsigned int* rec = splits + ((unsigned long long)slot_begin + slot) * 8ull;
+            rec[0] = feature;
+            rec[1] = bin;
+            rec[2] = nl;
+            rec[3] = (unsigned int)sl;
+            rec[4] = (unsigned int)(sl >> 32);
+            rec[5] = n;
+            rec[6] = (unsigned int)s;
+            rec[7] = (unsigned int)(s >> 32);
+        }
+        // Shared totals, cache and partial bests are reused by the next slot.
+        __syncthreads();
+    }
+}
