@@ -436,6 +436,10 @@ fn find_splits_rows() {
         (2049, 33, 256, 2, 3, 40, 1, true, false),
         (3000, 5, 256, 20, 0, 5000, 1, false, false),
         (70_001, 3, 64, 6, 1, 3, 5, false, false),
+        // More than 65535 slots: a three-level scan and a multi-dispatch grid of slots.
+        (20_000, 2, 8, 8, 2, 70_000, 1, true, false),
+        // Few large slots (backends may take a dense-histogram path), wrapping sums, masks.
+        (5_000, 35, 16, 2, 3, 4, 1, true, true),
     ];
     for (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, absurd) in cases {
         let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };
