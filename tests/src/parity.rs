@@ -281,6 +281,8 @@ pub struct Produced {
     pub body: String,
     /// The other guest's predictions from this model: `Ok` when they are identical.
     pub cross_guest: Result<(), String>,
+    /// Inconsistent output (JSON hash vs file, unparsable model); empty when fine.
+    pub output_problems: Vec<String>,
     /// Wall time of the training pipeline in seconds.
     pub seconds: f64,
 }
@@ -387,11 +389,6 @@ impl Report {
                 if with_snapshots {
                     out.push(format!("{}: snapshot unreadable: {e}", c.config.name));
                 }
-            }
-            if c.cells.iter().all(|cell| cell.produced().is_none())
-                && c.cells.iter().any(|cell| matches!(cell.outcome, Outcome::Failed(_)))
-            {
-                // Already reported through the cells' problems.
             }
         }
         out
@@ -646,30 +643,24 @@ fn run_cell(opts: &Options, config: &Config, guest: Guest, backend: Backend) -> 
         predictions,
         body,
         cross_guest: Ok(()),
+        output_problems: Vec::new(),
         seconds,
     };
-    let mut output_problems = Vec::new();
     if reported != sha256 {
-        output_problems.push(format!("{OUTPUT_PREFIX}JSON model_sha256 {reported} but the file hashes to {sha256}"));
+        produced.output_problems.push(format!("{OUTPUT_PREFIX}JSON model_sha256 {reported} but the file hashes to {sha256}"));
     }
     if let Err(e) = &produced.model {
-        output_problems.push(format!("{OUTPUT_PREFIX}model.bin does not parse: {e}"));
+        produced.output_problems.push(format!("{OUTPUT_PREFIX}model.bin does not parse: {e}"));
     }
     produced.cross_guest = cross_guest(opts, guest, backend, &dir, &test, &produced);
-    if output_problems.is_empty() {
-        Outcome::Ran(Box::new(produced))
-    } else {
-        // Keep the results for the table but make the problem visible.
-        produced.cross_guest = produced.cross_guest.and(Err(output_problems.join("; ")));
-        Outcome::Ran(Box::new(produced))
-    }
+    Outcome::Ran(Box::new(produced))
 }
 
 /// The other guest predicts from `produced`'s model; `Err` says where it differs.
 fn cross_guest(opts: &Options, guest: Guest, backend: Backend, dir: &Path, test: &str, produced: &Produced) -> Result<(), String> {
     let other = guest.other();
     let args = ["predict", "--model", "model.bin", "--test", test, "--out", "cross.txt", "--json", "--quiet"];
-    let out = run_guest(opts, other, backend, dir, &args)?;
+    let out = run_guest(opts, other, backend, dir, &args).map_err(|e| format!("{CROSS_PREFIX}{e}"))?;
     if !out.status.success() {
         return Err(format!("{CROSS_PREFIX}{} could not load the model ({}): {}", other.name(), out.status, tail(&out.stderr, 4)));
     }
@@ -778,6 +769,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
                 match &cell.outcome {
                     Outcome::Failed(e) => cell.problems.push(format!("failed: {e}")),
                     Outcome::Ran(p) => {
+                        cell.problems.extend(p.output_problems.iter().cloned());
                         if let Err(e) = &p.cross_guest {
                             cell.problems.push(e.clone());
                         }
@@ -892,6 +884,30 @@ mod tests {
         let s = snapshot_difference("m: 1\npredictions: 2\n1.5\n2", "m: 1\npredictions: 2\n1.5\n2.25");
         assert_eq!(s, "first differing prediction: row 1: snapshot 2, this cell 2.25");
         assert_eq!(snapshot_difference("m: 1", "m: 2"), "line 1: snapshot `m: 1`, this cell `m: 2`");
+    }
+
+    fn produced(model_bytes: Vec<u8>, mse: f64, predictions: &[&str]) -> Produced {
+        let config = &configs()[0];
+        let sha256 = hex(&Sha256::digest(&model_bytes));
+        let model = Model::parse(&model_bytes).map_err(|e| e.to_string());
+        let predictions: Vec<String> = predictions.iter().map(|s| s.to_string()).collect();
+        let body = snapshot_body(config, &sha256, &model, mse, &predictions);
+        Produced { model_bytes, sha256, model, mse, predictions, body, cross_guest: Ok(()), output_problems: Vec::new(), seconds: 0.0 }
+    }
+
+    #[test]
+    fn differing_cells_name_the_node_and_the_row() {
+        use model::tests::{build, leaf, split};
+        let a = produced(build(&[vec![leaf(1)], vec![split(2, 0.5), leaf(3), leaf(4)]]), 2.5, &["1", "2", "3"]);
+        let b = produced(build(&[vec![leaf(1)], vec![split(2, 0.5), leaf(3), leaf(7)]]), 2.75, &["1", "2", "3.5"]);
+        assert!(compare_cells(&a, "rust/cpu", &a.clone(), "cpp/wgpu").is_empty());
+        let problems = compare_cells(&a, "rust/cpu", &b, "cpp/wgpu");
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("first difference: tree 1 node 2: rust/cpu leaf value 4"), "{}", problems[0]);
+        assert!(problems[0].contains("cpp/wgpu leaf value 7"), "{}", problems[0]);
+        assert_eq!(problems[1], "differs from rust/cpu: test mse 2.75 vs 2.5");
+        assert!(problems[2].contains("row 2: rust/cpu 3, cpp/wgpu 3.5"), "{}", problems[2]);
+        assert!(snapshot_difference(&a.body, &b.body).starts_with("line 5: snapshot `model_sha256: "));
     }
 
     #[test]

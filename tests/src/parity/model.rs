@@ -298,10 +298,11 @@ pub fn first_difference(a: &Model, a_name: &str, b: &Model, b_name: &str) -> Opt
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn build(trees: &[Vec<Node>]) -> Vec<u8> {
+    /// A valid model file with the given trees (3 features, fixed header).
+    pub(crate) fn build(trees: &[Vec<Node>]) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(&MAGIC);
         for v in [VERSION, 3, trees.len() as u32] {
@@ -326,11 +327,11 @@ mod tests {
         b
     }
 
-    fn leaf(value: u32) -> Node {
+    pub(crate) fn leaf(value: u32) -> Node {
         Node { feature: NONE, threshold: 0.0, left: 0, right: 0, value }
     }
 
-    fn split(feature: u32, threshold: f32) -> Node {
+    pub(crate) fn split(feature: u32, threshold: f32) -> Node {
         Node { feature, threshold, left: 1, right: 2, value: 5 }
     }
 
