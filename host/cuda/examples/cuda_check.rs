@@ -100,9 +100,9 @@ struct RowLevel {
 }
 
 impl RowLevel {
-    fn new(rows: u32, features: u32, trees: u32, slots_per_tree: u32, masked: bool, min_leaf: u32, seed: u64) -> Self {
+    #[allow(clippy::too_many_arguments)]
+    fn new(rows: u32, features: u32, max_bins: u32, trees: u32, slots_per_tree: u32, masked: bool, min_leaf: u32, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let max_bins = 64u32;
         let slot_count = trees * slots_per_tree;
         let mask_words = if masked { features.div_ceil(32) } else { 0 };
         let words = rows.div_ceil(4) as usize;
@@ -173,9 +173,19 @@ impl RowLevel {
 /// find-splits-rows at several depths; true when CUDA matches the CPU everywhere.
 fn row_levels(cuda: &mut Device, cpu: &mut Device, rows: u32, features: u32, trees: u32) -> bool {
     let mut ok = true;
-    // (slots per tree, masked, min-samples-leaf)
-    for (spt, masked, min_leaf) in [(1, false, 1), (8, true, 1), (64, false, 5), (512, true, 1), (4096, false, 1), (4096, true, 3)] {
-        let level = RowLevel::new(rows, features, trees, spt, masked, min_leaf, 7 + spt as u64);
+    // (slots per tree, max bins, masked, min-samples-leaf)
+    let levels = [
+        (1, 64, false, 1),
+        (8, 64, true, 1),
+        (64, 64, false, 5),
+        (512, 64, true, 1),
+        (4096, 64, false, 1),
+        (4096, 64, true, 3),
+        (4096, 256, false, 1),
+        (8192, 256, true, 1),
+    ];
+    for (spt, max_bins, masked, min_leaf) in levels {
+        let level = RowLevel::new(rows, features, max_bins, trees, spt, masked, min_leaf, 7 + spt as u64);
         let (want, t_cpu, _) = level.run(cpu, false).expect("cpu find-splits-rows");
         match level.run(cuda, true) {
             Ok((got, t_cuda, dense)) => {
@@ -184,7 +194,7 @@ fn row_levels(cuda: &mut Device, cpu: &mut Device, rows: u32, features: u32, tre
                 ok &= same;
                 let splitting = want.chunks_exact(32).filter(|r| r[..4] != NONE.to_le_bytes()).count();
                 println!(
-                    "find-splits-rows {:>6} slots ({spt:>4}/tree, mask {masked:>5}, min-leaf {min_leaf}): cpu {t_cpu:9.2} ms   cuda {t_cuda:8.3} ms   cuda build+find {t_dense:8.3} ms   {splitting} splits   {}",
+                    "find-splits-rows {:>6} slots ({spt:>5}/tree, {max_bins:>3} bins, mask {masked:>5}, min-leaf {min_leaf}): cpu {t_cpu:9.2} ms   cuda {t_cuda:8.3} ms   cuda build+find {t_dense:8.3} ms   {splitting} splits   {}",
                     level.p.slot_count,
                     if same { "identical" } else { "DIFFERENT" }
                 );

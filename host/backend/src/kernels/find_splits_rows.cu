@@ -16,8 +16,9 @@
 //                  a slot is arbitrary; every sum below is an exact wrapping integer sum,
 //                  so it cannot matter.
 //   find_splits_rows  one block per slot (grid-stride): totals from feature 0's in-range
-//                  bins, then FSR_GROUP allowed features at a time tallied into a shared
-//                  histogram (count u32 + sum u64, shared atomics, wrapping), each scanned
+//                  bins, then as many allowed features at a time as FSR_HIST_CELLS bins hold
+//                  (8 at 256 bins, up to FSR_GROUP_MAX) tallied into a shared histogram
+//                  (count u32 + sum u64, shared atomics, wrapping), each feature scanned
 //                  by one warp exactly as SplitSearch does: bins below max_bins - 1 in
 //                  ascending order, empty bins (count 0 and sum 0) skipped, both sides at
 //                  least min_samples_leaf, exact 128-bit score, strict > so the earliest
@@ -26,7 +27,8 @@
 
 #define FSR_THREADS 256
 #define FSR_WARPS (FSR_THREADS / 32)
-#define FSR_GROUP FSR_WARPS
+#define FSR_HIST_CELLS 2048
+#define FSR_GROUP_MAX 64
 #define FSR_CACHE 512
 #define FSR_PER_THREAD 8
 #define FSR_TILE (FSR_THREADS * FSR_PER_THREAD)
@@ -246,12 +248,12 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
     const unsigned int* __restrict__ order_w,
     unsigned int* __restrict__ splits)
 {
-    __shared__ unsigned int h_count[FSR_GROUP * 256];
-    __shared__ unsigned long long h_sum[FSR_GROUP * 256];
+    __shared__ unsigned int h_count[FSR_HIST_CELLS];
+    __shared__ unsigned long long h_sum[FSR_HIST_CELLS];
     __shared__ unsigned int c_row[FSR_CACHE];
     __shared__ unsigned int c_w[FSR_CACHE];
     __shared__ unsigned long long c_v[FSR_CACHE];
-    __shared__ unsigned int group[FSR_GROUP];
+    __shared__ unsigned int group[FSR_GROUP_MAX];
     __shared__ unsigned int group_size;
     __shared__ unsigned long long next_feature;
     __shared__ unsigned int part_n[FSR_WARPS];
@@ -266,6 +268,8 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
     // Candidate bins are 0 .. max_bins - 2; lane l scans `per_lane` consecutive ones.
     const unsigned int candidates = max_bins - 1;
     const unsigned int per_lane = (candidates + 31u) / 32u;
+    // Features per round: their histograms fill at most FSR_HIST_CELLS (max_bins <= 256).
+    const unsigned int group_cap = min(FSR_HIST_CELLS / max_bins, (unsigned int)FSR_GROUP_MAX);
 
     for (unsigned int slot = blockIdx.x; slot < slot_count; slot += gridDim.x) {
         const unsigned int first = start[slot];
@@ -318,10 +322,10 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
         // n is the same in every thread, so the whole block takes this branch or none.
         while (n != 0) {
             if (tid == 0) {
-                // The next FSR_GROUP features allowed by this slot's mask, ascending.
+                // The next group_cap features allowed by this slot's mask, ascending.
                 unsigned long long j = next_feature;
                 unsigned int size = 0;
-                while (size < FSR_GROUP && j < features) {
+                while (size < group_cap && j < features) {
                     if (mask_words != 0) {
                         const unsigned int word =
                             feature_mask[(unsigned long long)slot * mask_words + j / 32ull] >> (unsigned int)(j % 32ull);
@@ -371,10 +375,11 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                 }
             }
             __syncthreads();
-            if (warp < size) {
-                const unsigned int j = group[warp];
-                const unsigned int* hc = h_count + warp * max_bins;
-                const unsigned long long* hs = h_sum + warp * max_bins;
+            // Warp w scans the group's features w, w + FSR_WARPS, ...: ascending, like the groups.
+            for (unsigned int g = warp; g < size; g += FSR_WARPS) {
+                const unsigned int j = group[g];
+                const unsigned int* hc = h_count + g * max_bins;
+                const unsigned long long* hs = h_sum + g * max_bins;
                 const unsigned int lo = min(lane * per_lane, candidates);
                 const unsigned int hi = min(lo + per_lane, candidates);
                 unsigned int mine_n = 0;
