@@ -88,6 +88,9 @@ fn level(d: &mut Device, rows: u32, features: u32, trees: u32, seed: u64) -> Res
     Ok((out, times))
 }
 
+/// Split records and milliseconds of find-splits-rows, and optionally of the dense path.
+type RowRun = (Vec<u8>, f64, Option<(Vec<u8>, f64)>);
+
 /// One find-splits-rows batch: `slots_per_tree` slots per tree, each entry of tree t in a
 /// random slot of that tree (or finished), bootstrap-like weights 0..=3.
 struct RowLevel {
@@ -125,7 +128,7 @@ impl RowLevel {
 
     /// The split records of find-splits-rows (and, with `dense`, of build-histograms +
     /// find-splits) on `d`, with the time of each.
-    fn run(&self, d: &mut Device, dense: bool) -> Result<(Vec<u8>, f64, Option<(Vec<u8>, f64)>), GpuError> {
+    fn run(&self, d: &mut Device, dense: bool) -> Result<RowRun, GpuError> {
         let buf = |d: &mut Device, data: &[u32]| -> Result<BufferId, GpuError> {
             let id = d.create_buffer(data.len() as u64 * 4)?;
             d.write(id, 0, &bytes(data))?;
