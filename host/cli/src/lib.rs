@@ -88,11 +88,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 /// Loads, compiles and runs one guest with the chosen backend.
 pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunReport, String> {
+    let start = std::time::Instant::now();
     let bytes = run::read_component_bytes(&opts.wasm)?;
-    let (backend, _skipped) = backends::open_backend(choice)?;
+    let (backend, skipped) = backends::open_backend(choice)?;
     let engine = run::engine(opts.timeout.is_some())?;
     let component = run::compile(&engine, &opts.wasm, &bytes)?;
-    run::run_component(&engine, &component, backend, opts)
+    let startup = start.elapsed();
+    let mut report = run::run_component(&engine, &component, backend, opts)?;
+    report.startup = startup;
+    report.skipped_backends = skipped;
+    Ok(report)
 }
 
 /// Prints the trap line and the profile, and returns the exit status.
@@ -107,6 +112,10 @@ fn finish(report: &RunReport, profile: bool) -> i32 {
     }
     if profile {
         eprint!("{}", report.profile.report(report.wall, report.backend));
+        eprintln!("startup (read, open backend, compile): {:.3} ms", report.startup.as_secs_f64() * 1e3);
+        for why in &report.skipped_backends {
+            eprintln!("backend skipped by --backend auto: {why}");
+        }
         if report.leaked_buffers > 0 {
             eprintln!("buffers still held at exit (released by the host): {}", report.leaked_buffers);
         }

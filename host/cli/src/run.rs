@@ -96,6 +96,10 @@ pub struct RunReport {
     pub leaked_buffers: usize,
     /// The full error with its wasm backtrace when the guest trapped.
     pub trap_details: Option<String>,
+    /// Time to read and compile the component (filled in by [`crate::run_guest`]).
+    pub startup: Duration,
+    /// Why `--backend auto` skipped each backend it did not pick.
+    pub skipped_backends: Vec<String>,
 }
 
 /// Reads a guest file and checks that it is a component, not a core module or junk.
@@ -233,7 +237,16 @@ pub fn run_component(
     let leaked_buffers = store.data().device().live_buffers();
     store.data_mut().release_all();
     let profile = store.data().profile.clone();
-    Ok(RunReport { outcome, profile, wall, backend: backend_name, leaked_buffers, trap_details })
+    Ok(RunReport {
+        outcome,
+        profile,
+        wall,
+        backend: backend_name,
+        leaked_buffers,
+        trap_details,
+        startup: Duration::ZERO,
+        skipped_backends: Vec::new(),
+    })
 }
 
 /// Turns a failed `run` into an exit (WASI `exit`) or a one-line trap description.
@@ -242,7 +255,8 @@ fn classify(e: &wasmtime::Error, timeout_fired: bool, opts: &RunOptions, state: 
         return Outcome::Exited(exit.0);
     }
     let trap = e.downcast_ref::<Trap>().copied();
-    if e.downcast_ref::<DeadlineExceeded>().is_some() || (timeout_fired && trap == Some(Trap::Interrupt)) {
+    let deadline_call = e.chain().any(|c| c.is::<DeadlineExceeded>());
+    if deadline_call || (timeout_fired && trap == Some(Trap::Interrupt)) {
         let t = opts.timeout.unwrap_or_default();
         return Outcome::Trapped(format!("wall-clock limit exceeded: the guest ran longer than --timeout {}s", t.as_secs_f64()));
     }

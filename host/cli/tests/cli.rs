@@ -198,3 +198,62 @@ fn bad_usage_is_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("is not a size"), "{}", stderr(&o));
 }
+
+/// A component whose `run` succeeds only when it sees exactly `envs` environment
+/// variables and `args` arguments (argv[0] included), via wasi:cli/environment.
+fn environment_probe(envs: u32, args: u32) -> String {
+    format!(
+        r#"(component
+  (import "wasi:cli/environment@0.2.0" (instance $env
+    (export "get-environment" (func (result (list (tuple string string)))))
+    (export "get-arguments" (func (result (list string))))))
+  (core module $libc
+    (memory (export "mem") 1)
+    (global $bump (mut i32) (i32.const 4096))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (i32.and (i32.add (global.get $bump) (i32.sub (local.get 2) (i32.const 1)))
+                             (i32.xor (i32.sub (local.get 2) (i32.const 1)) (i32.const -1))))
+      (global.set $bump (i32.add (local.get $p) (local.get 3)))
+      (local.get $p)))
+  (core instance $libc (instantiate $libc))
+  (core func $get-env (canon lower (func $env "get-environment")
+    (memory (core memory $libc "mem")) (realloc (core func $libc "realloc"))))
+  (core func $get-args (canon lower (func $env "get-arguments")
+    (memory (core memory $libc "mem")) (realloc (core func $libc "realloc"))))
+  (core module $main
+    (import "libc" "mem" (memory 1))
+    (import "env" "get-env" (func $get-env (param i32)))
+    (import "env" "get-args" (func $get-args (param i32)))
+    (func (export "run") (result i32)
+      (call $get-env (i32.const 0))
+      (if (i32.ne (i32.load (i32.const 4)) (i32.const {envs})) (then (return (i32.const 1))))
+      (call $get-args (i32.const 8))
+      (if (i32.ne (i32.load (i32.const 12)) (i32.const {args})) (then (return (i32.const 1))))
+      (i32.const 0)))
+  (core instance $main (instantiate $main
+    (with "libc" (instance $libc))
+    (with "env" (instance (export "get-env" (func $get-env)) (export "get-args" (func $get-args))))))
+  (func $run (result (result)) (canon lift (core func $main "run")))
+  (instance $ri (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $ri)))"#
+    )
+}
+
+#[test]
+fn guest_sees_only_the_given_environment_and_its_arguments() {
+    // The test process surely has environment variables (PATH at least); none may leak.
+    assert!(std::env::vars_os().count() > 0);
+    let none = write_wat("env0.wasm", &environment_probe(0, 1));
+    let o = run(&["--backend", "cpu"], &none);
+    assert_eq!(o.status.code(), Some(0), "host environment leaked or argv wrong: {}", stderr(&o));
+
+    let two = write_wat("env2.wasm", &environment_probe(2, 3));
+    let mut c = host();
+    c.args(["run", "--backend", "cpu", "--env", "A=1", "--env", "B=x=y"]).arg(&two).args(["--", "--flag", "v"]);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The same probe fails when the counts differ, so the check above can fail.
+    let o = run(&["--backend", "cpu"], &two);
+    assert_eq!(o.status.code(), Some(1));
+}

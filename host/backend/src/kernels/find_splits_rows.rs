@@ -7,9 +7,8 @@ use super::par_chunks;
 use crate::params::{RowSplitParams, SPLIT_WORDS};
 
 /// Groups the (tree, row) entries of the batch's slots by slot (counting sort), then
-/// decides each slot from its own rows: per feature a small sorted list when the slot has
-/// few rows, a dense per-bin tally otherwise. Integer sums make both exactly equal to the
-/// histogram path.
+/// decides each slot from its own rows, per feature tallying only the bins its rows touch.
+/// Integer sums make this exactly equal to the histogram path.
 pub fn find_splits_rows(
     p: &RowSplitParams,
     bins: &[u32],
@@ -63,10 +62,12 @@ pub fn find_splits_rows(
 
     let begin = p.slot_begin as usize * SPLIT_WORDS as usize;
     let end = begin + slots * SPLIT_WORDS as usize;
-    par_chunks(&mut splits[begin..end], 16 * SPLIT_WORDS as usize, |first, out| {
-        let mut dense_count = vec![0u32; max_bins];
-        let mut dense_sum = vec![0u64; max_bins];
-        let mut sparse: Vec<(u32, u32, u64)> = Vec::new();
+    par_chunks(&mut splits[begin..end], 4 * SPLIT_WORDS as usize, |first, out| {
+        // Per-bin tallies of one feature, reset after each use through `touched`.
+        let mut count = vec![0u32; max_bins];
+        let mut sum = vec![0u64; max_bins];
+        let mut seen = vec![false; max_bins];
+        let mut touched: Vec<u32> = Vec::new();
         // The slot's entries: weight, weighted target, and their bins row by row.
         let mut weighted: Vec<(u32, u64)> = Vec::new();
         let mut slot_bins: Vec<u8> = Vec::new();
@@ -90,25 +91,30 @@ pub fn find_splits_rows(
                 if !allowed(feature_mask, p.mask_words, slot, j) {
                     continue;
                 }
-                if mine.len() * 8 < max_bins {
-                    sparse.clear();
-                    sparse.extend(column(j).filter(|&(b, _, _)| b < max_bins - 1).map(|(b, w, v)| (b as u32, w, v)));
-                    sparse.sort_unstable_by_key(|c| c.0);
-                    // Merge equal bins so each candidate sees its whole bin.
-                    let mut merged = sparse.chunk_by(|a, b| a.0 == b.0).map(|group| {
-                        group.iter().fold((group[0].0, 0u32, 0u64), |(b, c, v), e| (b, c.wrapping_add(e.1), v.wrapping_add(e.2)))
-                    });
-                    search.feature(j as u32, &mut merged);
-                } else {
-                    dense_count.fill(0);
-                    dense_sum.fill(0);
-                    for (b, w, v) in column(j) {
-                        if b < max_bins {
-                            dense_count[b] = dense_count[b].wrapping_add(w);
-                            dense_sum[b] = dense_sum[b].wrapping_add(v);
+                // Tally the slot's rows into the bins they touch, then scan only those bins
+                // in ascending order: O(rows + touched bins), never O(max_bins) per slot.
+                touched.clear();
+                for (b, w, v) in column(j) {
+                    if b < max_bins {
+                        if !seen[b] {
+                            seen[b] = true;
+                            touched.push(b as u32);
                         }
+                        count[b] = count[b].wrapping_add(w);
+                        sum[b] = sum[b].wrapping_add(v);
                     }
-                    search.feature(j as u32, (0..max_bins - 1).map(|b| (b as u32, dense_count[b], dense_sum[b])));
+                }
+                if touched.len() * 4 < max_bins {
+                    touched.sort_unstable();
+                    let cells = touched.iter().map(|&b| (b, count[b as usize], sum[b as usize]));
+                    search.feature(j as u32, cells.filter(|c| (c.0 as usize) < max_bins - 1));
+                } else {
+                    let cells = (0..max_bins - 1).filter(|&b| seen[b]).map(|b| (b as u32, count[b], sum[b]));
+                    search.feature(j as u32, cells);
+                }
+                for &b in &touched {
+                    let b = b as usize;
+                    (seen[b], count[b], sum[b]) = (false, 0, 0);
                 }
             }
             record.copy_from_slice(&search.record());
