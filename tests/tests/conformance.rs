@@ -440,6 +440,8 @@ fn find_splits_rows() {
         (20_000, 2, 8, 8, 2, 70_000, 1, true, false),
         // Few large slots (backends may take a dense-histogram path), wrapping sums, masks.
         (5_000, 35, 16, 2, 3, 4, 1, true, true),
+        // Many slots of a handful of entries each, wrapping sums, masks.
+        (600, 5, 64, 3, 0, 200, 1, true, true),
     ];
     for (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, absurd) in cases {
         let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };

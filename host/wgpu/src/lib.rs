@@ -93,6 +93,7 @@ struct Kernels {
     rows_add: Kernel,
     rows_scatter: Kernel,
     rows_split: Kernel,
+    rows_split_small: Kernel,
 }
 
 /// Which find-splits-rows scratch buffer.
@@ -348,6 +349,7 @@ impl WgpuBackend {
             rows_add: k("find_splits_rows.add", FIND_SPLITS_ROWS_WGSL, "add_offsets"),
             rows_scatter: k("find_splits_rows.scatter", FIND_SPLITS_ROWS_WGSL, "scatter_entries"),
             rows_split: k("find_splits_rows.split", FIND_SPLITS_ROWS_WGSL, "split_slots"),
+            rows_split_small: k("find_splits_rows.split_small", FIND_SPLITS_ROWS_WGSL, "split_small"),
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(format!("compiling the WGSL kernels failed: {e}"));
@@ -596,7 +598,8 @@ impl WgpuBackend {
 
     /// `find-splits-rows` without a histogram in device memory: per chunk of slots, count
     /// the entries of each slot, scan the counts (multi-level), scatter entry indices by
-    /// slot, then one workgroup per slot decides its split (find_splits_rows.wgsl).
+    /// slot, then decide each slot: one invocation per slot of at most 16 entries, one
+    /// workgroup per larger slot (find_splits_rows.wgsl).
     /// `ids`: bins, targets, weights, node-of, feature-mask, splits.
     fn find_splits_rows_grouped(&mut self, p: &RowSplitParams, ids: [BufferId; 6]) -> Result<(), GpuError> {
         // Device validated node-of as tree_count * rows words inside one buffer, so the
@@ -665,6 +668,9 @@ impl WgpuBackend {
                 entry_groups,
             );
             let bindings = [(1, bins), (2, targets), (3, weights), (5, mask), (6, splits), (7, scan), (8, order)];
+            // Slots of few entries take one invocation each, the others a workgroup each.
+            let small_groups = (count as u64).div_ceil(WORKGROUP as u64);
+            self.dispatch_groups(&mut encoder, &k.rows_split_small, &params, &bindings, small_groups);
             self.dispatch_groups(&mut encoder, &k.rows_split, &params, &bindings, count as u64);
             self.submit(encoder)?;
             first += count;

@@ -9,7 +9,11 @@
 //   add_offsets     one invocation per word of a level: adds its block's scanned total.
 //   scatter_entries one invocation per entry: order[scan[s]++] = entry, so afterwards
 //                   scan[s] is the end of slot s (and the start of slot s + 1).
-//   split_slots     one workgroup per slot: per feature a workgroup-memory histogram of
+//   split_small     one invocation per slot, for slots of at most SMALL entries (deep
+//                   levels): the slot's entries in registers, each distinct bin of each
+//                   feature evaluated once with its prefix sums (O(features * m^2)).
+//   split_slots     one workgroup per slot with more than SMALL entries: per feature a
+//                   workgroup-memory histogram of
 //                   the slot's entries, then the bins scanned in order exactly as
 //                   SplitSearch does; the best (score, feature, bin) is reduced across the
 //                   workgroup with SplitSearch's tie rule (lower feature, then lower bin).
@@ -41,6 +45,8 @@ struct Params {
 const NONE: u32 = 0xffffffffu;
 const WG: u32 = 64u;
 const BLOCK: u32 = 256u;
+// Slots with at most this many entries are decided by one invocation (split_small).
+const SMALL: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> bins: array<u32>;
@@ -249,6 +255,154 @@ fn scatter_entries(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
 }
 
+// The entries of local slot k are order[begin..end]: after scatter_entries, scan[k] is
+// the end of slot k and scan[k - 1] its start.
+fn slot_range(k: u32) -> vec2<u32> {
+    let end = min(atomicLoad(&scan[k]), p.entries);
+    var begin = 0u;
+    if (k > 0u) {
+        begin = min(atomicLoad(&scan[k - 1u]), end);
+    }
+    return vec2<u32>(begin, end);
+}
+
+// Whether feature j is a candidate for local slot k of this chunk.
+fn allowed(k: u32, j: u32) -> bool {
+    if (p.mask_words == 0u) {
+        return true;
+    }
+    let word = feature_mask[(p.mask_slot + k) * p.mask_words + j / 32u];
+    return ((word >> (j % 32u)) & 1u) == 1u;
+}
+
+// Writes the 8-word record of local slot k (find-splits' record rule).
+fn write_record(k: u32, found: bool, top: vec4<u32>, j: u32, b: u32, nl: u32, sl: vec2<u32>, n: u32, s: vec2<u32>) {
+    let out = (p.slot_begin + k) * 8u;
+    if (found && gt128(top, score(s, max(n, 1u)))) {
+        splits[out] = j;
+        splits[out + 1u] = b;
+        splits[out + 2u] = nl;
+        splits[out + 3u] = sl.x;
+        splits[out + 4u] = sl.y;
+    } else {
+        splits[out] = NONE;
+        splits[out + 1u] = 0u;
+        splits[out + 2u] = 0u;
+        splits[out + 3u] = 0u;
+        splits[out + 4u] = 0u;
+    }
+    splits[out + 5u] = n;
+    splits[out + 6u] = s.x;
+    splits[out + 7u] = s.y;
+}
+
+// ---- one invocation per small slot ----
+
+@compute @workgroup_size(64)
+fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.count) {
+        return;
+    }
+    let k = (p.base + g) * WG + lid;
+    if (k >= p.slot_count) {
+        return;
+    }
+    let range = slot_range(k);
+    let m = range.y - range.x;
+    if (m > SMALL) {
+        return;
+    }
+    var e_row: array<u32, SMALL>;
+    var e_w: array<u32, SMALL>;
+    var e_v: array<vec2<u32>, SMALL>;
+    var e_b: array<u32, SMALL>;
+    var n = 0u;
+    var s = vec2<u32>(0u);
+    for (var t = 0u; t < m; t++) {
+        let i = order[range.x + t];
+        let row = i % p.rows;
+        e_row[t] = row;
+        e_w[t] = weights[i];
+        e_v[t] = mul_wide(e_w[t], targets[row]);
+        if (bin_at(0u, row) < p.max_bins) {
+            n += e_w[t];
+            s = add64(s, e_v[t]);
+        }
+    }
+    let min_leaf = max(p.min_samples_leaf, 1u);
+    let candidates = p.max_bins - 1u;
+    var found = false;
+    var top = vec4<u32>(0u);
+    var top_j = 0u;
+    var top_b = 0u;
+    var top_nl = 0u;
+    var top_sl = vec2<u32>(0u);
+    if (n != 0u) {
+        for (var j = 0u; j < p.features; j++) {
+            if (!allowed(k, j)) {
+                continue;
+            }
+            for (var t = 0u; t < m; t++) {
+                e_b[t] = bin_at(j, e_row[t]);
+            }
+            // Bins in any order: the tie rule below makes the result the first maximum
+            // in (feature, bin) order, as SplitSearch's ascending scan with strict >.
+            for (var t = 0u; t < m; t++) {
+                let b = e_b[t];
+                if (b >= candidates) {
+                    continue;
+                }
+                var first = true;
+                for (var u = 0u; u < t; u++) {
+                    if (e_b[u] == b) {
+                        first = false;
+                    }
+                }
+                if (!first) {
+                    continue;
+                }
+                var nl = 0u;
+                var sl = vec2<u32>(0u);
+                var c = 0u;
+                var cv = vec2<u32>(0u);
+                for (var u = 0u; u < m; u++) {
+                    if (e_b[u] <= b) {
+                        nl += e_w[u];
+                        sl = add64(sl, e_v[u]);
+                    }
+                    if (e_b[u] == b) {
+                        c += e_w[u];
+                        cv = add64(cv, e_v[u]);
+                    }
+                }
+                // An empty bin repeats the previous partition (never wins a tie).
+                if (c == 0u && cv.x == 0u && cv.y == 0u) {
+                    continue;
+                }
+                let nr = n - nl;
+                if (nl < min_leaf || nr < min_leaf) {
+                    continue;
+                }
+                let sc = add128(score(sl, nl), score(sub64(s, sl), nr));
+                var better = !found || gt128(sc, top);
+                if (found && all(sc == top)) {
+                    better = j < top_j || (j == top_j && b < top_b);
+                }
+                if (better) {
+                    found = true;
+                    top = sc;
+                    top_j = j;
+                    top_b = b;
+                    top_nl = nl;
+                    top_sl = sl;
+                }
+            }
+        }
+    }
+    write_record(k, found, top, top_j, top_b, top_nl, top_sl, n, s);
+}
+
 // ---- one workgroup per slot ----
 
 var<workgroup> h_count: array<atomic<u32>, 256>;
@@ -257,6 +411,7 @@ var<workgroup> h_hi: array<atomic<u32>, 256>;
 var<workgroup> part_n: array<u32, 64>;
 var<workgroup> part_s: array<vec2<u32>, 64>;
 var<workgroup> total_n: u32;
+var<workgroup> slot_entries: u32;
 var<workgroup> best_score: array<vec4<u32>, 64>;
 // (feature or NONE when the thread has no candidate, bin, left count, left sum lo, hi)
 var<workgroup> best_key: array<vec4<u32>, 64>;
@@ -269,11 +424,15 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         return;
     }
     let k = p.base + g;
-    // After scatter_entries, scan[k] is the end of slot k and scan[k - 1] its start.
-    let end = min(atomicLoad(&scan[k]), p.entries);
-    var begin = 0u;
-    if (k > 0u) {
-        begin = min(atomicLoad(&scan[k - 1u]), end);
+    let range = slot_range(k);
+    let begin = range.x;
+    let end = range.y;
+    if (lid == 0u) {
+        slot_entries = end - begin;
+    }
+    // Small slots are split_small's.
+    if (workgroupUniformLoad(&slot_entries) <= SMALL) {
+        return;
     }
 
     // Totals over feature 0's in-range bins, as find-splits takes them.
@@ -315,13 +474,9 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var best_nl = 0u;
     var best_sl = vec2<u32>(0u);
     if (uniform_n != 0u) {
-        let mask_base = (p.mask_slot + k) * p.mask_words;
         for (var j = 0u; j < p.features; j++) {
-            if (p.mask_words != 0u) {
-                let word = feature_mask[mask_base + j / 32u];
-                if (((word >> (j % 32u)) & 1u) != 1u) {
-                    continue;
-                }
+            if (!allowed(k, j)) {
+                continue;
             }
             for (var b = lid; b < candidates; b += WG) {
                 atomicStore(&h_count[b], 0u);
@@ -402,7 +557,7 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var found = false;
     var top = vec4<u32>(0u);
     var key = vec4<u32>(NONE, 0u, 0u, 0u);
-    var top_sh = 0u;
+    var key_sh = 0u;
     for (var t = 0u; t < WG; t++) {
         let kt = best_key[t];
         if (kt.x == NONE) {
@@ -417,24 +572,8 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             found = true;
             top = st;
             key = kt;
-            top_sh = best_sh[t];
+            key_sh = best_sh[t];
         }
     }
-    let out = (p.slot_begin + k) * 8u;
-    if (found && gt128(top, score(s, max(n, 1u)))) {
-        splits[out] = key.x;
-        splits[out + 1u] = key.y;
-        splits[out + 2u] = key.z;
-        splits[out + 3u] = key.w;
-        splits[out + 4u] = top_sh;
-    } else {
-        splits[out] = NONE;
-        splits[out + 1u] = 0u;
-        splits[out + 2u] = 0u;
-        splits[out + 3u] = 0u;
-        splits[out + 4u] = 0u;
-    }
-    splits[out + 5u] = n;
-    splits[out + 6u] = s.x;
-    splits[out + 7u] = s.y;
+    write_record(k, found, top, key.x, key.y, key.z, vec2<u32>(key.w, key_sh), n, s);
 }
