@@ -79,7 +79,7 @@ fn run_cases(mut harness: Harness, default_cases: u64, seed_salt: u64) {
 
 #[test]
 fn random_call_sequences_on_cpu() {
-    run_cases(Harness::new(Box::new(wasi_gpu_backend::CpuBackend::new())), 2000, 0);
+    run_cases(Harness::new(Box::new(wasi_gpu_backend::CpuBackend::new())), 5000, 0);
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn random_call_sequences_on_wgpu_software() {
             // Known host/wgpu bug (reported): an aligned copy between disjoint ranges of one
             // buffer fails with kernel-failure. Tolerated narrowly so the rest still runs.
             h.tolerate_wgpu_same_buffer_copy = true;
-            run_cases(h, 300, 0x9e9e)
+            run_cases(h, 600, 0x9e9e)
         }
         // No Vulkan adapter at all (not even llvmpipe): nothing to test here.
         Err(why) => eprintln!("skipping: no wgpu adapter opens here: {why}"),

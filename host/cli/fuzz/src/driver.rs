@@ -292,7 +292,10 @@ impl Harness {
 
     /// Runs one decoded call; Err describes the first violated property.
     pub fn step(&mut self, input: &mut Input) -> Result<(), String> {
-        let op = input.byte() % 16;
+        let mut op = input.byte() % 16;
+        if self.live.len() < 3 && op % 2 == 0 {
+            op = 0;
+        }
         match op {
             0 | 1 => self.create(input)?,
             2 => self.write(input)?,
@@ -325,6 +328,11 @@ impl Harness {
 
     fn create(&mut self, input: &mut Input) -> Result<(), String> {
         let size = input.size();
+        self.create_sized(size).map(|_| ())
+    }
+
+    /// Creates a buffer of `size` bytes and checks the answer against the limits.
+    fn create_sized(&mut self, size: u64) -> Result<Option<Handle>, String> {
         let r = compute::HostBuffer::create(&mut self.state, size);
         let what = format!("create({size})");
         let Some(got) = self.answer(&what, &[], r)? else { unreachable!("create has no handle to trap on") };
@@ -341,6 +349,7 @@ impl Harness {
                 let bytes = (size <= SHADOW_MAX).then(|| vec![0; size as usize]);
                 self.live.insert(rep, Shadow { size, bytes });
                 self.dropped.retain(|&d| d != rep);
+                Ok(Some(Handle { rep, live: true }))
             }
             Err(e) => {
                 // Within the limits a modest buffer must be granted; big ones may meet a
@@ -348,9 +357,48 @@ impl Harness {
                 if fits && size <= 1 << 20 {
                     return Err(format!("{what}: refused within the limits: {e}"));
                 }
+                Ok(None)
             }
         }
-        Ok(())
+    }
+
+    /// Kernel arguments: usually fresh buffers of exactly the sizes the parameters need,
+    /// filled with random (often planted) contents, so kernels really run on garbage; else
+    /// random picks among live, dropped and forged handles.
+    fn kernel_handles(
+        &mut self,
+        needs: &Result<Vec<u64>, wasi_gpu_backend::GpuError>,
+        n: usize,
+        input: &mut Input,
+    ) -> Result<Vec<Handle>, String> {
+        if input.byte() % 4 != 0
+            && let Ok(needs) = needs
+            && needs.iter().sum::<u64>() <= 2 << 20
+            && needs.iter().all(|&b| b <= LIMITS.max_transfer_bytes)
+        {
+            // Make room: drop the oldest buffers while the new ones would not fit.
+            while !self.live.is_empty()
+                && (self.used() + needs.iter().sum::<u64>() > LIMITS.max_device_bytes
+                    || self.live.len() + n > LIMITS.max_buffers as usize)
+            {
+                let rep = *self.live.keys().min().expect("not empty");
+                self.drop_rep(Handle { rep, live: true })?;
+            }
+            let mut out = Vec::with_capacity(n);
+            for &need in needs {
+                let Some(h) = self.create_sized(need)? else { return Ok(out) };
+                let data = input.data(need as usize);
+                self.write_at(h, 0, data)?;
+                out.push(h);
+            }
+            // An occasional alias or stale handle among otherwise fitting buffers.
+            if input.byte() % 8 == 0 && n > 1 {
+                let i = input.byte() as usize % n;
+                out[i] = self.pick(input);
+            }
+            return Ok(out);
+        }
+        Ok(self.picks(n, input))
     }
 
     fn write(&mut self, input: &mut Input) -> Result<(), String> {
@@ -358,6 +406,11 @@ impl Harness {
         let offset = input.offset();
         let len = (input.size() as usize).min(LIMITS.max_transfer_bytes as usize + 1);
         let data = input.data(len);
+        self.write_at(h, offset, data)
+    }
+
+    fn write_at(&mut self, h: Handle, offset: u64, data: Vec<u8>) -> Result<(), String> {
+        let len = data.len();
         let what = format!("write(handle {}, offset {offset}, {len} bytes)", h.rep);
         let r = compute::HostBuffer::write(&mut self.state, borrow(h.rep), offset, data.clone());
         let Some(got) = self.answer(&what, &[h], r)? else { return Ok(()) };
@@ -434,6 +487,10 @@ impl Harness {
 
     fn drop_one(&mut self, input: &mut Input) -> Result<(), String> {
         let h = self.pick(input);
+        self.drop_rep(h)
+    }
+
+    fn drop_rep(&mut self, h: Handle) -> Result<(), String> {
         let r = compute::HostBuffer::drop(&mut self.state, own(h.rep)).map(Ok);
         let what = format!("drop(handle {})", h.rep);
         if self.answer(&what, &[h], r)?.is_some() {
@@ -476,9 +533,9 @@ impl Harness {
         match which {
             0 => {
                 let p = BinFeaturesParams { rows: input.param(), features: input.param(), max_bins: input.max_bins() };
-                handles = self.picks(3, input);
-                name = format!("bin-features {p:?}");
                 needs = p.check().map(Vec::from);
+                handles = self.kernel_handles(&needs, 3, input)?;
+                name = format!("bin-features {p:?}");
                 outputs = &[2];
                 let w = ml_kernels::BinFeaturesParams { rows: p.rows, features: p.features, max_bins: p.max_bins };
                 let h = &handles;
@@ -492,9 +549,9 @@ impl Harness {
                     tree_count: input.param(),
                     draws: input.param(),
                 };
-                handles = self.picks(2, input);
-                name = format!("bootstrap {p:?}");
                 needs = p.check().map(Vec::from);
+                handles = self.kernel_handles(&needs, 2, input)?;
+                name = format!("bootstrap {p:?}");
                 outputs = &[0, 1];
                 let w = ml_kernels::BootstrapParams {
                     seed: p.seed,
@@ -514,9 +571,9 @@ impl Harness {
                     slot_begin: input.param(),
                     slot_count: input.param(),
                 };
-                handles = self.picks(5, input);
-                name = format!("build-histograms {p:?}");
                 needs = p.check().map(Vec::from);
+                handles = self.kernel_handles(&needs, 5, input)?;
+                name = format!("build-histograms {p:?}");
                 outputs = &[4];
                 let w = ml_kernels::HistogramParams {
                     rows: p.rows,
@@ -540,9 +597,9 @@ impl Harness {
                     min_samples_leaf: input.param(),
                     mask_words: if input.byte() % 2 == 0 { features.div_ceil(32) } else { input.param() },
                 };
-                handles = self.picks(3, input);
-                name = format!("find-splits {p:?}");
                 needs = p.check().map(Vec::from);
+                handles = self.kernel_handles(&needs, 3, input)?;
+                name = format!("find-splits {p:?}");
                 outputs = &[2];
                 let w = ml_kernels::SplitParams {
                     features: p.features,
@@ -567,9 +624,9 @@ impl Harness {
                     min_samples_leaf: input.param(),
                     mask_words: if input.byte() % 2 == 0 { features.div_ceil(32) } else { input.param() },
                 };
-                handles = self.picks(6, input);
-                name = format!("find-splits-rows {p:?}");
                 needs = p.check().map(Vec::from);
+                handles = self.kernel_handles(&needs, 6, input)?;
+                name = format!("find-splits-rows {p:?}");
                 outputs = &[5];
                 let w = ml_kernels::RowSplitParams {
                     rows: p.rows,
@@ -592,9 +649,9 @@ impl Harness {
                     tree_count: input.param(),
                     slot_count: input.param(),
                 };
-                handles = self.picks(4, input);
-                name = format!("apply-splits {p:?}");
                 needs = p.check().map(Vec::from);
+                handles = self.kernel_handles(&needs, 4, input)?;
+                name = format!("apply-splits {p:?}");
                 outputs = &[3];
                 let w = ml_kernels::ApplyParams {
                     rows: p.rows,
@@ -620,9 +677,9 @@ impl Harness {
                     node_count: input.param(),
                     max_depth: if input.byte() % 4 == 0 { input.param() } else { (input.byte() % 65) as u32 },
                 };
-                handles = self.picks(4, input);
-                name = format!("predict-forest {p:?}");
                 needs = p.check().map(Vec::from);
+                handles = self.kernel_handles(&needs, 4, input)?;
+                name = format!("predict-forest {p:?}");
                 outputs = &[3];
                 let w = ml_kernels::PredictParams {
                     rows: p.rows,
