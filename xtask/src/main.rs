@@ -26,6 +26,8 @@ commands:
   bindgen [--check]       regenerate include/wasi_gpu.{h,c} and include/wasi_gpu_component_type.o
                           from wit/ (--check: fail if the checked-in files differ instead)
   componentize IN OUT     turn a wasm32-wasi core module into a WASI command component
+  parity [--no-build] [OPTS]  both guests x every backend vs tests/snapshots
+                          (`cargo xtask parity --help`)
   bench [OPTIONS]         our guests on each backend vs scikit-learn and XGBoost
                           (docs/benchmarks.md; `cargo xtask bench --help`)
   gen-data [--sizes LIST] write the synthetic Friedman #1 .npy workloads to target/bench/data
