@@ -598,7 +598,7 @@ impl WgpuBackend {
 
     /// `find-splits-rows` without a histogram in device memory: per chunk of slots, count
     /// the entries of each slot, scan the counts (multi-level), scatter entry indices by
-    /// slot, then decide each slot: one invocation per slot of at most 16 entries, one
+    /// slot, then decide each slot: one invocation per slot of at most 32 entries, one
     /// workgroup per larger slot (find_splits_rows.wgsl).
     /// `ids`: bins, targets, weights, node-of, feature-mask, splits.
     fn find_splits_rows_grouped(&mut self, p: &RowSplitParams, ids: [BufferId; 6]) -> Result<(), GpuError> {

@@ -46,7 +46,7 @@ const NONE: u32 = 0xffffffffu;
 const WG: u32 = 64u;
 const BLOCK: u32 = 256u;
 // Slots with at most this many entries are decided by one invocation (split_small).
-const SMALL: u32 = 16u;
+const SMALL: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> bins: array<u32>;
@@ -410,7 +410,10 @@ var<workgroup> h_lo: array<atomic<u32>, 256>;
 var<workgroup> h_hi: array<atomic<u32>, 256>;
 var<workgroup> part_n: array<u32, 64>;
 var<workgroup> part_s: array<vec2<u32>, 64>;
+var<workgroup> group_n: array<u32, 8>;
+var<workgroup> group_s: array<vec2<u32>, 8>;
 var<workgroup> total_n: u32;
+var<workgroup> total_s: vec2<u32>;
 var<workgroup> slot_entries: u32;
 var<workgroup> best_score: array<vec4<u32>, 64>;
 // (feature or NONE when the thread has no candidate, bin, left count, left sum lo, hi)
@@ -450,16 +453,17 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     part_n[lid] = n;
     part_s[lid] = s;
     workgroupBarrier();
-    n = 0u;
-    s = vec2<u32>(0u);
-    for (var t = 0u; t < WG; t++) {
-        n += part_n[t];
-        s = add64(s, part_s[t]);
-    }
     if (lid == 0u) {
+        for (var t = 1u; t < WG; t++) {
+            n += part_n[t];
+            s = add64(s, part_s[t]);
+        }
         total_n = n;
+        total_s = s;
     }
     let uniform_n = workgroupUniformLoad(&total_n);
+    n = uniform_n;
+    s = total_s;
 
     let min_leaf = max(p.min_samples_leaf, 1u);
     // Bins 0..max_bins-1 (exclusive) are candidates; each thread scans `per` of them.
@@ -510,9 +514,25 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             part_n[lid] = cn;
             part_s[lid] = cs;
             workgroupBarrier();
+            // Two-level prefix: sums of 8 threads' bins, then within the group of 8.
+            if (lid < 8u) {
+                var gn = 0u;
+                var gs = vec2<u32>(0u);
+                for (var t = lid * 8u; t < lid * 8u + 8u; t++) {
+                    gn += part_n[t];
+                    gs = add64(gs, part_s[t]);
+                }
+                group_n[lid] = gn;
+                group_s[lid] = gs;
+            }
+            workgroupBarrier();
             var nl = 0u;
             var sl = vec2<u32>(0u);
-            for (var t = 0u; t < lid; t++) {
+            for (var t = 0u; t < lid / 8u; t++) {
+                nl += group_n[t];
+                sl = add64(sl, group_s[t]);
+            }
+            for (var t = lid / 8u * 8u; t < lid; t++) {
                 nl += part_n[t];
                 sl = add64(sl, part_s[t]);
             }
