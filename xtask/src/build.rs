@@ -50,6 +50,8 @@ pub struct Artefacts {
     pub guest_cpp: PathBuf,
     /// The C++ example component.
     pub example_cpp: PathBuf,
+    /// The hostile test guest (tests/tests/hostile.rs).
+    pub hostile: PathBuf,
 }
 
 /// How the C++ code is compiled: an official WASI SDK or Debian's clang-19.
@@ -166,6 +168,16 @@ pub fn build_all(profile: Profile) -> Result<Artefacts> {
     std::fs::copy(&rust_built, &guest_rust)
         .with_context(|| format!("copying {} to {}", rust_built.display(), guest_rust.display()))?;
 
+    // Hostile test guest.
+    run(cargo()
+        .current_dir(&root)
+        .args(["build", "-p", "guest-hostile", "--target", "wasm32-wasip2"])
+        .args(release))?;
+    let hostile_built = target.join("wasm32-wasip2").join(profile.dir()).join("guest-hostile.wasm");
+    let hostile = wasm_dir.join("guest-hostile.wasm");
+    std::fs::copy(&hostile_built, &hostile)
+        .with_context(|| format!("copying {} to {}", hostile_built.display(), hostile.display()))?;
+
     // C++ guest and example: core modules with CMake, then components.
     let cpp_build = target.join("cpp").join(profile.dir());
     let toolchain_file = root.join("cmake/wasm32-wasi.cmake");
@@ -187,12 +199,13 @@ pub fn build_all(profile: Profile) -> Result<Artefacts> {
     componentize::componentize_file(&cpp_build.join("guest-cpp.core.wasm"), &guest_cpp)?;
     componentize::componentize_file(&cpp_build.join("example-cpp.core.wasm"), &example_cpp)?;
 
-    let artefacts = Artefacts { host, guest_rust, guest_cpp, example_cpp };
+    let artefacts = Artefacts { host, guest_rust, guest_cpp, example_cpp, hostile };
     println!("built ({}):", profile.dir());
     println!("  host          {}", artefacts.host.display());
     println!("  rust guest    {}", artefacts.guest_rust.display());
     println!("  c++ guest     {}", artefacts.guest_cpp.display());
     println!("  c++ example   {}", artefacts.example_cpp.display());
+    println!("  hostile guest {}", artefacts.hostile.display());
     Ok(artefacts)
 }
 
@@ -212,6 +225,7 @@ pub fn test(args: &[String]) -> Result<()> {
         .env("WASI_GPU_HOST", &artefacts.host)
         .env("GUEST_RUST_WASM", &artefacts.guest_rust)
         .env("GUEST_CPP_WASM", &artefacts.guest_cpp)
-        .env("EXAMPLE_CPP_WASM", &artefacts.example_cpp);
+        .env("EXAMPLE_CPP_WASM", &artefacts.example_cpp)
+        .env("HOSTILE_WASM", &artefacts.hostile);
     run(&mut cmd)
 }

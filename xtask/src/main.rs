@@ -22,7 +22,8 @@ commands:
   build-all [--debug]     build the host, the Rust guest, the C++ guest and the C++ example;
                           componentize the C++ core modules into target/wasm/*.wasm
   test [--debug] [ARGS]   build-all, then `cargo test --release --workspace ARGS` with
-                          WASI_GPU_HOST, GUEST_RUST_WASM, GUEST_CPP_WASM, EXAMPLE_CPP_WASM set
+                          WASI_GPU_HOST, GUEST_RUST_WASM, GUEST_CPP_WASM, EXAMPLE_CPP_WASM,
+                          HOSTILE_WASM set
   bindgen [--check]       regenerate include/wasi_gpu.{h,c} and include/wasi_gpu_component_type.o
                           from wit/ (--check: fail if the checked-in files differ instead)
   componentize IN OUT     turn a wasm32-wasi core module into a WASI command component
