@@ -11,6 +11,12 @@
 //!   (all indices in the WGSL are u32). Larger requests are refused with `LimitExceeded`.
 //! * All arithmetic in the WGSL is 32-bit; 64-bit sums use explicit carries and the 128-bit
 //!   split scores use u32 limbs, so neither SHADER_INT64 nor 64-bit atomics are needed.
+//! * `find-splits-rows` never builds a global histogram: the batch's entries are grouped
+//!   by slot on the GPU (atomic counts, multi-level exclusive scan, scatter), then slots of
+//!   at most 32 entries are decided by one invocation each and larger ones by one
+//!   workgroup each over a workgroup-memory histogram (`find_splits_rows.wgsl`). Batches
+//!   of few, large slots take build-histograms + find-splits instead (see `DENSE_MAX_SLOTS`).
+//!   Its scratch buffers are kept and only ever grown.
 //! * wgpu errors never panic the host: an uncaptured-error handler and the device-lost
 //!   callback record them, and the next operation reports them as [`GpuError`]s.
 
