@@ -26,8 +26,11 @@ use bindings::wasi::gpu::ml_kernels as k;
 /// "No node" marker of the kernels (feature of a leaf, finished row, leaf child).
 const NONE: u32 = u32::MAX;
 
+/// One attack: runs its steps, reporting each into the [`Report`].
+type Attack = fn(&mut Report);
+
 /// The attacks `all` runs in sequence: every one the host must survive with typed errors.
-const NON_FATAL: &[(&str, fn(&mut Report))] = &[
+const NON_FATAL: &[(&str, Attack)] = &[
     ("read-past-end", read_past_end),
     ("huge-offset", huge_offset),
     ("huge-sizes", huge_sizes),

@@ -293,7 +293,7 @@ impl Harness {
     /// Runs one decoded call; Err describes the first violated property.
     pub fn step(&mut self, input: &mut Input) -> Result<(), String> {
         let mut op = input.byte() % 16;
-        if self.live.len() < 3 && op % 2 == 0 {
+        if self.live.len() < 3 && op.is_multiple_of(2) {
             op = 0;
         }
         match op {
@@ -371,7 +371,7 @@ impl Harness {
         n: usize,
         input: &mut Input,
     ) -> Result<Vec<Handle>, String> {
-        if input.byte() % 4 != 0
+        if !input.byte().is_multiple_of(4)
             && let Ok(needs) = needs
             && needs.iter().sum::<u64>() <= 2 << 20
             && needs.iter().all(|&b| b <= LIMITS.max_transfer_bytes)
@@ -392,7 +392,7 @@ impl Harness {
                 out.push(h);
             }
             // An occasional alias or stale handle among otherwise fitting buffers.
-            if input.byte() % 8 == 0 && n > 1 {
+            if input.byte().is_multiple_of(8) && n > 1 {
                 let i = input.byte() as usize % n;
                 out[i] = self.pick(input);
             }
@@ -447,7 +447,7 @@ impl Harness {
     fn copy(&mut self, input: &mut Input) -> Result<(), String> {
         let (dst, src) = (self.pick(input), self.pick(input));
         let (src_offset, dst_offset) = (input.offset(), input.offset());
-        let len = if input.byte() % 2 == 0 { input.size() } else { input.byte() as u64 };
+        let len = if input.byte().is_multiple_of(2) { input.size() } else { input.byte() as u64 };
         let what = format!("copy(dst {} at {dst_offset}, src {} at {src_offset}, {len} bytes)", dst.rep, src.rep);
         let r = compute::HostBuffer::copy_from(&mut self.state, borrow(dst.rep), borrow(src.rep), src_offset, dst_offset, len);
         if self.tolerate_wgpu_same_buffer_copy
@@ -595,7 +595,7 @@ impl Harness {
                     slot_begin: input.param(),
                     slot_count: input.param(),
                     min_samples_leaf: input.param(),
-                    mask_words: if input.byte() % 2 == 0 { features.div_ceil(32) } else { input.param() },
+                    mask_words: if input.byte().is_multiple_of(2) { features.div_ceil(32) } else { input.param() },
                 };
                 needs = p.check().map(Vec::from);
                 handles = self.kernel_handles(&needs, 3, input)?;
@@ -622,7 +622,7 @@ impl Harness {
                     slot_begin: input.param(),
                     slot_count: input.param(),
                     min_samples_leaf: input.param(),
-                    mask_words: if input.byte() % 2 == 0 { features.div_ceil(32) } else { input.param() },
+                    mask_words: if input.byte().is_multiple_of(2) { features.div_ceil(32) } else { input.param() },
                 };
                 needs = p.check().map(Vec::from);
                 handles = self.kernel_handles(&needs, 6, input)?;
@@ -675,7 +675,7 @@ impl Harness {
                     features: input.param(),
                     tree_count: input.param(),
                     node_count: input.param(),
-                    max_depth: if input.byte() % 4 == 0 { input.param() } else { (input.byte() % 65) as u32 },
+                    max_depth: if input.byte().is_multiple_of(4) { input.param() } else { (input.byte() % 65) as u32 },
                 };
                 needs = p.check().map(Vec::from);
                 handles = self.kernel_handles(&needs, 4, input)?;
