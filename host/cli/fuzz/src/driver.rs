@@ -373,12 +373,13 @@ impl Harness {
     ) -> Result<Vec<Handle>, String> {
         if !input.byte().is_multiple_of(4)
             && let Ok(needs) = needs
-            && needs.iter().sum::<u64>() <= 2 << 20
+            && let Some(total) = needs.iter().try_fold(0u64, |a, &b| a.checked_add(b))
+            && total <= 2 << 20
             && needs.iter().all(|&b| b <= LIMITS.max_transfer_bytes)
         {
             // Make room: drop the oldest buffers while the new ones would not fit.
             while !self.live.is_empty()
-                && (self.used() + needs.iter().sum::<u64>() > LIMITS.max_device_bytes
+                && (self.used() + total > LIMITS.max_device_bytes
                     || self.live.len() + n > LIMITS.max_buffers as usize)
             {
                 let rep = *self.live.keys().min().expect("not empty");
