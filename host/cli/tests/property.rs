@@ -64,12 +64,6 @@ fn run_cases(mut harness: Harness, default_cases: u64, seed_salt: u64) {
         harness.trapped,
         harness.kernels_ran
     );
-    if harness.known_bug_hits > 0 {
-        eprintln!(
-            "WARNING: known host/wgpu bug hit {} times: copy-from between disjoint ranges of one buffer fails with kernel-failure",
-            harness.known_bug_hits
-        );
-    }
     if cases >= 100 {
         assert!(harness.kernels_ran > cases / 4, "too few kernels ran ({}): the generator is not reaching the kernels", harness.kernels_ran);
         assert!(harness.refused > cases, "too few refusals ({}): the generator is not probing bad input", harness.refused);
@@ -86,11 +80,7 @@ fn random_call_sequences_on_cpu() {
 fn random_call_sequences_on_wgpu_software() {
     match wasi_gpu_wgpu::open(true) {
         Ok(backend) => {
-            let mut h = Harness::new(backend);
-            // Known host/wgpu bug (reported): an aligned copy between disjoint ranges of one
-            // buffer fails with kernel-failure. Tolerated narrowly so the rest still runs.
-            h.tolerate_wgpu_same_buffer_copy = true;
-            run_cases(h, 600, 0x9e9e)
+            run_cases(Harness::new(backend), 600, 0x9e9e)
         }
         // No Vulkan adapter at all (not even llvmpipe): nothing to test here.
         Err(why) => eprintln!("skipping: no wgpu adapter opens here: {why}"),

@@ -815,11 +815,13 @@ impl Backend for WgpuBackend {
         }
         let (s, d) = (self.buf(src)?, self.buf(dst)?);
         let mut encoder = self.encoder();
-        if src_offset.is_multiple_of(4) && dst_offset.is_multiple_of(4) && len.is_multiple_of(4) {
+        let aligned = src_offset.is_multiple_of(4) && dst_offset.is_multiple_of(4) && len.is_multiple_of(4);
+        // wgpu refuses a buffer-to-buffer copy within one buffer, even between disjoint ranges.
+        if aligned && src != dst {
             encoder.copy_buffer_to_buffer(s, src_offset, d, dst_offset, len);
         } else {
-            // Unaligned: copy the word-aligned source span aside (also makes a same-buffer
-            // copy safe), then merge its bytes into the destination on the GPU.
+            // Unaligned or within one buffer: copy the word-aligned source span aside, then
+            // merge its bytes into the destination on the GPU.
             let start = src_offset / 4 * 4;
             let end = round4(src_offset + len);
             let staging = self.temp(end - start, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST);

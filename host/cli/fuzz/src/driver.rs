@@ -166,12 +166,6 @@ pub struct Harness {
     pub trapped: u64,
     /// Kernel calls that ran to completion.
     pub kernels_ran: u64,
-    /// Tolerate the known wgpu bug where a copy between disjoint ranges of one buffer fails
-    /// with `kernel-failure` ("Source and destination cannot be the same buffer") instead
-    /// of copying; counted in [`Harness::known_bug_hits`]. Remove once host/wgpu is fixed.
-    pub tolerate_wgpu_same_buffer_copy: bool,
-    /// How often the tolerated known bug was hit.
-    pub known_bug_hits: u64,
 }
 
 type Trap = wasmtime::Error;
@@ -210,8 +204,6 @@ impl Harness {
             refused: 0,
             trapped: 0,
             kernels_ran: 0,
-            tolerate_wgpu_same_buffer_copy: false,
-            known_bug_hits: 0,
         }
     }
 
@@ -451,18 +443,6 @@ impl Harness {
         let len = if input.byte().is_multiple_of(2) { input.size() } else { input.byte() as u64 };
         let what = format!("copy(dst {} at {dst_offset}, src {} at {src_offset}, {len} bytes)", dst.rep, src.rep);
         let r = compute::HostBuffer::copy_from(&mut self.state, borrow(dst.rep), borrow(src.rep), src_offset, dst_offset, len);
-        if self.tolerate_wgpu_same_buffer_copy
-            && src.rep == dst.rep
-            && let Ok(Err(compute::Error::KernelFailure(m))) = &r
-            && m.contains("Source and destination cannot be the same buffer")
-        {
-            self.calls += 1;
-            self.known_bug_hits += 1;
-            if let Some(shadow) = self.live.get_mut(&dst.rep) {
-                shadow.bytes = None;
-            }
-            return Ok(());
-        }
         let Some(got) = self.answer(&what, &[dst, src], r)? else { return Ok(()) };
         let overlap = src.rep == dst.rep
             && len > 0
