@@ -75,6 +75,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 "#;
 
+/// The exact 128-bit split score in u32 limbs, shared by both split kernels (WGSL has no
+/// includes, so it is prepended to their sources).
+const SPLIT_SCORE_WGSL: &str = include_str!("../../backend/src/kernels/split_score.wgsl");
+
 /// The entry points of `find-splits-rows` (grouping by slot, then one workgroup per slot).
 const FIND_SPLITS_ROWS_WGSL: &str = include_str!("../../backend/src/kernels/find_splits_rows.wgsl");
 
@@ -337,6 +341,8 @@ impl WgpuBackend {
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let k = |label: &str, src: &str, entry: &str| compile(&device, label, src, entry);
+        let find_splits_src = format!("{SPLIT_SCORE_WGSL}\n{}", include_str!("../../backend/src/kernels/find_splits.wgsl"));
+        let rows_src = format!("{SPLIT_SCORE_WGSL}\n{FIND_SPLITS_ROWS_WGSL}");
         let kernels = Kernels {
             bin_features: k("bin_features", include_str!("../../backend/src/kernels/bin_features.wgsl"), "main"),
             bootstrap_draw: k("bootstrap.draw", include_str!("../../backend/src/kernels/bootstrap.wgsl"), "draw"),
@@ -346,16 +352,16 @@ impl WgpuBackend {
                 include_str!("../../backend/src/kernels/build_histograms.wgsl"),
                 "main",
             ),
-            find_splits: k("find_splits", include_str!("../../backend/src/kernels/find_splits.wgsl"), "main"),
+            find_splits: k("find_splits", &find_splits_src, "main"),
             apply_splits: k("apply_splits", include_str!("../../backend/src/kernels/apply_splits.wgsl"), "main"),
             predict_forest: k("predict_forest", include_str!("../../backend/src/kernels/predict_forest.wgsl"), "main"),
             copy_bytes: k("copy_bytes", COPY_BYTES_WGSL, "main"),
-            rows_count: k("find_splits_rows.count", FIND_SPLITS_ROWS_WGSL, "count_entries"),
-            rows_scan: k("find_splits_rows.scan", FIND_SPLITS_ROWS_WGSL, "scan_blocks"),
-            rows_add: k("find_splits_rows.add", FIND_SPLITS_ROWS_WGSL, "add_offsets"),
-            rows_scatter: k("find_splits_rows.scatter", FIND_SPLITS_ROWS_WGSL, "scatter_entries"),
-            rows_split: k("find_splits_rows.split", FIND_SPLITS_ROWS_WGSL, "split_slots"),
-            rows_split_small: k("find_splits_rows.split_small", FIND_SPLITS_ROWS_WGSL, "split_small"),
+            rows_count: k("find_splits_rows.count", &rows_src, "count_entries"),
+            rows_scan: k("find_splits_rows.scan", &rows_src, "scan_blocks"),
+            rows_add: k("find_splits_rows.add", &rows_src, "add_offsets"),
+            rows_scatter: k("find_splits_rows.scatter", &rows_src, "scatter_entries"),
+            rows_split: k("find_splits_rows.split", &rows_src, "split_slots"),
+            rows_split_small: k("find_splits_rows.split_small", &rows_src, "split_small"),
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(format!("compiling the WGSL kernels failed: {e}"));

@@ -1,0 +1,98 @@
+// Exact 128-bit split scores from u32 limbs (docs/algorithm.md §7), shared by
+// find_splits.wgsl and find_splits_rows.wgsl: the backend prepends this file to both.
+
+// The 64-bit product a * b as (low, high).
+fn mul_wide(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    let lo = (p00 & 0xffffu) | (mid << 16u);
+    let hi = a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
+    return vec2<u32>(lo, hi);
+}
+
+// Wrapping 64-bit addition and subtraction on (low, high).
+fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.x + b.x;
+    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}
+
+fn sub64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    return vec2<u32>(a.x - b.x, a.y - b.y - select(0u, 1u, a.x < b.x));
+}
+
+// a + b + carry_in for one limb: (sum, carry out).
+fn adc(a: u32, b: u32, carry_in: u32) -> vec2<u32> {
+    let s = a + b;
+    let s2 = s + carry_in;
+    return vec2<u32>(s2, select(0u, 1u, s < a) + select(0u, 1u, s2 < s));
+}
+
+// Wrapping 128-bit addition.
+fn add128(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
+    let l0 = adc(a.x, b.x, 0u);
+    let l1 = adc(a.y, b.y, l0.y);
+    let l2 = adc(a.z, b.z, l1.y);
+    let l3 = adc(a.w, b.w, l2.y);
+    return vec4<u32>(l0.x, l1.x, l2.x, l3.x);
+}
+
+// a > b, unsigned 128-bit.
+fn gt128(a: vec4<u32>, b: vec4<u32>) -> bool {
+    if (a.w != b.w) {
+        return a.w > b.w;
+    }
+    if (a.z != b.z) {
+        return a.z > b.z;
+    }
+    if (a.y != b.y) {
+        return a.y > b.y;
+    }
+    return a.x > b.x;
+}
+
+// The full 128-bit square of a 64-bit value.
+fn square64(s: vec2<u32>) -> vec4<u32> {
+    let p00 = mul_wide(s.x, s.x);
+    let p01 = mul_wide(s.x, s.y);
+    let p11 = mul_wide(s.y, s.y);
+    var acc = vec4<u32>(p00.x, p00.y, p11.x, p11.y);
+    let cross = vec4<u32>(0u, p01.x, p01.y, 0u);
+    acc = add128(acc, cross);
+    acc = add128(acc, cross);
+    return acc;
+}
+
+// One limb of long division by n: ((remainder, limb) / n) as (quotient limb, new remainder),
+// remainder < n on entry. Restoring binary division; `top` keeps the 33rd bit.
+fn div_limb(remainder: u32, limb: u32, n: u32) -> vec2<u32> {
+    if (remainder == 0u && limb < n) {
+        return vec2<u32>(0u, limb);
+    }
+    var r = remainder;
+    var q = 0u;
+    for (var bit = 31i; bit >= 0i; bit--) {
+        let top = r >> 31u;
+        r = (r << 1u) | ((limb >> u32(bit)) & 1u);
+        if (top == 1u || r >= n) {
+            r -= n;
+            q |= 1u << u32(bit);
+        }
+    }
+    return vec2<u32>(q, r);
+}
+
+// floor(s^2 / n) as 128 bits; n must be non-zero.
+fn score(s: vec2<u32>, n: u32) -> vec4<u32> {
+    let sq = square64(s);
+    let q3 = div_limb(0u, sq.w, n);
+    let q2 = div_limb(q3.y, sq.z, n);
+    let q1 = div_limb(q2.y, sq.y, n);
+    let q0 = div_limb(q1.y, sq.x, n);
+    return vec4<u32>(q0.x, q1.x, q2.x, q3.x);
+}
