@@ -50,7 +50,7 @@ const NON_FATAL: &[(&str, Attack)] = &[
 fn usage() -> ! {
     let names: Vec<&str> = NON_FATAL.iter().map(|(n, _)| *n).collect();
     eprintln!(
-        "usage: guest-hostile ATTACK [ARG]\n  non-fatal: {} all\n  fatal: use-after-drop linear-memory forever forever-gpu\n  sandbox: env [NAME] escape net [PORT]",
+        "usage: guest-hostile ATTACK [ARG]\n  non-fatal: {} all\n  fatal: use-after-drop linear-memory forever forever-gpu\n  transfers: big-write\n  sandbox: env [NAME] escape net [PORT]",
         names.join(" ")
     );
     std::process::exit(1);
@@ -73,6 +73,7 @@ fn main() {
             }
         }
         "use-after-drop" => run("use-after-drop", &use_after_drop),
+        "big-write" => run("big-write", &big_write),
         "linear-memory" => run("linear-memory", &linear_memory),
         "forever" => run("forever", &forever),
         "forever-gpu" => run("forever-gpu", &forever_gpu),
@@ -198,6 +199,19 @@ fn filled(r: &mut Report, step: &str, data: &[u8]) -> Option<Buffer> {
 /// Reads a whole buffer back as u32 words.
 fn read_words(r: &mut Report, step: &str, b: &Buffer) -> Option<Vec<u32>> {
     r.ok(step, b.read(0, b.size())).map(|v| to_words(&v))
+}
+
+/// One 200 MiB write and read: more than wasmtime's default per-call allowance (128 MiB).
+/// Within --max-transfer it must work; beyond it the answer is `limit-exceeded`, never a trap.
+fn big_write(r: &mut Report) {
+    const SIZE: usize = 200 << 20;
+    let Some(b) = r.either("create 200 MiB", Buffer::create(SIZE as u64)) else { return };
+    let data = vec![0x5au8; SIZE];
+    if r.either("write 200 MiB in one call", b.write(0, &data)).is_some() {
+        if let Some(v) = r.either("read 200 MiB in one call", b.read(0, SIZE as u64)) {
+            r.check("contents", v.len() == SIZE && v.iter().all(|&x| x == 0x5a), format!("{} bytes", v.len()));
+        }
+    }
 }
 
 fn read_past_end(r: &mut Report) {

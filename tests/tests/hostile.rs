@@ -288,3 +288,18 @@ fn unknown_attack_is_a_usage_error() {
     assert_eq!(r.code(), Some(1), "{}", r.context());
     assert!(r.stderr.contains("usage: guest-hostile ATTACK"), "{}", r.context());
 }
+
+/// A single write bigger than wasmtime's default per-call allowance (128 MiB) works within
+/// --max-transfer, and beyond --max-transfer is refused with `limit-exceeded`, never a trap.
+#[test]
+fn big_transfers_follow_max_transfer_not_wasmtime_defaults() {
+    let r = run("cpu", &[], &["big-write"]);
+    r.assert_no_panic();
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert!(r.stdout.contains("big-write: write 200 MiB in one call: ok"), "{}", r.context());
+    assert!(r.stdout.contains("big-write: contents: "), "{}", r.context());
+    let r = run("cpu", &["--max-transfer", "64M"], &["big-write"]);
+    r.assert_no_panic();
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert!(r.stdout.contains("big-write: write 200 MiB in one call: rejected limit-exceeded"), "{}", r.context());
+}

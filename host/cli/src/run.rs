@@ -198,6 +198,12 @@ pub fn run_component(
     let state = HostState::new(wasi, device, GuestLimiter::new(opts.max_memory), deadline);
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
+    // wasmtime caps the bytes a guest may pass into one host call (128 MiB by default) and
+    // traps beyond it. Our bounds are --max-transfer, answered with a typed `limit-exceeded`,
+    // and the guest's own memory (--max-memory), which no list can exceed: let a call carry
+    // up to the larger of the two, so oversized transfers get the typed answer, not a trap.
+    let most = opts.limits.max_transfer_bytes.max(opts.max_memory);
+    store.set_hostcall_fuel(usize::try_from(most).unwrap_or(usize::MAX).saturating_add(1 << 20));
 
     // The ticker bumps the epoch once when the deadline passes; the guest then traps at
     // its next epoch check. It is cancelled as soon as the guest ends.
