@@ -20,7 +20,7 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(2) var<storage, read> feature_mask: array<u32>;
 @group(0) @binding(3) var<storage, read_write> splits: array<u32>;
 
-// mul_wide, square64, div_limb and score come from split_score.wgsl (prepended).
+// mul_wide, square64, div_limb, score and write_record come from split_score.wgsl (prepended).
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -74,21 +74,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
-    let out = (p.slot_begin + slot) * 8u;
-    if (have && gt128(best, score(s, max(n, 1u)))) {
-        splits[out] = best_j;
-        splits[out + 1u] = best_b;
-        splits[out + 2u] = best_nl;
-        splits[out + 3u] = best_sl.x;
-        splits[out + 4u] = best_sl.y;
-    } else {
-        splits[out] = NONE;
-        splits[out + 1u] = 0u;
-        splits[out + 2u] = 0u;
-        splits[out + 3u] = 0u;
-        splits[out + 4u] = 0u;
-    }
-    splits[out + 5u] = n;
-    splits[out + 6u] = s.x;
-    splits[out + 7u] = s.y;
+    write_record(slot, have, best, best_j, best_b, best_nl, best_sl, n, s);
 }

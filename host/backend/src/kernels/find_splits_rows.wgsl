@@ -58,7 +58,7 @@ const SMALL: u32 = 32u;
 @group(0) @binding(7) var<storage, read_write> scan: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read_write> order: array<u32>;
 
-// mul_wide, square64, div_limb and score come from split_score.wgsl (prepended).
+// mul_wide, square64, div_limb, score and write_record come from split_score.wgsl (prepended).
 
 // Bin of `row` for `feature` in the packed feature-major matrix.
 fn bin_at(feature: u32, row: u32) -> u32 {
@@ -177,27 +177,6 @@ fn allowed(k: u32, j: u32) -> bool {
     }
     let word = feature_mask[(p.mask_slot + k) * p.mask_words + j / 32u];
     return ((word >> (j % 32u)) & 1u) == 1u;
-}
-
-// Writes the 8-word record of local slot k (find-splits' record rule).
-fn write_record(k: u32, found: bool, top: vec4<u32>, j: u32, b: u32, nl: u32, sl: vec2<u32>, n: u32, s: vec2<u32>) {
-    let out = (p.slot_begin + k) * 8u;
-    if (found && gt128(top, score(s, max(n, 1u)))) {
-        splits[out] = j;
-        splits[out + 1u] = b;
-        splits[out + 2u] = nl;
-        splits[out + 3u] = sl.x;
-        splits[out + 4u] = sl.y;
-    } else {
-        splits[out] = NONE;
-        splits[out + 1u] = 0u;
-        splits[out + 2u] = 0u;
-        splits[out + 3u] = 0u;
-        splits[out + 4u] = 0u;
-    }
-    splits[out + 5u] = n;
-    splits[out + 6u] = s.x;
-    splits[out + 7u] = s.y;
 }
 
 // ---- one invocation per small slot ----

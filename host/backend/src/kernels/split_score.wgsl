@@ -96,3 +96,26 @@ fn score(s: vec2<u32>, n: u32) -> vec4<u32> {
     let q0 = div_limb(q1.y, sq.x, n);
     return vec4<u32>(q0.x, q1.x, q2.x, q3.x);
 }
+
+// Writes the 8-word record of local slot k: a split only if `top` beats the unsplit
+// node's score (docs/algorithm.md §7). Uses the including shader's `p.slot_begin` and
+// `splits` binding.
+fn write_record(k: u32, found: bool, top: vec4<u32>, j: u32, b: u32, nl: u32, sl: vec2<u32>, n: u32, s: vec2<u32>) {
+    let out = (p.slot_begin + k) * 8u;
+    if (found && gt128(top, score(s, max(n, 1u)))) {
+        splits[out] = j;
+        splits[out + 1u] = b;
+        splits[out + 2u] = nl;
+        splits[out + 3u] = sl.x;
+        splits[out + 4u] = sl.y;
+    } else {
+        splits[out] = NONE;
+        splits[out + 1u] = 0u;
+        splits[out + 2u] = 0u;
+        splits[out + 3u] = 0u;
+        splits[out + 4u] = 0u;
+    }
+    splits[out + 5u] = n;
+    splits[out + 6u] = s.x;
+    splits[out + 7u] = s.y;
+}
