@@ -79,6 +79,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 /// includes, so it is prepended to their sources).
 const SPLIT_SCORE_WGSL: &str = include_str!("../../backend/src/kernels/split_score.wgsl");
 
+/// Exact f32 comparisons on bit patterns, shared by bin-features and predict-forest.
+const FLOAT_ORDER_WGSL: &str = include_str!("../../backend/src/kernels/float_order.wgsl");
+
 /// The entry points of `find-splits-rows` (grouping by slot, then one workgroup per slot).
 const FIND_SPLITS_ROWS_WGSL: &str = include_str!("../../backend/src/kernels/find_splits_rows.wgsl");
 
@@ -343,8 +346,10 @@ impl WgpuBackend {
         let k = |label: &str, src: &str, entry: &str| compile(&device, label, src, entry);
         let find_splits_src = format!("{SPLIT_SCORE_WGSL}\n{}", include_str!("../../backend/src/kernels/find_splits.wgsl"));
         let rows_src = format!("{SPLIT_SCORE_WGSL}\n{FIND_SPLITS_ROWS_WGSL}");
+        let bin_features_src = format!("{FLOAT_ORDER_WGSL}\n{}", include_str!("../../backend/src/kernels/bin_features.wgsl"));
+        let predict_src = format!("{FLOAT_ORDER_WGSL}\n{}", include_str!("../../backend/src/kernels/predict_forest.wgsl"));
         let kernels = Kernels {
-            bin_features: k("bin_features", include_str!("../../backend/src/kernels/bin_features.wgsl"), "main"),
+            bin_features: k("bin_features", &bin_features_src, "main"),
             bootstrap_draw: k("bootstrap.draw", include_str!("../../backend/src/kernels/bootstrap.wgsl"), "draw"),
             bootstrap_mark: k("bootstrap.mark", include_str!("../../backend/src/kernels/bootstrap.wgsl"), "mark"),
             build_histograms: k(
@@ -354,7 +359,7 @@ impl WgpuBackend {
             ),
             find_splits: k("find_splits", &find_splits_src, "main"),
             apply_splits: k("apply_splits", include_str!("../../backend/src/kernels/apply_splits.wgsl"), "main"),
-            predict_forest: k("predict_forest", include_str!("../../backend/src/kernels/predict_forest.wgsl"), "main"),
+            predict_forest: k("predict_forest", &predict_src, "main"),
             copy_bytes: k("copy_bytes", COPY_BYTES_WGSL, "main"),
             rows_count: k("find_splits_rows.count", &rows_src, "count_entries"),
             rows_scan: k("find_splits_rows.scan", &rows_src, "scan_blocks"),

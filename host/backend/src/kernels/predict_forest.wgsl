@@ -19,29 +19,7 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read> roots: array<u32>;
 @group(0) @binding(4) var<storage, read_write> sums: array<u32>;
 
-fn is_nan(b: u32) -> bool {
-    return (b & 0x7fffffffu) > 0x7f800000u;
-}
-
-// Maps an f32 bit pattern to a u32 ordered like the float (-0 == +0).
-fn order_key(b: u32) -> u32 {
-    var v = b;
-    if ((v & 0x7fffffffu) == 0u) {
-        v = 0u;
-    }
-    if ((v & 0x80000000u) != 0u) {
-        return ~v;
-    }
-    return v | 0x80000000u;
-}
-
-// IEEE `a <= b` on bit patterns (false when either is NaN).
-fn f32_le(a: u32, b: u32) -> bool {
-    if (is_nan(a) || is_nan(b)) {
-        return false;
-    }
-    return order_key(a) <= order_key(b);
-}
+// is_nan, order_key and f32_le come from float_order.wgsl (prepended).
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
