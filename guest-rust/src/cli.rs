@@ -338,7 +338,7 @@ fn elapsed(t: Instant) -> f64 {
 fn train(o: &Options, device: &DeviceInfo, report: &mut Report) -> Result<Model, Error> {
     let t = Instant::now();
     let mut sink = DeviceSink::default();
-    let data = data::load(&o.train, Layout::Train, true, &mut sink)?;
+    let data = data::load(&o.train, Layout::Train, Some(o.params.seed), &mut sink)?;
     let x = sink.buffer.take().ok_or_else(|| Error::file(&o.train, "no feature matrix was produced"))?;
     report.train_rows = Some(data.rows);
     report.load_ms = Some(elapsed(t));
@@ -359,7 +359,7 @@ fn predict(o: &Options, out: Option<&str>, report: &mut Report) -> Result<(), Er
     let (model, sha) = Model::load(&o.model)?;
     let bytes = std::fs::metadata(&o.model).map(|m| m.len() as usize).ok();
     let mut sink = DeviceSink::default();
-    let data = data::load(&o.test, Layout::Apply { features: model.features as usize }, false, &mut sink)?;
+    let data = data::load(&o.test, Layout::Apply { features: model.features as usize }, None, &mut sink)?;
     let x = sink.buffer.take().ok_or_else(|| Error::file(&o.test, "no feature matrix was produced"))?;
     let predictor = GpuPredictor::new(&model).map_err(|e| Error::file(&o.model, e))?;
     let preds = predictor.predict(&x, data.rows).map_err(|e| Error::file(&o.test, e))?;

@@ -63,16 +63,18 @@ pub struct Dataset {
     pub features: usize,
     /// The last column, when the file has one (always for [`Layout::Train`]).
     pub targets: Option<Vec<f64>>,
-    /// When requested: per feature, the values of the binning sample rows (§4), in row order.
+    /// When requested: per feature, the values of the binning sample rows (§4), in row order
+    /// (a row drawn twice appears twice).
     pub sample: Vec<Vec<f32>>,
 }
 
-/// Reads `path` (`.npy` by extension, otherwise CSV), streaming the features into `sink`.
-pub fn load(path: &str, layout: Layout, want_sample: bool, sink: &mut dyn FeatureSink) -> Result<Dataset, Error> {
+/// Reads `path` (`.npy` by extension, any case; otherwise CSV), streaming the features into
+/// `sink`. With `sample_seed`, also gathers the binning sample that seed draws (§4).
+pub fn load(path: &str, layout: Layout, sample_seed: Option<u64>, sink: &mut dyn FeatureSink) -> Result<Dataset, Error> {
     if path.to_ascii_lowercase().ends_with(".npy") {
-        load_npy(path, layout, want_sample, sink)
+        load_npy(path, layout, sample_seed, sink)
     } else {
-        load_csv(path, layout, want_sample, sink)
+        load_csv(path, layout, sample_seed, sink)
     }
 }
 
@@ -106,8 +108,9 @@ struct Collector<'a> {
     row: usize,
     targets: Vec<f64>,
     sample: Vec<Vec<f32>>,
-    next_sample: u64,
-    sample_len: u64,
+    /// The sample's rows, ascending ([`bins::sample_rows`]); `next_sample` indexes it.
+    sample_rows: Vec<u32>,
+    next_sample: usize,
 }
 
 impl<'a> Collector<'a> {
@@ -116,7 +119,7 @@ impl<'a> Collector<'a> {
         rows: usize,
         features: usize,
         has_target: bool,
-        want_sample: bool,
+        sample_seed: Option<u64>,
         sink: &'a mut dyn FeatureSink,
     ) -> Result<Self, Error> {
         if rows > u32::MAX as usize || features > u32::MAX as usize {
@@ -124,7 +127,7 @@ impl<'a> Collector<'a> {
         }
         sink.begin(rows, features).map_err(|e| Error::file(file, e))?;
         let chunk_rows = (CHUNK_VALUES / features.max(1)).clamp(1, rows.max(1));
-        let sample_len = if want_sample { bins::sample_len(rows as u64) } else { 0 };
+        let sample_rows = sample_seed.map_or_else(Vec::new, |seed| bins::sample_rows(rows as u64, seed));
         Ok(Collector {
             file,
             rows,
@@ -136,16 +139,17 @@ impl<'a> Collector<'a> {
             chunk_first_row: 0,
             row: 0,
             targets: if has_target { Vec::with_capacity(rows) } else { Vec::new() },
-            sample: (0..if want_sample { features } else { 0 }).map(|_| Vec::with_capacity(sample_len as usize)).collect(),
+            sample: (0..if sample_seed.is_some() { features } else { 0 }).map(|_| Vec::with_capacity(sample_rows.len())).collect(),
+            sample_rows,
             next_sample: 0,
-            sample_len,
         })
     }
 
     /// Takes one row of finite `f64` values (features, then the target if any).
     fn push_row(&mut self, values: &[f64], line: Option<u64>) -> Result<(), Error> {
         debug_assert_eq!(values.len(), self.features + self.has_target as usize);
-        let in_sample = self.next_sample < self.sample_len && bins::sample_row(self.next_sample, self.rows as u64) == self.row as u64;
+        // How many times this row was drawn into the binning sample.
+        let drawn = self.sample_rows[self.next_sample..].iter().take_while(|&&r| r as usize == self.row).count();
         for (j, &v) in values[..self.features].iter().enumerate() {
             let f = v as f32;
             if f.is_infinite() {
@@ -155,15 +159,15 @@ impl<'a> Collector<'a> {
             // -0.0 becomes +0.0 so that equal values bin and compare identically everywhere.
             let f = if f == 0.0 { 0.0 } else { f };
             self.chunk.push(f);
-            if in_sample {
+            for _ in 0..drawn {
                 self.sample[j].push(f);
             }
         }
-        if in_sample {
-            self.next_sample += 1;
-        }
+        self.next_sample += drawn;
         if self.has_target {
-            self.targets.push(values[self.features]);
+            // -0.0 becomes +0.0 here too, so that the targets' minimum is never -0.0 (§5).
+            let y = values[self.features];
+            self.targets.push(if y == 0.0 { 0.0 } else { y });
         }
         self.row += 1;
         if self.chunk.len() >= self.chunk_rows * self.features {
@@ -268,8 +272,12 @@ fn is_blank(line: &[u8]) -> bool {
     trim(line).is_empty()
 }
 
-fn load_csv(path: &str, layout: Layout, want_sample: bool, sink: &mut dyn FeatureSink) -> Result<Dataset, Error> {
+fn load_csv(path: &str, layout: Layout, sample_seed: Option<u64>, sink: &mut dyn FeatureSink) -> Result<Dataset, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, read_error(e)))?;
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        return Err(Error::line(path, line, "contains a NUL byte; a CSV file must be text"));
+    }
     let mut lines = bytes.split(|&b| b == b'\n');
     let header = lines.next().unwrap_or(&[]);
     if is_blank(header) {
@@ -282,7 +290,7 @@ fn load_csv(path: &str, layout: Layout, want_sample: bool, sink: &mut dyn Featur
     if rows == 0 {
         return Err(Error::file(path, "has no data rows (only a header); it needs at least one row"));
     }
-    let mut collector = Collector::new(path, rows, features, has_target, want_sample, sink)?;
+    let mut collector = Collector::new(path, rows, features, has_target, sample_seed, sink)?;
     let mut values = Vec::with_capacity(cols);
     for (index, line) in lines.enumerate() {
         let number = index as u64 + 2;
@@ -410,7 +418,7 @@ fn read_npy_header(reader: &mut impl Read) -> Result<NpyHeader, String> {
     parse_npy_header(&header, prefix + len as u64)
 }
 
-fn load_npy(path: &str, layout: Layout, want_sample: bool, sink: &mut dyn FeatureSink) -> Result<Dataset, Error> {
+fn load_npy(path: &str, layout: Layout, sample_seed: Option<u64>, sink: &mut dyn FeatureSink) -> Result<Dataset, Error> {
     let file = File::open(path).map_err(|e| Error::file(path, read_error(e)))?;
     let file_len = file.metadata().map_err(|e| Error::file(path, read_error(e)))?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -430,7 +438,7 @@ fn load_npy(path: &str, layout: Layout, want_sample: bool, sink: &mut dyn Featur
     if have > data_bytes {
         return Err(Error::file(path, format!("has {} bytes after the array data; the file is corrupt", have - data_bytes)));
     }
-    let mut collector = Collector::new(path, h.rows, features, has_target, want_sample, sink)?;
+    let mut collector = Collector::new(path, h.rows, features, has_target, sample_seed, sink)?;
     let row_bytes = h.cols * h.width;
     let mut raw = vec![0u8; row_bytes];
     let mut values = vec![0f64; h.cols];
@@ -469,7 +477,7 @@ mod tests {
     fn csv(name: &str, text: &str, layout: Layout) -> Result<(Dataset, Vec<f32>), Error> {
         let p = temp(name, text.as_bytes());
         let mut sink = VecSink::default();
-        load(&p, layout, true, &mut sink).map(|d| (d, sink.values))
+        load(&p, layout, Some(42), &mut sink).map(|d| (d, sink.values))
     }
 
     #[test]
@@ -510,6 +518,16 @@ mod tests {
         assert!(e.what.contains("f32"), "{}", e.what);
         let e = csv("long.csv", "a,b,y\n1,2,3,4\n", Layout::Train).unwrap_err();
         assert_eq!(e.line, Some(2));
+        let e = csv("nul.csv", "a,b,y\n1,2,3\n1,2\x003,4\n", Layout::Train).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.what.contains("NUL"), "{}", e.what);
+    }
+
+    #[test]
+    fn negative_zero_target_becomes_positive() {
+        let (d, _) = csv("negzero.csv", "a,y\n1,-0.0\n2,5\n", Layout::Train).unwrap();
+        let y = d.targets.unwrap();
+        assert!(y[0] == 0.0 && y[0].is_sign_positive());
     }
 
     #[test]
@@ -518,7 +536,7 @@ mod tests {
         assert!(csv("e2.csv", "a,b,y\n\n\n", Layout::Train).unwrap_err().what.contains("no data rows"));
         assert!(csv("e3.csv", "y\n1\n", Layout::Train).unwrap_err().what.contains("at least one feature"));
         let missing = std::env::temp_dir().join("guest-rust-definitely-missing.csv");
-        let e = load(missing.to_str().unwrap(), Layout::Train, false, &mut VecSink::default()).unwrap_err();
+        let e = load(missing.to_str().unwrap(), Layout::Train, None, &mut VecSink::default()).unwrap_err();
         assert!(e.what.contains("no such file"), "{}", e.what);
     }
 
@@ -556,7 +574,7 @@ mod tests {
         let data: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let p = temp("a.npy", &npy("<f8", "(2, 3)", &data, 1));
         let mut sink = VecSink::default();
-        let d = load(&p, Layout::Train, true, &mut sink).unwrap();
+        let d = load(&p, Layout::Train, Some(42), &mut sink).unwrap();
         assert_eq!((d.rows, d.features), (2, 2));
         assert_eq!(sink.values, vec![1.0, 2.0, 4.0, 5.0]);
         assert_eq!(d.targets, Some(vec![3.0, 6.0]));
@@ -564,7 +582,7 @@ mod tests {
         let data: Vec<u8> = [1.5f32, -0.0, 7.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let p = temp("b.npy", &npy("<f4", "(1, 3)", &data, 2));
         let mut sink = VecSink::default();
-        let d = load(&p, Layout::Train, false, &mut sink).unwrap();
+        let d = load(&p, Layout::Train, None, &mut sink).unwrap();
         assert_eq!(sink.values, vec![1.5, 0.0]);
         assert!(sink.values[1].is_sign_positive());
         assert_eq!(d.targets, Some(vec![7.0]));
@@ -575,21 +593,21 @@ mod tests {
     fn npy_errors() {
         let nan: Vec<u8> = [1.0f64, f64::NAN, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let p = temp("nan.npy", &npy("<f8", "(1, 3)", &nan, 1));
-        let e = load(&p, Layout::Train, false, &mut VecSink::default()).unwrap_err();
+        let e = load(&p, Layout::Train, None, &mut VecSink::default()).unwrap_err();
         assert!(e.what.contains("row 1, column 2: NaN"), "{}", e.what);
 
         let short = &npy("<f8", "(2, 3)", &nan, 1);
         let p = temp("short.npy", short);
-        assert!(load(&p, Layout::Train, false, &mut VecSink::default()).unwrap_err().what.contains("truncated"));
+        assert!(load(&p, Layout::Train, None, &mut VecSink::default()).unwrap_err().what.contains("truncated"));
 
         let p = temp("i8.npy", &npy("<i8", "(1, 3)", &nan, 1));
-        assert!(load(&p, Layout::Train, false, &mut VecSink::default()).unwrap_err().what.contains("not supported"));
+        assert!(load(&p, Layout::Train, None, &mut VecSink::default()).unwrap_err().what.contains("not supported"));
 
         let p = temp("3d.npy", &npy("<f8", "(1, 3, 1)", &nan, 1));
-        assert!(load(&p, Layout::Train, false, &mut VecSink::default()).unwrap_err().what.contains("2-D"));
+        assert!(load(&p, Layout::Train, None, &mut VecSink::default()).unwrap_err().what.contains("2-D"));
 
         let p = temp("bad.npy", b"hello");
-        assert!(load(&p, Layout::Train, false, &mut VecSink::default()).unwrap_err().what.contains(".npy"));
+        assert!(load(&p, Layout::Train, None, &mut VecSink::default()).unwrap_err().what.contains(".npy"));
     }
 
     #[test]
@@ -614,7 +632,7 @@ mod tests {
         }
         let p = temp("big.csv", text.as_bytes());
         let mut check = Check(0, 0);
-        let d = load(&p, Layout::Train, false, &mut check).unwrap();
+        let d = load(&p, Layout::Train, None, &mut check).unwrap();
         assert_eq!((check.0, d.rows), (rows, rows));
     }
 }

@@ -1,4 +1,4 @@
-//! The model file, format version 1 (docs/algorithm.md §10): writing (atomically, via
+//! The model file, format version 2 (docs/algorithm.md §10): writing (atomically, via
 //! `<path>.tmp` and a rename) and strict reading. The bytes are a pure function of the
 //! trained forest, so both guests and every backend produce identical files.
 
@@ -9,15 +9,23 @@ use crate::error::Error;
 /// First 8 bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"WGPURF\0\x01";
 /// The only format version this guest reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// Task field: regression (1 = classification is reserved).
+const TASK_REGRESSION: u32 = 0;
+/// Checksum field: SHA-256 of every preceding byte, 32 bytes at the end.
+const CHECKSUM_SHA256: u32 = 1;
+/// Values per node for regression.
+const OUTPUTS: u32 = 1;
 /// "No feature" (a leaf) and "unlimited depth".
 pub const NONE: u32 = u32::MAX;
-/// Largest fixed-point target, hence the largest node value.
-pub const TARGET_MAX: u32 = (1 << 20) - 1;
-/// Bytes before the first tree.
-const HEADER_BYTES: usize = 8 + 4 * 3 + 8 + 4 * 6 + 8 + 8;
-/// Bytes per node.
-const NODE_BYTES: usize = 20;
+/// Largest fixed-point target (§5).
+pub const TARGET_MAX: u32 = u32::MAX;
+/// Largest node value: `TARGET_MAX` in 32.32 fixed point (§8).
+pub const VALUE_MAX: u64 = (TARGET_MAX as u64) << 32;
+/// Bytes before the label table: magic, 3 words, 2 words, seed, 7 words, y_min, scale.
+const HEADER_BYTES: usize = 8 + 4 * 5 + 8 + 4 * 7 + 8 + 8;
+/// Bytes per node (regression: one value).
+const NODE_BYTES: usize = 24 + 8 * OUTPUTS as usize;
 /// Bytes of the trailing checksum.
 const SHA_BYTES: usize = 32;
 
@@ -29,14 +37,16 @@ pub struct Node {
     pub threshold: f32,
     pub left: u32,
     pub right: u32,
-    /// Mean target of the node's bootstrap rows in fixed point: `(2S + n) / (2n)`.
-    pub value: u32,
+    /// Weighted count of the node's bootstrap rows.
+    pub count: u32,
+    /// Mean target of the node's bootstrap rows, 32.32 fixed point (§8).
+    pub value: u64,
 }
 
 impl Node {
-    /// A leaf with the given fixed-point value.
-    pub fn leaf(value: u32) -> Self {
-        Node { feature: NONE, threshold: 0.0, left: 0, right: 0, value }
+    /// A leaf with weighted count `count` and the given fixed-point value.
+    pub fn leaf(count: u32, value: u64) -> Self {
+        Node { feature: NONE, threshold: 0.0, left: 0, right: 0, count, value }
     }
 
     /// True when the node has no children.
@@ -65,13 +75,14 @@ pub struct Model {
     pub trees: Vec<Vec<Node>>,
 }
 
-/// The fixed-point mean `(2S + n) / (2n)` of a node with weighted count `n` and sum `s`.
-pub fn node_value(n: u32, s: u64) -> u32 {
+/// The 32.32 fixed-point mean `(S * 2^33 + n) / (2n)` of a node with weighted count `n`
+/// and sum `s` (§8); below 2^64 whenever `s <= n * TARGET_MAX`.
+pub fn node_value(n: u32, s: u64) -> u64 {
     if n == 0 {
         return 0;
     }
-    let n = u64::from(n);
-    ((2 * s + n) / (2 * n)) as u32
+    let n = u128::from(n);
+    (((u128::from(s) << 33) + n) / (2 * n)) as u64
 }
 
 impl Model {
@@ -80,7 +91,7 @@ impl Model {
         let nodes: usize = self.trees.iter().map(Vec::len).sum();
         let mut out = Vec::with_capacity(HEADER_BYTES + self.trees.len() * 4 + nodes * NODE_BYTES + SHA_BYTES);
         out.extend_from_slice(&MAGIC);
-        for w in [VERSION, self.features, self.trees.len() as u32] {
+        for w in [VERSION, TASK_REGRESSION, CHECKSUM_SHA256, self.features, self.trees.len() as u32] {
             out.extend_from_slice(&w.to_le_bytes());
         }
         out.extend_from_slice(&self.seed.to_le_bytes());
@@ -91,17 +102,22 @@ impl Model {
             self.max_features,
             self.max_bins,
             self.train_rows,
+            OUTPUTS,
         ] {
             out.extend_from_slice(&w.to_le_bytes());
         }
         out.extend_from_slice(&self.y_min.to_le_bytes());
         out.extend_from_slice(&self.scale.to_le_bytes());
+        // Label table: empty for regression.
+        out.extend_from_slice(&0u32.to_le_bytes());
         for tree in &self.trees {
             out.extend_from_slice(&(tree.len() as u32).to_le_bytes());
             for n in tree {
-                for w in [n.feature, n.threshold.to_bits(), n.left, n.right, n.value] {
+                // Flags (bit 0: missing values go left) are 0 until missing values exist.
+                for w in [n.feature, n.threshold.to_bits(), n.left, n.right, 0, n.count] {
                     out.extend_from_slice(&w.to_le_bytes());
                 }
+                out.extend_from_slice(&n.value.to_le_bytes());
             }
         }
         let sha = Sha256::digest(&out);
@@ -119,8 +135,21 @@ impl Model {
         }
         let mut r = Reader { bytes, at: 8 };
         let version = r.u32()?;
+        if version == 1 {
+            return Err("model format version 1 was written by an older release; retrain the model with this one \
+                        (training is deterministic: same data, parameters and seed give the same forest)"
+                .into());
+        }
         if version != VERSION {
             return Err(format!("model format version {version} is not supported (this guest reads version {VERSION})"));
+        }
+        let task = r.u32()?;
+        if task != TASK_REGRESSION {
+            return Err(format!("model task {task} is not supported (this guest reads regression models, task 0)"));
+        }
+        let checksum = r.u32()?;
+        if checksum != CHECKSUM_SHA256 {
+            return Err(format!("checksum kind {checksum} is not supported (this guest reads SHA-256, kind 1)"));
         }
         let features = r.u32()?;
         let trees = r.u32()?;
@@ -131,8 +160,16 @@ impl Model {
         let max_features = r.u32()?;
         let max_bins = r.u32()?;
         let train_rows = r.u32()?;
+        let outputs = r.u32()?;
+        if outputs != OUTPUTS {
+            return Err(format!("a regression model has 1 value per node, not {outputs}"));
+        }
         let y_min = f64::from_bits(r.u64()?);
         let scale = f64::from_bits(r.u64()?);
+        let labels = r.u32()?;
+        if labels != 0 {
+            return Err(format!("a regression model has an empty label table, not {labels} bytes"));
+        }
         let mut forest = Vec::with_capacity((trees as usize).min(bytes.len() / 24));
         for t in 0..trees {
             let count = r.u32()? as usize;
@@ -143,9 +180,13 @@ impl Model {
                 return Err(format!("truncated: tree {t} claims {count} nodes but the file ends first"));
             }
             let mut nodes = Vec::with_capacity(count);
-            for _ in 0..count {
-                let (feature, threshold, left, right, value) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?);
-                nodes.push(Node { feature, threshold: f32::from_bits(threshold), left, right, value });
+            for i in 0..count {
+                let (feature, threshold, left, right, flags, weight) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+                if flags != 0 {
+                    return Err(format!("tree {t} node {i}: flags {flags:#x} set reserved bits"));
+                }
+                let value = r.u64()?;
+                nodes.push(Node { feature, threshold: f32::from_bits(threshold), left, right, count: weight, value });
             }
             forest.push(nodes);
         }
@@ -201,8 +242,8 @@ impl Model {
             let count = tree.len() as u64;
             for (i, n) in tree.iter().enumerate() {
                 let bad = |what: String| Err(format!("tree {t} node {i}: {what}"));
-                if n.value > TARGET_MAX {
-                    return bad(format!("value {} exceeds {TARGET_MAX}", n.value));
+                if n.value > VALUE_MAX {
+                    return bad(format!("value {:#x} exceeds {VALUE_MAX:#x}", n.value));
                 }
                 if n.is_leaf() {
                     if n.threshold.to_bits() != 0 || n.left != 0 || n.right != 0 {
@@ -313,16 +354,16 @@ mod tests {
             max_bins: 256,
             train_rows: 10,
             y_min: 25.0,
-            scale: 1048575.0 / 321.0,
+            scale: f64::from(TARGET_MAX) / 321.0,
             trees: vec![
                 vec![
-                    Node { feature: 1, threshold: 0.5, left: 1, right: 2, value: 500 },
-                    Node::leaf(100),
-                    Node { feature: 2, threshold: -1.25, left: 3, right: 4, value: 900 },
-                    Node::leaf(800),
-                    Node::leaf(1000),
+                    Node { feature: 1, threshold: 0.5, left: 1, right: 2, count: 10, value: 500 << 32 },
+                    Node::leaf(4, 100 << 32),
+                    Node { feature: 2, threshold: -1.25, left: 3, right: 4, count: 6, value: (900 << 32) | 7 },
+                    Node::leaf(3, 800 << 32),
+                    Node::leaf(3, VALUE_MAX),
                 ],
-                vec![Node::leaf(7)],
+                vec![Node::leaf(10, 7)],
             ],
         }
     }
@@ -331,14 +372,24 @@ mod tests {
     fn round_trip_and_layout() {
         let m = sample();
         let bytes = m.to_bytes();
-        assert_eq!(bytes.len(), HEADER_BYTES + 4 + 5 * 20 + 4 + 20 + 32);
+        assert_eq!(bytes.len(), HEADER_BYTES + 4 + 4 + 5 * 32 + 4 + 32 + 32);
         assert_eq!(&bytes[..8], &[0x57, 0x47, 0x50, 0x55, 0x52, 0x46, 0x00, 0x01]);
-        assert_eq!(HEADER_BYTES, 68);
+        assert_eq!(HEADER_BYTES, 80);
+        assert_eq!(&bytes[8..20], &[2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(&bytes[60..64], &[1, 0, 0, 0]);
+        assert_eq!(&bytes[80..84], &[0; 4]);
+        // First node: feature 1, threshold 0.5, children 1 and 2, flags 0, count 10, value.
+        let node = &bytes[88..120];
+        assert_eq!(&node[..4], &1u32.to_le_bytes());
+        assert_eq!(&node[4..8], &0.5f32.to_bits().to_le_bytes());
+        assert_eq!(&node[16..20], &[0; 4]);
+        assert_eq!(&node[20..24], &10u32.to_le_bytes());
+        assert_eq!(&node[24..32], &(500u64 << 32).to_le_bytes());
         assert_eq!(Model::from_bytes(&bytes).unwrap(), m);
         assert_eq!(m.depth(), 2);
         let unlimited = Model { max_depth: None, ..m };
         let b = unlimited.to_bytes();
-        assert_eq!(&b[28..32], &[0xff; 4]);
+        assert_eq!(&b[36..40], &[0xff; 4]);
         assert_eq!(Model::from_bytes(&b).unwrap().max_depth, None);
     }
 
@@ -375,21 +426,33 @@ mod tests {
         let mut m = sample();
         m.trees[1].clear();
         assert!(Model::from_bytes(&m.to_bytes()).unwrap_err().contains("no nodes"));
-        let mut bytes = sample().to_bytes();
-        bytes[8] = 2;
-        let body = bytes.len() - 32;
-        let sha = Sha256::digest(&bytes[..body]);
-        bytes[body..].copy_from_slice(&sha);
-        assert!(Model::from_bytes(&bytes).unwrap_err().contains("version"));
+        let resealed = |at: usize, byte: u8| {
+            let mut bytes = sample().to_bytes();
+            bytes[at] = byte;
+            let body = bytes.len() - 32;
+            let sha = Sha256::digest(&bytes[..body]);
+            bytes[body..].copy_from_slice(&sha);
+            Model::from_bytes(&bytes).unwrap_err()
+        };
+        assert!(resealed(8, 3).contains("version 3"));
+        assert!(resealed(8, 1).contains("retrain"));
+        assert!(resealed(12, 1).contains("task"));
+        assert!(resealed(16, 2).contains("checksum kind"));
+        assert!(resealed(60, 2).contains("1 value per node"));
+        assert!(resealed(80, 1).contains("label table"));
+        assert!(resealed(88 + 16, 2).contains("reserved"));
+        let mut m = sample();
+        m.trees[1][0].value = VALUE_MAX + 1;
+        assert!(Model::from_bytes(&m.to_bytes()).unwrap_err().contains("exceeds"));
     }
 
     #[test]
     fn node_values_round_half_up() {
-        assert_eq!(node_value(2, 3), 2); // 1.5 -> 2
-        assert_eq!(node_value(3, 4), 1); // 1.33 -> 1
-        assert_eq!(node_value(3, 5), 2); // 1.67 -> 2
+        assert_eq!(node_value(2, 3), 3 << 31); // 1.5 exactly
+        assert_eq!(node_value(3, 4), 0x1_5555_5555); // 1.333.. rounded to 32 fraction bits
+        assert_eq!(node_value(3, 5), 0x1_AAAA_AAAB); // 1.666.. rounded half up
         assert_eq!(node_value(0, 0), 0);
-        assert_eq!(node_value(u32::MAX, u64::from(u32::MAX) * u64::from(TARGET_MAX)), TARGET_MAX);
+        assert_eq!(node_value(u32::MAX, u64::from(u32::MAX) * u64::from(TARGET_MAX)), VALUE_MAX);
     }
 
     #[test]

@@ -4,9 +4,6 @@
 use crate::gpu::{self, DeviceBuffer};
 use crate::model::{Model, NONE};
 
-/// Deepest tree the `predict-forest` kernel walks.
-pub const MAX_WALK_DEPTH: u32 = 64;
-
 /// The forest, uploaded once, ready to predict any number of feature matrices.
 pub struct GpuPredictor {
     nodes: DeviceBuffer,
@@ -20,7 +17,7 @@ pub struct GpuPredictor {
 }
 
 /// The `predict-forest` node table: 4 words per node, children as forest-wide indices,
-/// leaves carrying their value in the threshold word; plus each tree's root index.
+/// leaves carrying their 64-bit value in words 1-2 (§9); plus each tree's root index.
 pub fn flatten(model: &Model) -> Result<(Vec<u32>, Vec<u32>), String> {
     let total: usize = model.trees.iter().map(Vec::len).sum();
     if total > NONE as usize {
@@ -33,7 +30,7 @@ pub fn flatten(model: &Model) -> Result<(Vec<u32>, Vec<u32>), String> {
         roots.push(offset);
         for n in tree {
             if n.is_leaf() {
-                nodes.extend([NONE, n.value, 0, 0]);
+                nodes.extend([NONE, n.value as u32, (n.value >> 32) as u32, 0]);
             } else {
                 nodes.extend([n.feature, n.threshold.to_bits(), offset + n.left, offset + n.right]);
             }
@@ -45,12 +42,8 @@ pub fn flatten(model: &Model) -> Result<(Vec<u32>, Vec<u32>), String> {
 impl GpuPredictor {
     /// Uploads a validated model.
     pub fn new(model: &Model) -> Result<Self, String> {
+        // The walk limit is the model's own deepest path (§9), whatever --max-depth was.
         let depth = model.depth();
-        if depth > MAX_WALK_DEPTH {
-            return Err(format!(
-                "the model's trees are {depth} levels deep; predict-forest walks at most {MAX_WALK_DEPTH} (train with --max-depth {MAX_WALK_DEPTH} or less)"
-            ));
-        }
         let (nodes, roots) = flatten(model)?;
         Ok(GpuPredictor {
             node_count: (nodes.len() / 4) as u32,
@@ -67,7 +60,7 @@ impl GpuPredictor {
     /// Predictions for `rows` rows of features in `x` (row-major `f32`, the model's width).
     pub fn predict(&self, x: &DeviceBuffer, rows: usize) -> Result<Vec<f64>, String> {
         let rows32 = u32::try_from(rows).map_err(|_| "too many rows for predict-forest")?;
-        let sums = DeviceBuffer::zeroed(rows as u64 * 2)?;
+        let sums = DeviceBuffer::zeroed(rows as u64 * SUM_WORDS)?;
         gpu::predict_forest(
             gpu::PredictParams {
                 rows: rows32,
@@ -81,17 +74,24 @@ impl GpuPredictor {
             &self.roots,
             &sums,
         )?;
-        let words = sums.read_u32(0, rows as u64 * 2)?;
+        let words = sums.read_u32(0, rows as u64 * SUM_WORDS)?;
         Ok(words
-            .chunks_exact(2)
-            .map(|w| prediction(u64::from(w[0]) | u64::from(w[1]) << 32, self.tree_count, self.y_min, self.scale))
+            .chunks_exact(SUM_WORDS as usize)
+            .map(|w| {
+                let sum = w.iter().rev().fold(0u128, |acc, &word| acc << 32 | u128::from(word));
+                prediction(sum, self.tree_count, self.y_min, self.scale)
+            })
             .collect())
     }
 }
 
-/// `y_min + (sum / trees) / scale`, in exactly this order of f64 operations.
-pub fn prediction(sum: u64, trees: u32, y_min: f64, scale: f64) -> f64 {
-    y_min + (sum as f64 / f64::from(trees)) / scale
+/// u32 words per row of `predict-forest`'s 128-bit sums.
+const SUM_WORDS: u64 = 4;
+
+/// `y_min + ((sum / 2^32) / trees) / scale`, in exactly this order of f64 operations;
+/// `sum as f64` is the correctly rounded conversion (§9).
+pub fn prediction(sum: u128, trees: u32, y_min: f64, scale: f64) -> f64 {
+    y_min + ((sum as f64 / 4_294_967_296.0) / f64::from(trees)) / scale
 }
 
 /// Mean squared error, summed over rows in order and divided by the row count.
@@ -119,18 +119,24 @@ mod tests {
             y_min: 0.0,
             scale: 1.0,
             trees: vec![
-                vec![Node::leaf(5)],
-                vec![Node { feature: 1, threshold: 2.5, left: 1, right: 2, value: 3 }, Node::leaf(1), Node::leaf(9)],
+                vec![Node::leaf(1, 5)],
+                vec![
+                    Node { feature: 1, threshold: 2.5, left: 1, right: 2, count: 3, value: 3 },
+                    Node::leaf(1, 1 << 32 | 1),
+                    Node::leaf(2, 9),
+                ],
             ],
         };
         let (nodes, roots) = flatten(&model).unwrap();
         assert_eq!(roots, vec![0, 1]);
-        assert_eq!(nodes, vec![NONE, 5, 0, 0, 1, 2.5f32.to_bits(), 2, 3, NONE, 1, 0, 0, NONE, 9, 0, 0]);
+        assert_eq!(nodes, vec![NONE, 5, 0, 0, 1, 2.5f32.to_bits(), 2, 3, NONE, 1, 1, 0, NONE, 9, 0, 0]);
     }
 
     #[test]
     fn prediction_and_mse() {
-        assert_eq!(prediction(300, 3, 10.0, 2.0), 10.0 + 100.0 / 2.0);
+        assert_eq!(prediction(300 << 32, 3, 10.0, 2.0), 10.0 + 100.0 / 2.0);
+        // Fractions of a target unit survive: 1.5 units over one tree.
+        assert_eq!(prediction(3 << 31, 1, 0.0, 1.0), 1.5);
         assert_eq!(mse(&[1.0, 3.0], &[2.0, 1.0]), 2.5);
     }
 }

@@ -30,15 +30,17 @@ pub fn seed_words(seed: u64) -> (u32, u32) {
     (seed as u32, (seed >> 32) as u32)
 }
 
-/// The candidate features of node `node` of global tree `tree`: the first `m` entries of a
-/// partial Fisher-Yates shuffle of `[0, features)`, as a bit set of `ceil(features/32)` words.
-pub fn feature_mask(seed: u64, tree: u32, node: u32, features: u32, m: u32) -> Vec<u32> {
+/// The candidate features of node `node` of global tree `tree` (§8): the first `m` entries
+/// of a partial Fisher-Yates shuffle of `candidates` (the non-constant features, ascending),
+/// as a bit set of `ceil(features/32)` words.
+pub fn feature_mask(seed: u64, tree: u32, node: u32, candidates: &[u32], features: u32, m: u32) -> Vec<u32> {
     let (lo, hi) = seed_words(seed);
-    let mut perm: Vec<u32> = (0..features).collect();
-    let m = m.min(features);
+    let mut perm = candidates.to_vec();
+    let len = perm.len() as u32;
+    let m = m.min(len);
     for i in 0..m {
         let r = key(&[lo, hi, 2, tree, node, i]);
-        let p = i + mulhi(r, features - i);
+        let p = i + mulhi(r, len - i);
         perm.swap(i as usize, p as usize);
     }
     let mut mask = vec![0u32; features.div_ceil(32) as usize];
@@ -84,23 +86,33 @@ mod tests {
 
     #[test]
     fn feature_mask_has_m_bits_and_is_deterministic() {
+        let all: Vec<u32> = (0..40).collect();
         for m in 1..=40 {
-            let mask = feature_mask(42, 3, 5, 40, m);
+            let mask = feature_mask(42, 3, 5, &all, 40, m);
             assert_eq!(mask.len(), 2);
             assert_eq!(mask.iter().map(|w| w.count_ones()).sum::<u32>(), m);
-            assert_eq!(mask, feature_mask(42, 3, 5, 40, m));
+            assert_eq!(mask, feature_mask(42, 3, 5, &all, 40, m));
             assert_eq!(mask[1] >> 8, 0, "bits beyond feature 39 must be clear");
         }
-        assert_ne!(feature_mask(42, 3, 5, 40, 5), feature_mask(42, 3, 6, 40, 5));
-        assert_ne!(feature_mask(42, 3, 5, 40, 5), feature_mask(43, 3, 5, 40, 5));
+        assert_ne!(feature_mask(42, 3, 5, &all, 40, 5), feature_mask(42, 3, 6, &all, 40, 5));
+        assert_ne!(feature_mask(42, 3, 5, &all, 40, 5), feature_mask(43, 3, 5, &all, 40, 5));
     }
 
     #[test]
-    fn feature_mask_follows_fisher_yates() {
-        // With one draw the chosen feature is mulhi(key(lo, hi, 2, t, k, 0), features).
+    fn feature_mask_follows_fisher_yates_over_candidates() {
+        // With one draw the chosen feature is candidates[mulhi(key(lo, hi, 2, t, k, 0), len)].
         let (lo, hi) = seed_words(0x1234_5678_9abc_def0);
         let r = key(&[lo, hi, 2, 1, 2, 0]);
-        let j = mulhi(r, 10);
-        assert_eq!(feature_mask(0x1234_5678_9abc_def0, 1, 2, 10, 1), vec![1 << j]);
+        let all: Vec<u32> = (0..10).collect();
+        assert_eq!(feature_mask(0x1234_5678_9abc_def0, 1, 2, &all, 10, 1), vec![1 << mulhi(r, 10)]);
+        // Constant features (here the odd ones) are never drawn.
+        let even: Vec<u32> = (0..10).step_by(2).collect();
+        let j = even[mulhi(r, 5) as usize];
+        assert_eq!(feature_mask(0x1234_5678_9abc_def0, 1, 2, &even, 10, 1), vec![1 << j]);
+        for m in 1..=5 {
+            let mask = feature_mask(7, 0, 0, &even, 10, m)[0];
+            assert_eq!(mask & 0xaaaa_aaaa, 0);
+            assert_eq!(mask.count_ones(), m);
+        }
     }
 }

@@ -16,8 +16,8 @@ use crate::rng;
 const SLOT_BATCH: u32 = 1 << 18;
 /// `rows * trees` above which training reports progress per level.
 const PROGRESS_WORK: u64 = 20_000_000;
-/// u32 words per split record.
-const SPLIT_WORDS: u64 = 8;
+/// u32 words per split record: (feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi) (§7).
+const SPLIT_WORDS: u64 = 10;
 
 /// How many candidate features each node considers (scikit-learn's `max_features`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,18 +65,24 @@ pub struct TrainParams {
     pub progress: bool,
 }
 
-/// The fixed-point mapping of §5: `(y_min, scale)`.
+/// The fixed-point mapping of §5: `(y_min, scale)`, or why the targets cannot be mapped.
 pub fn target_scale(y: &[f64]) -> Result<(f64, f64), String> {
     let y_min = y.iter().copied().fold(f64::INFINITY, f64::min);
     let y_max = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let range = y_max - y_min;
     if !range.is_finite() {
-        return Err(format!("the targets span {y_min} to {y_max}, a range too large to represent"));
+        return Err(format!("the targets span {y_min} to {y_max}, a range too large to represent; rescale the target column"));
     }
-    Ok((y_min, if y_max > y_min { f64::from(TARGET_MAX) / range } else { 1.0 }))
+    let scale = if y_max > y_min { f64::from(TARGET_MAX) / range } else { 1.0 };
+    if !scale.is_finite() {
+        return Err(format!(
+            "the targets span {y_min} to {y_max}, a range too small to represent in 32-bit fixed point; rescale the target column"
+        ));
+    }
+    Ok((y_min, scale))
 }
 
-/// Targets as 20-bit fixed point: `round((y - y_min) * scale)` clamped to `[0, 2^20 - 1]`.
+/// Targets as 32-bit fixed point: `round((y - y_min) * scale)` clamped to `[0, 2^32 - 1]`.
 pub fn fixed_targets(y: &[f64], y_min: f64, scale: f64) -> Vec<u32> {
     y.iter().map(|&v| ((v - y_min) * scale).round().clamp(0.0, f64::from(TARGET_MAX)) as u32).collect()
 }
@@ -132,6 +138,8 @@ struct Shared {
     features: u32,
     max_bins: u32,
     max_features: u32,
+    /// Features with at least one finite edge, ascending: the only split candidates (§8).
+    candidates: Vec<u32>,
     edges: Vec<f32>,
     bins: DeviceBuffer,
     targets: DeviceBuffer,
@@ -181,7 +189,8 @@ impl GpuTrainer {
         let targets = DeviceBuffer::from_u32(&fixed_targets(&y, y_min, scale))?;
         drop(y);
 
-        let shared = Shared { rows, features, max_bins: p.bins, max_features, edges, bins: bins_buf, targets };
+        let candidates = (0..features).filter(|&j| edges[j as usize * n_edges].is_finite()).collect();
+        let shared = Shared { rows, features, max_bins: p.bins, max_features, candidates, edges, bins: bins_buf, targets };
         let sizes = BatchSizes::choose(&self.info, rows, p.trees);
         let batch_words = u64::from(sizes.trees) * u64::from(rows);
         let mut scratch = Scratch {
@@ -219,7 +228,7 @@ impl GpuTrainer {
         let p = &self.params;
         let n_edges = (s.max_bins - 1) as usize;
         let min_split = p.min_samples_split.max(2);
-        let subsample = s.max_features < s.features;
+        let subsample = s.max_features < s.candidates.len() as u32;
         let mask_words = if subsample { s.features.div_ceil(32) } else { 0 };
         let progress = p.progress && u64::from(s.rows) * u64::from(p.trees) > PROGRESS_WORK;
 
@@ -229,7 +238,7 @@ impl GpuTrainer {
             &scratch.node_of,
         )?;
 
-        let mut trees: Vec<Vec<Node>> = (0..count).map(|_| vec![Node::leaf(0)]).collect();
+        let mut trees: Vec<Vec<Node>> = (0..count).map(|_| vec![Node::leaf(0, 0)]).collect();
         // The slots of the current level: (local tree, node index), ordered by (tree, creation).
         let mut level: Vec<(u32, u32)> = (0..count).map(|t| (t, 0)).collect();
         let mut depth = 0u32;
@@ -245,7 +254,7 @@ impl GpuTrainer {
                 let mask = if subsample {
                     let words: Vec<u32> = level[first as usize..(first + slots) as usize]
                         .iter()
-                        .flat_map(|&(t, k)| rng::feature_mask(p.seed, begin + t, k, s.features, s.max_features))
+                        .flat_map(|&(t, k)| rng::feature_mask(p.seed, begin + t, k, &s.candidates, s.features, s.max_features))
                         .collect();
                     let mask = scratch.mask.at_least(words.len() as u64)?;
                     mask.write_u32(0, &words)?;
@@ -279,32 +288,33 @@ impl GpuTrainer {
             let mut next_level = Vec::new();
             for (slot, (&(t, k), rec)) in level.iter().zip(records.chunks_exact(SPLIT_WORDS as usize)).enumerate() {
                 let tree = &mut trees[t as usize];
-                let n = rec[5];
-                let sum = u64::from(rec[6]) | u64::from(rec[7]) << 32;
+                let (n, d) = (rec[6], rec[7]);
+                let sum = u64::from(rec[8]) | u64::from(rec[9]) << 32;
                 if depth == 0 {
-                    tree[0].value = node_value(n, sum);
+                    tree[0] = Node::leaf(n, node_value(n, sum));
                 }
-                // A root with too few rows stays a leaf, like every other node (§8).
-                if rec[0] == NONE || (depth == 0 && n < min_split) {
+                // A root with too few distinct rows stays a leaf, like every other node (§8).
+                if rec[0] == NONE || (depth == 0 && d < min_split) {
                     continue;
                 }
-                let (feature, bin, nl) = (rec[0], rec[1], rec[2]);
-                let sl = u64::from(rec[3]) | u64::from(rec[4]) << 32;
-                if feature >= s.features || bin as usize >= n_edges || nl == 0 || nl >= n || sl > sum {
+                let (feature, bin, nl, dl) = (rec[0], rec[1], rec[2], rec[3]);
+                let sl = u64::from(rec[4]) | u64::from(rec[5]) << 32;
+                let bad = feature >= s.features || bin as usize >= n_edges || nl >= n || sl > sum;
+                if bad || dl == 0 || dl >= d || dl > nl || d - dl > n - nl {
                     return Err(format!("the device returned an invalid split record {rec:?} for slot {slot}"));
                 }
-                let (nr, sr) = (n - nl, sum - sl);
+                let (nr, sr, dr) = (n - nl, sum - sl, d - dl);
                 let left = tree.len() as u32;
-                tree.push(Node::leaf(node_value(nl, sl)));
-                tree.push(Node::leaf(node_value(nr, sr)));
+                tree.push(Node::leaf(nl, node_value(nl, sl)));
+                tree.push(Node::leaf(nr, node_value(nr, sr)));
                 let node = &mut tree[k as usize];
                 node.feature = feature;
                 node.threshold = s.edges[feature as usize * n_edges + bin as usize];
                 node.left = left;
                 node.right = left + 1;
                 let child_depth = depth + 1;
-                for (side, child, weight) in [(0, left, nl), (1, left + 1, nr)] {
-                    if p.max_depth.is_none_or(|d| child_depth < d) && weight >= min_split {
+                for (side, child, entries) in [(0, left, dl), (1, left + 1, dr)] {
+                    if p.max_depth.is_none_or(|m| child_depth < m) && entries >= min_split {
                         next_slot[slot * 2 + side] = next_level.len() as u32;
                         next_level.push((t, child));
                     }
@@ -365,13 +375,18 @@ mod tests {
         let y = [25.0, 346.0, 100.5];
         let (y_min, scale) = target_scale(&y).unwrap();
         assert_eq!(y_min, 25.0);
-        assert_eq!(scale, 1048575.0 / 321.0);
+        assert_eq!(scale, 4294967295.0 / 321.0);
         let t = fixed_targets(&y, y_min, scale);
         assert_eq!(t[0], 0);
         assert_eq!(t[1], TARGET_MAX);
         assert_eq!(t[2], ((100.5 - 25.0) * scale).round() as u32);
         assert_eq!(target_scale(&[3.0, 3.0]).unwrap(), (3.0, 1.0));
         assert_eq!(fixed_targets(&[3.0], 3.0, 1.0), vec![0]);
-        assert!(target_scale(&[-1e308, 1e308]).is_err());
+        assert!(target_scale(&[-1e308, 1e308]).unwrap_err().contains("too large"));
+        assert!(target_scale(&[0.0, 1e-310]).unwrap_err().contains("too small"));
+        // A few extreme rows no longer swallow the bulk: 1e7 apart, units stay distinct.
+        let (y_min, scale) = target_scale(&[0.0, 1.0, 2.0, 1e7]).unwrap();
+        let t = fixed_targets(&[0.0, 1.0, 2.0, 1e7], y_min, scale);
+        assert!(t[0] == 0 && t[1] >= 429 && t[2] >= 2 * t[1], "{t:?}");
     }
 }
