@@ -150,6 +150,13 @@ pub fn configs() -> Vec<Config> {
             args: &["--trees", "64", "--max-depth", "none", "--seed", "3"],
         },
         Config {
+            name: "wide-ties-outliers",
+            about: "integers with >256 distinct values and ties, zero-heavy, constant and one-hot columns, 1% outlier targets",
+            train: "wide_ties.csv",
+            test: "wide_ties.csv",
+            args: &["--trees", "32", "--max-features", "sqrt", "--min-samples-leaf", "2", "--seed", "9"],
+        },
+        Config {
             name: "subsample-leaf5-bins32",
             about: "feature subsampling (3 of 10), min-samples-leaf 5, 32 quantile bins",
             train: DIABETES_TRAIN,
@@ -903,8 +910,8 @@ mod tests {
         assert!(compare_cells(&a, "rust/cpu", &a.clone(), "cpp/wgpu").is_empty());
         let problems = compare_cells(&a, "rust/cpu", &b, "cpp/wgpu");
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems[0].contains("first difference: tree 1 node 2: rust/cpu leaf value 4"), "{}", problems[0]);
-        assert!(problems[0].contains("cpp/wgpu leaf value 7"), "{}", problems[0]);
+        assert!(problems[0].contains("first difference: tree 1 node 2: rust/cpu leaf count 1 value 0x400000000 (= 3.5"), "{}", problems[0]);
+        assert!(problems[0].contains("cpp/wgpu leaf count 1 value 0x700000000 (= 5.0"), "{}", problems[0]);
         assert_eq!(problems[1], "differs from rust/cpu: test mse 2.75 vs 2.5");
         assert!(problems[2].contains("row 2: rust/cpu 3, cpp/wgpu 3.5"), "{}", problems[2]);
         assert!(snapshot_difference(&a.body, &b.body).starts_with("line 5: snapshot `model_sha256: "));

@@ -27,7 +27,7 @@ options:
   --only LIST          run only these configurations (comma-separated names)
   --bless              write missing/changed snapshots when all cells of a configuration agree
   --list               print the configurations and exit
-  --write-ties-data    regenerate ROOT/data/synthetic_ties.csv and exit
+  --write-ties-data    regenerate ROOT/data/synthetic_ties.csv and wide_ties.csv and exit
   --quiet              no progress lines on stderr
 
 exit status: 0 all cells agree with each other and the snapshots, 1 a mismatch or failure, 2 usage";
@@ -119,17 +119,15 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.write_ties {
-        let path = args.opts.data_dir.join(Path::new(parity::ties::PATH).file_name().expect("PATH names a file"));
-        return match std::fs::write(&path, parity::ties::csv()) {
-            Ok(()) => {
-                println!("wrote {}", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
+        for (name, text) in [(parity::ties::PATH, parity::ties::csv()), (parity::ties::WIDE_PATH, parity::ties::wide_csv())] {
+            let path = args.opts.data_dir.join(Path::new(name).file_name().expect("the path names a file"));
+            if let Err(e) = std::fs::write(&path, text) {
                 eprintln!("error: writing {}: {e}", path.display());
-                ExitCode::FAILURE
+                return ExitCode::FAILURE;
             }
-        };
+            println!("wrote {}", path.display());
+        }
+        return ExitCode::SUCCESS;
     }
     match parity::run(&args.opts) {
         Ok(report) => {

@@ -9,9 +9,11 @@ use sha2::{Digest, Sha256};
 pub const NONE: u32 = 0xffff_ffff;
 
 const MAGIC: [u8; 8] = *b"WGPURF\x00\x01";
-const VERSION: u32 = 1;
-const HEADER_BYTES: usize = 8 + 4 * 3 + 8 + 4 * 6 + 8 + 8;
-const NODE_BYTES: usize = 20;
+const VERSION: u32 = 2;
+/// Fixed header plus the label-table length (0 for regression).
+const HEADER_BYTES: usize = 8 + 4 * 5 + 8 + 4 * 7 + 8 + 8 + 4;
+/// feature, threshold, left, right, flags, count, then one u64 value (regression).
+const NODE_BYTES: usize = 32;
 const CHECKSUM_BYTES: usize = 32;
 
 /// One node as stored in the file.
@@ -25,8 +27,12 @@ pub struct Node {
     pub left: u32,
     /// Right child index within the tree.
     pub right: u32,
-    /// Node value in fixed point (docs/algorithm.md §8).
-    pub value: u32,
+    /// Flags (bit 0: missing values go left).
+    pub flags: u32,
+    /// Weighted count of the node's bootstrap rows.
+    pub count: u32,
+    /// Node value, 32.32 fixed point (docs/algorithm.md §8).
+    pub value: u64,
 }
 
 impl Node {
@@ -36,6 +42,8 @@ impl Node {
             && self.threshold.to_bits() == other.threshold.to_bits()
             && self.left == other.left
             && self.right == other.right
+            && self.flags == other.flags
+            && self.count == other.count
             && self.value == other.value
     }
 }
@@ -145,6 +153,11 @@ impl Model {
         if version != VERSION {
             return Err(ModelError(format!("format version {version}, expected {VERSION}")));
         }
+        let task = r.u32("task")?;
+        let checksum = r.u32("checksum kind")?;
+        if (task, checksum) != (0, 1) {
+            return Err(ModelError(format!("task {task} / checksum kind {checksum}, expected regression (0) / SHA-256 (1)")));
+        }
         let features = r.u32("features")?;
         let trees = r.u32("trees")?;
         let seed = r.u64("seed")?;
@@ -154,10 +167,17 @@ impl Model {
         let max_features = r.u32("max_features")?;
         let max_bins = r.u32("max_bins")?;
         let train_rows = r.u32("train rows")?;
+        let outputs = r.u32("outputs")?;
         let y_min = r.f64("y_min")?;
         let scale = r.f64("scale")?;
+        let labels = r.u32("label table length")?;
+        if (outputs, labels) != (1, 0) {
+            return Err(ModelError(format!("{outputs} outputs and a {labels}-byte label table; regression has 1 and 0")));
+        }
         let header = vec![
             ("version", HeaderValue::U32(version)),
+            ("task", HeaderValue::U32(task)),
+            ("checksum", HeaderValue::U32(checksum)),
             ("features", HeaderValue::U32(features)),
             ("trees", HeaderValue::U32(trees)),
             ("seed", HeaderValue::U64(seed)),
@@ -167,6 +187,7 @@ impl Model {
             ("max_features", HeaderValue::U32(max_features)),
             ("max_bins", HeaderValue::U32(max_bins)),
             ("train_rows", HeaderValue::U32(train_rows)),
+            ("outputs", HeaderValue::U32(outputs)),
             ("y_min", HeaderValue::F64(y_min)),
             ("scale", HeaderValue::F64(scale)),
         ];
@@ -190,8 +211,13 @@ impl Model {
                     threshold: f32::from_bits(r.u32(&what)?),
                     left: r.u32(&what)?,
                     right: r.u32(&what)?,
-                    value: r.u32(&what)?,
+                    flags: r.u32(&what)?,
+                    count: r.u32(&what)?,
+                    value: r.u64(&what)?,
                 };
+                if node.flags != 0 {
+                    return Err(ModelError(format!("{what}: flags {:#x} set reserved bits", node.flags)));
+                }
                 if node.feature != NONE {
                     if node.feature >= features {
                         return Err(ModelError(format!("{what}: feature {} >= {features}", node.feature)));
@@ -242,22 +268,23 @@ impl Model {
         deepest
     }
 
-    /// A node's value in target units (`y_min + value / scale`).
-    pub fn value_in_target_units(&self, value: u32) -> f64 {
-        self.y_min + f64::from(value) / self.scale
+    /// A node's value in target units (`y_min + (value / 2^32) / scale`).
+    pub fn value_in_target_units(&self, value: u64) -> f64 {
+        self.y_min + (value as f64 / 4_294_967_296.0) / self.scale
     }
 
     fn describe(&self, node: &Node) -> String {
         if node.feature == NONE {
-            format!("leaf value {} (= {:.6})", node.value, self.value_in_target_units(node.value))
+            format!("leaf count {} value {:#x} (= {:.6})", node.count, node.value, self.value_in_target_units(node.value))
         } else {
             format!(
-                "split feature {} threshold {:?} (bits 0x{:08x}) children {}/{} value {}",
+                "split feature {} threshold {:?} (bits 0x{:08x}) children {}/{} count {} value {:#x}",
                 node.feature,
                 node.threshold,
                 node.threshold.to_bits(),
                 node.left,
                 node.right,
+                node.count,
                 node.value
             )
         }
@@ -305,21 +332,23 @@ pub(crate) mod tests {
     pub(crate) fn build(trees: &[Vec<Node>]) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(&MAGIC);
-        for v in [VERSION, 3, trees.len() as u32] {
+        for v in [VERSION, 0, 1, 3, trees.len() as u32] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&42u64.to_le_bytes());
-        for v in [16u32, 2, 1, 3, 256, 10] {
+        for v in [16u32, 2, 1, 3, 256, 10, 1] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&1.5f64.to_le_bytes());
         b.extend_from_slice(&2.0f64.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
         for t in trees {
             b.extend_from_slice(&(t.len() as u32).to_le_bytes());
             for n in t {
-                for v in [n.feature, n.threshold.to_bits(), n.left, n.right, n.value] {
+                for v in [n.feature, n.threshold.to_bits(), n.left, n.right, n.flags, n.count] {
                     b.extend_from_slice(&v.to_le_bytes());
                 }
+                b.extend_from_slice(&n.value.to_le_bytes());
             }
         }
         let digest = Sha256::digest(&b);
@@ -327,12 +356,12 @@ pub(crate) mod tests {
         b
     }
 
-    pub(crate) fn leaf(value: u32) -> Node {
-        Node { feature: NONE, threshold: 0.0, left: 0, right: 0, value }
+    pub(crate) fn leaf(value: u64) -> Node {
+        Node { feature: NONE, threshold: 0.0, left: 0, right: 0, flags: 0, count: 1, value: value << 32 }
     }
 
     pub(crate) fn split(feature: u32, threshold: f32) -> Node {
-        Node { feature, threshold, left: 1, right: 2, value: 5 }
+        Node { feature, threshold, left: 1, right: 2, flags: 0, count: 2, value: 5 << 32 }
     }
 
     #[test]
@@ -342,7 +371,8 @@ pub(crate) mod tests {
         assert_eq!(a.node_count(), 4);
         assert_eq!(a.leaf_count(), 3);
         assert_eq!(a.max_leaf_depth(), 1);
-        assert_eq!(a.value_in_target_units(4), 3.5);
+        assert_eq!(a.value_in_target_units(4 << 32), 3.5);
+        assert_eq!(a.value_in_target_units(1 << 31), 1.75);
         assert!(first_difference(&a, "a", &a, "b").is_none());
         let diff = first_difference(&a, "a", &b, "b").unwrap();
         assert!(diff.starts_with("tree 1 node 0: a split feature 1 threshold 0.5"), "{diff}");

@@ -66,6 +66,43 @@ pub fn csv() -> String {
     out
 }
 
+/// The second committed file, `data/wide_ties.csv`: the shapes of real tables that a
+/// 10-feature continuous set hides (docs/algorithm.md §4-§5, §8).
+pub const WIDE_PATH: &str = "data/wide_ties.csv";
+
+/// Rows of [`wide_csv`].
+const WIDE_ROWS: u64 = 1500;
+
+/// The CSV text: header `f0..f8,target`, then rows. Features:
+/// * `f0`: integers 0..999 (more distinct values than bins, ~1.5 copies each);
+/// * `f1`: years 1950..2020 (heavy ties); `f2`: a zero-heavy count (80% zeros, else 1..50);
+/// * `f3`: constant `7` (never a candidate); `f4`: near-constant (one row differs);
+/// * `f5..f7`: a one-hot block of a 3-level category; `f8`: `f0` rounded to hundreds.
+///
+/// Target: a smooth function of `f0`, `f1`, `f2` and the category plus noise in quarter
+/// steps; 1% of the rows get `+1e6` (outliers that 20-bit targets used to swallow).
+pub fn wide_csv() -> String {
+    let mut rng = SplitMix64(0x7769_6465_2d74_6965); // "wide-tie"
+    let mut out = String::from("f0,f1,f2,f3,f4,f5,f6,f7,f8,target\n");
+    for row in 0..WIDE_ROWS {
+        let f0 = rng.below(1000) as f64;
+        let f1 = 1950.0 + rng.below(71) as f64;
+        let f2 = if rng.below(5) == 0 { 1.0 + rng.below(50) as f64 } else { 0.0 };
+        let f4 = if row == 700 { 1.0 } else { 0.0 };
+        let cat = rng.below(3);
+        let onehot = [0, 1, 2].map(|c| if c == cat { 1.0 } else { 0.0 });
+        let f8 = (f0 / 100.0).round() * 100.0;
+        let noise = rng.below(9) as f64 * 0.25 - 1.0;
+        let outlier = if rng.below(100) == 0 { 1e6 } else { 0.0 };
+        let target = f0 / 50.0 + (f1 - 1950.0) / 7.0 + if f2 > 0.0 { 5.0 } else { 0.0 } + 4.0 * cat as f64 + noise + outlier;
+        let values = [f0, f1, f2, 7.0, f4, onehot[0], onehot[1], onehot[2], f8, target];
+        let fields: Vec<String> = values.iter().map(|v| format!("{v}")).collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +113,25 @@ mod tests {
         let committed = std::fs::read_to_string(root.join(PATH))
             .unwrap_or_else(|e| panic!("{PATH}: {e}; regenerate it with `parity --write-ties-data`"));
         assert!(committed == csv(), "{PATH} differs from parity::ties::csv(); regenerate it with `parity --write-ties-data`");
+    }
+
+    #[test]
+    fn committed_wide_file_matches_the_generator() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let committed = std::fs::read_to_string(root.join(WIDE_PATH))
+            .unwrap_or_else(|e| panic!("{WIDE_PATH}: {e}; regenerate it with `parity --write-ties-data`"));
+        assert!(committed == wide_csv(), "{WIDE_PATH} differs from parity::ties::wide_csv(); regenerate it with `parity --write-ties-data`");
+    }
+
+    #[test]
+    fn wide_file_has_many_tied_values_and_outliers() {
+        let text = wide_csv();
+        let rows: Vec<Vec<f64>> = text.lines().skip(1).map(|r| r.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+        let distinct: std::collections::BTreeSet<u64> = rows.iter().map(|r| r[0] as u64).collect();
+        assert!(distinct.len() > 256 && distinct.len() < rows.len(), "{} distinct f0 values", distinct.len());
+        assert!(rows.iter().filter(|r| r[9] > 1e5).count() >= 5);
+        assert!(rows.iter().all(|r| r[3] == 7.0));
+        assert_eq!(rows.iter().filter(|r| r[4] != 0.0).count(), 1);
     }
 
     #[test]
