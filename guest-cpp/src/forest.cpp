@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <initializer_list>
 #include <type_traits>
 #include <unistd.h>
 
@@ -16,10 +17,23 @@ namespace guest {
 namespace {
 
 constexpr std::uint8_t MAGIC[8] = {0x57, 0x47, 0x50, 0x55, 0x52, 0x46, 0x00, 0x01};
-constexpr std::uint32_t VERSION = 1;
-constexpr std::uint32_t TARGET_MAX = (1u << 20) - 1;
+constexpr std::uint32_t VERSION = 2;
+/// Model file task 0: regression (1, classification, is reserved).
+constexpr std::uint32_t TASK_REGRESSION = 0;
+/// Model file checksum kind 1: SHA-256 of every preceding byte.
+constexpr std::uint32_t CHECKSUM_SHA256 = 1;
+/// Bytes before the label table (§10).
+constexpr std::size_t HEADER_BYTES = 84;
+/// Bytes per node for regression (K = 1): 24 + 8.
+constexpr std::size_t NODE_BYTES = 32;
+constexpr std::size_t SHA_BYTES = 32;
+/// The reader's answer to a version-1 file (§10).
+const char* const V1_MESSAGE =
+    "model format version 1 was written by an older release; retrain the model with this one "
+    "(training is deterministic: same data, parameters and seed give the same forest)";
+/// u32 words per split record: (feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi).
+constexpr std::size_t SPLIT_WORDS = 10;
 constexpr std::uint64_t SAMPLE_ROWS = 200000;
-constexpr std::uint32_t PREDICT_DEPTH_LIMIT = 64;
 constexpr std::uint64_t PROGRESS_WORK = 20000000;
 /// Slots decided per find-splits-rows call (bounds the feature-mask upload).
 constexpr std::uint32_t SLOT_BATCH = 1u << 18;
@@ -35,10 +49,9 @@ std::uint32_t mix32(std::uint32_t x) {
     return x;
 }
 
-std::uint32_t key6(std::uint32_t a, std::uint32_t b, std::uint32_t c, std::uint32_t d, std::uint32_t e,
-                   std::uint32_t f) {
+std::uint32_t key(std::initializer_list<std::uint32_t> words) {
     std::uint32_t h = 0x243f6a88u;
-    for (std::uint32_t w : {a, b, c, d, e, f}) h = mix32(h ^ w);
+    for (std::uint32_t w : words) h = mix32(h ^ w);
     return h;
 }
 
@@ -46,48 +59,82 @@ std::uint32_t mulhi(std::uint32_t r, std::uint32_t n) {
     return static_cast<std::uint32_t>((std::uint64_t(r) * n) >> 32);
 }
 
-/// Feature mask of node `node` of global tree `tree` (§8), ceil(features/32) words.
-void feature_mask(std::uint64_t seed, std::uint32_t tree, std::uint32_t node, std::uint32_t features,
-                  std::uint32_t m, std::vector<std::uint32_t>& perm, std::uint32_t* mask) {
+/// Feature mask of node `node` of global tree `tree` (§8): the first `m` entries of a
+/// partial Fisher-Yates shuffle of `candidates` (the non-constant features, ascending),
+/// as `words` mask words.
+void feature_mask(std::uint64_t seed, std::uint32_t tree, std::uint32_t node,
+                  const std::vector<std::uint32_t>& candidates, std::uint32_t m, std::vector<std::uint32_t>& perm,
+                  std::uint32_t* mask, std::uint32_t words) {
     const std::uint32_t lo = static_cast<std::uint32_t>(seed), hi = static_cast<std::uint32_t>(seed >> 32);
-    perm.resize(features);
-    for (std::uint32_t i = 0; i < features; ++i) perm[i] = i;
+    const std::uint32_t c = static_cast<std::uint32_t>(candidates.size());
+    perm.assign(candidates.begin(), candidates.end());
     for (std::uint32_t i = 0; i < m; ++i) {
-        std::uint32_t p = i + mulhi(key6(lo, hi, 2, tree, node, i), features - i);
+        std::uint32_t p = i + mulhi(key({lo, hi, 2, tree, node, i}), c - i);
         std::swap(perm[i], perm[p]);
     }
-    std::fill(mask, mask + (features + 31) / 32, 0u);
+    std::fill(mask, mask + words, 0u);
     for (std::uint32_t i = 0; i < m; ++i) mask[perm[i] / 32] |= 1u << (perm[i] % 32);
 }
 
-// ---- quantile bins (§4) ----
+// ---- bins (§4) ----
+
+/// The binning sample: every row when rows <= 200000, else the 200000 rows
+/// mulhi(key(seed_lo, seed_hi, 3, k), rows) drawn with replacement, sorted ascending
+/// (the order does not matter to the edges; sorted, the gather walks the rows forward).
+std::vector<std::uint32_t> sample_rows(std::uint64_t seed, std::uint32_t rows) {
+    std::vector<std::uint32_t> out;
+    if (rows <= SAMPLE_ROWS) {
+        out.resize(rows);
+        for (std::uint32_t r = 0; r < rows; ++r) out[r] = r;
+        return out;
+    }
+    const std::uint32_t lo = static_cast<std::uint32_t>(seed), hi = static_cast<std::uint32_t>(seed >> 32);
+    out.resize(SAMPLE_ROWS);
+    for (std::uint32_t k = 0; k < SAMPLE_ROWS; ++k) out[k] = mulhi(key({lo, hi, 3, k}), rows);
+    std::sort(out.begin(), out.end());
+    return out;
+}
 
 float mid(float a, float b) {
     float m = static_cast<float>((double(a) + double(b)) * 0.5);
     return m >= b ? a : m;
 }
 
-/// Exactly max_bins - 1 edges (padded with +inf) from a column that gets sorted here.
-void feature_edges(std::vector<float>& s, std::uint32_t max_bins, float* out) {
+/// Exactly max_bins - 1 edges (padded with +inf) from a sample column that gets sorted
+/// here: every midpoint between runs of equal values when there are at most max_bins
+/// runs, else the greedy pass of §4. Returns the number of finite edges (0: constant).
+std::size_t feature_edges(std::vector<float>& s, std::uint32_t max_bins, float* out) {
     std::sort(s.begin(), s.end());
+    // Runs of equal values: v[0] < ... < v[D-1] with counts c[i].
+    std::vector<float> v;
+    std::vector<std::uint64_t> c;
+    for (float x : s) {
+        if (v.empty() || v.back() != x) {
+            v.push_back(x);
+            c.push_back(1);
+        } else {
+            ++c.back();
+        }
+    }
+    const std::uint64_t distinct = v.size();
     std::size_t kept = 0;
-    auto keep = [&](float c) {
-        if (kept == 0 || c > out[kept - 1]) out[kept++] = c;
-    };
-    std::vector<float> distinct;
-    distinct.reserve(s.size());
-    for (float v : s)
-        if (distinct.empty() || distinct.back() != v) distinct.push_back(v);
-    if (distinct.size() <= max_bins) {
-        for (std::size_t i = 0; i + 1 < distinct.size(); ++i) keep(mid(distinct[i], distinct[i + 1]));
+    if (distinct <= max_bins) {
+        for (std::size_t i = 0; i + 1 < v.size(); ++i) out[kept++] = mid(v[i], v[i + 1]);
     } else {
-        const std::uint64_t n = s.size();
-        for (std::uint64_t j = 1; j < max_bins; ++j) {
-            std::uint64_t i = j * n / max_bins;
-            if (0 < i && i < n && s[i - 1] < s[i]) keep(mid(s[i - 1], s[i]));
+        std::uint64_t left = max_bins, rest = s.size(), cur = 0;
+        for (std::uint64_t i = 0; i + 1 < distinct; ++i) {
+            cur += c[i];
+            if (left == 1) break;
+            if (distinct - 1 - i <= left - 1 || (2 * cur + c[i + 1]) * left >= 2 * rest) {
+                out[kept++] = mid(v[i], v[i + 1]);
+                rest -= cur;
+                cur = 0;
+                left -= 1;
+            }
         }
     }
     for (std::size_t i = kept; i < max_bins - 1; ++i) out[i] = INFINITY;
+    return kept;
 }
 
 // ---- little-endian helpers ----
@@ -172,10 +219,18 @@ std::uint64_t buffer_budget(const wasi_gpu::DeviceInfo& info) {
     return std::max<std::uint64_t>(budget, 1u << 20);
 }
 
-/// Fixed-point value of a node with weighted count n and sum s.
-std::uint32_t node_value(std::uint32_t n, std::uint64_t s) {
+/// The 32.32 fixed-point mean of a node with weighted count n and target sum s (§8):
+/// (s * 2^33 + n) / (2n) in 128-bit integers, i.e. s / n * 2^32 rounded half up.
+std::uint64_t node_value(std::uint32_t n, std::uint64_t s) {
     if (n == 0) return 0;
-    return static_cast<std::uint32_t>((2 * s + n) / (2 * std::uint64_t(n)));
+    const unsigned __int128 num = (static_cast<unsigned __int128>(s) << 33) + n;
+    return static_cast<std::uint64_t>(num / (2 * static_cast<unsigned __int128>(n)));
+}
+
+/// pred = y_min + ((f64(sum) / 2^32) / f64(trees)) / scale in this order (§9); the
+/// u128 -> double conversion is correctly rounded (compiler-rt's __floatuntidf).
+double prediction(unsigned __int128 sum, std::uint32_t trees, double y_min, double scale) {
+    return y_min + ((static_cast<double>(sum) / 4294967296.0) / double(trees)) / scale;
 }
 
 /// A device buffer reused across levels, reallocated only when a level needs more.
@@ -228,8 +283,14 @@ Expected<std::uint32_t> MaxFeatures::resolve(std::uint32_t features) const {
 // ---- model file ----
 
 std::vector<std::uint8_t> Model::serialize() const {
-    std::vector<std::uint8_t> b(MAGIC, MAGIC + 8);
+    std::size_t nodes = 0;
+    for (const auto& tree : trees) nodes += tree.size();
+    std::vector<std::uint8_t> b;
+    b.reserve(HEADER_BYTES + trees.size() * 4 + nodes * NODE_BYTES + SHA_BYTES);
+    b.insert(b.end(), MAGIC, MAGIC + 8);
     put_u32(b, VERSION);
+    put_u32(b, TASK_REGRESSION);
+    put_u32(b, CHECKSUM_SHA256);
     put_u32(b, features);
     put_u32(b, static_cast<std::uint32_t>(trees.size()));
     put_u64(b, seed);
@@ -239,8 +300,10 @@ std::vector<std::uint8_t> Model::serialize() const {
     put_u32(b, max_features);
     put_u32(b, max_bins);
     put_u32(b, train_rows);
+    put_u32(b, 1);  // outputs per node K: 1 for regression
     put_f64(b, y_min);
     put_f64(b, scale);
+    put_u32(b, 0);  // L: no label table for regression
     for (const auto& tree : trees) {
         put_u32(b, static_cast<std::uint32_t>(tree.size()));
         for (const Node& n : tree) {
@@ -248,7 +311,9 @@ std::vector<std::uint8_t> Model::serialize() const {
             put_u32(b, f32_bits(n.threshold));
             put_u32(b, n.left);
             put_u32(b, n.right);
-            put_u32(b, n.value);
+            put_u32(b, n.flags);
+            put_u32(b, n.count);
+            put_u64(b, n.value);
         }
     }
     auto digest = Sha256::digest(b.data(), b.size());
@@ -257,20 +322,29 @@ std::vector<std::uint8_t> Model::serialize() const {
 }
 
 Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::string& path) {
-    const std::size_t header = 8 + 4 * 10 + 8 * 3;
+    // The checks and their order (hence which message a damaged file gets) follow the Rust
+    // guest's Model::from_bytes and validate.
     if (bytes.size() < 8 || std::memcmp(bytes.data(), MAGIC, 8) != 0)
         return fail(path, "not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)");
-    if (bytes.size() < header + 32)
+    // Up to the label-table length, which (like every later field) is then checked as it is read.
+    if (bytes.size() < HEADER_BYTES - 4 + SHA_BYTES)
         return fail(path, "truncated: " + std::to_string(bytes.size()) + " bytes is shorter than a model header");
-    auto digest = Sha256::digest(bytes.data(), bytes.size() - 32);
-    Reader r{bytes.data() + 8, bytes.size() - 8 - 32};
-    std::uint32_t version = 0, tree_count = 0;
-    Model m;
+    Reader r{bytes.data() + 8, bytes.size() - 8};
+    std::uint32_t version = 0, task = 0, checksum = 0, tree_count = 0, outputs = 0, labels = 0;
     r.u32(version);
+    if (version == 1) return fail(path, V1_MESSAGE);
     if (version != VERSION)
-        return fail(path, "model format version " + std::to_string(version) + " (this guest reads version 1)");
-    if (std::memcmp(digest.data(), bytes.data() + bytes.size() - 32, 32) != 0)
-        return fail(path, "checksum mismatch: the model file is corrupt or truncated");
+        return fail(path, "model format version " + std::to_string(version) +
+                              " is not supported (this guest reads version " + std::to_string(VERSION) + ")");
+    r.u32(task);
+    if (task != TASK_REGRESSION)
+        return fail(path, "model task " + std::to_string(task) +
+                              " is not supported (this guest reads regression models, task 0)");
+    r.u32(checksum);
+    if (checksum != CHECKSUM_SHA256)
+        return fail(path, "checksum kind " + std::to_string(checksum) +
+                              " is not supported (this guest reads SHA-256, kind 1)");
+    Model m;
     r.u32(m.features);
     r.u32(tree_count);
     r.u64(m.seed);
@@ -280,10 +354,47 @@ Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::
     r.u32(m.max_features);
     r.u32(m.max_bins);
     r.u32(m.train_rows);
+    r.u32(outputs);
+    if (outputs != 1) return fail(path, "a regression model has 1 value per node, not " + std::to_string(outputs));
     r.f64(m.y_min);
     r.f64(m.scale);
-    if (m.features == 0) return fail(path, "model has 0 features");
-    if (tree_count == 0) return fail(path, "model has 0 trees");
+    r.u32(labels);
+    if (labels != 0)
+        return fail(path, "a regression model has an empty label table, not " + std::to_string(labels) + " bytes");
+    m.trees.reserve(std::min<std::size_t>(tree_count, r.left / 4));
+    for (std::uint32_t t = 0; t < tree_count; ++t) {
+        std::uint32_t count = 0;
+        if (!r.u32(count)) return fail(path, "truncated: the file ends early");
+        if (count == 0) return fail(path, "tree " + std::to_string(t) + " has no nodes");
+        if (count > r.left / NODE_BYTES)
+            return fail(path, "truncated: tree " + std::to_string(t) + " claims " + std::to_string(count) +
+                                  " nodes but the file ends first");
+        std::vector<Node> nodes(count);
+        for (std::uint32_t k = 0; k < count; ++k) {
+            Node& n = nodes[k];
+            std::uint32_t bits = 0;
+            r.u32(n.feature), r.u32(bits), r.u32(n.left), r.u32(n.right), r.u32(n.flags), r.u32(n.count);
+            if (n.flags != 0) {
+                char hex[16];
+                std::snprintf(hex, sizeof hex, "%#x", n.flags);
+                return fail(path, "tree " + std::to_string(t) + " node " + std::to_string(k) + ": flags " + hex +
+                                      " set reserved bits");
+            }
+            r.u64(n.value);
+            n.threshold = bits_f32(bits);
+        }
+        m.trees.push_back(std::move(nodes));
+    }
+    if (r.left < SHA_BYTES) return fail(path, "truncated: the checksum at the end is missing");
+    if (r.left > SHA_BYTES)
+        return fail(path, std::to_string(r.left - SHA_BYTES) + " unexpected bytes after the last tree");
+    auto digest = Sha256::digest(bytes.data(), bytes.size() - SHA_BYTES);
+    if (std::memcmp(digest.data(), bytes.data() + bytes.size() - SHA_BYTES, SHA_BYTES) != 0)
+        return fail(path, "checksum mismatch: the file is corrupt or was modified");
+
+    // What the writer guarantees, so that prediction can trust the forest.
+    if (m.features == 0) return fail(path, "the model has 0 features");
+    if (m.trees.empty()) return fail(path, "the model has no trees");
     if (m.max_bins < 2 || m.max_bins > 256)
         return fail(path, "max_bins " + std::to_string(m.max_bins) + " is outside 2..=256");
     if (m.max_features == 0 || m.max_features > m.features)
@@ -291,37 +402,37 @@ Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::
                               std::to_string(m.features));
     if (m.train_rows == 0) return fail(path, "the model was trained on 0 rows");
     if (!std::isfinite(m.y_min) || !std::isfinite(m.scale) || !(m.scale > 0))
-        return fail(path, "model has a non-finite y_min or a non-positive scale");
-    m.trees.reserve(std::min<std::size_t>(tree_count, r.left / 4));
-    for (std::uint32_t t = 0; t < tree_count; ++t) {
-        std::uint32_t count = 0;
-        if (!r.u32(count)) return fail(path, "truncated in tree " + std::to_string(t));
-        if (count == 0) return fail(path, "tree " + std::to_string(t) + " has no nodes");
-        if (std::uint64_t(count) * 20 > r.left) return fail(path, "truncated in tree " + std::to_string(t));
-        std::vector<Node> nodes(count);
-        for (std::uint32_t k = 0; k < count; ++k) {
-            Node& n = nodes[k];
-            std::uint32_t bits = 0;
-            r.u32(n.feature), r.u32(bits), r.u32(n.left), r.u32(n.right), r.u32(n.value);
-            n.threshold = bits_f32(bits);
-            const std::string where = "tree " + std::to_string(t) + " node " + std::to_string(k);
-            if (n.value > TARGET_MAX) return fail(path, where + ": value " + std::to_string(n.value) + " exceeds 1048575");
+        return fail(path, "y_min " + rust_display(m.y_min) + " / scale " + rust_display(m.scale) +
+                              " are not a valid target mapping");
+    for (std::size_t t = 0; t < m.trees.size(); ++t) {
+        const std::vector<Node>& tree = m.trees[t];
+        const std::uint64_t count = tree.size();
+        for (std::size_t k = 0; k < tree.size(); ++k) {
+            const Node& n = tree[k];
+            const std::string where = "tree " + std::to_string(t) + " node " + std::to_string(k) + ": ";
+            if (n.value > VALUE_MAX) {
+                char hex[64];
+                std::snprintf(hex, sizeof hex, "%#llx exceeds %#llx", static_cast<unsigned long long>(n.value),
+                              static_cast<unsigned long long>(VALUE_MAX));
+                return fail(path, where + "value " + hex);
+            }
             if (n.feature == NONE) {
-                if (bits != 0 || n.left != 0 || n.right != 0)
-                    return fail(path, where + ": a leaf must have threshold 0 and children 0");
+                if (f32_bits(n.threshold) != 0 || n.left != 0 || n.right != 0)
+                    return fail(path, where + "a leaf must have threshold 0 and children 0");
                 continue;
             }
-            if (std::isnan(n.threshold)) return fail(path, where + ": threshold is NaN");
             if (n.feature >= m.features)
-                return fail(path, "tree " + std::to_string(t) + " node " + std::to_string(k) + " uses feature " +
-                                      std::to_string(n.feature) + " of " + std::to_string(m.features));
-            if (n.left <= k || n.right <= k || n.left >= count || n.right >= count)
-                return fail(path, "tree " + std::to_string(t) + " node " + std::to_string(k) +
-                                      " has a child index out of range or not after it");
+                return fail(path, where + "feature " + std::to_string(n.feature) + " is not below the model's " +
+                                      std::to_string(m.features) + " features");
+            if (std::isnan(n.threshold)) return fail(path, where + "threshold is NaN");
+            for (std::uint32_t child : {n.left, n.right}) {
+                if (child >= count || child <= k)
+                    return fail(path, where + "child " + std::to_string(child) +
+                                          " is out of range or not after its parent (" + std::to_string(count) +
+                                          " nodes)");
+            }
         }
-        m.trees.push_back(std::move(nodes));
     }
-    if (r.left != 0) return fail(path, std::to_string(r.left) + " trailing bytes after the last tree");
     return m;
 }
 
@@ -378,7 +489,9 @@ Expected<void> write_atomically(const std::string& path, const std::vector<std::
 
 Expected<std::vector<std::uint8_t>> read_file(const std::string& path) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) return fail(path, std::string("cannot open: ") + std::strerror(errno));
+    if (!f)
+        return fail(path, errno == ENOENT ? std::string("cannot open: no such file (train a model first, or check --model)")
+                                          : std::string("cannot read: ") + std::strerror(errno));
     std::vector<std::uint8_t> out;
     std::uint8_t chunk[65536];
     std::size_t n;
@@ -411,33 +524,36 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     model.max_bins = p.bins;
     model.train_rows = rows;
 
-    // Bin edges (§4), from the column or its fixed sample.
+    // Bin edges (§4), from the binning sample; features with no finite edge are constant.
     const std::uint32_t edge_count = p.bins - 1;
     std::vector<float> edges(std::size_t(features) * edge_count);
+    std::vector<std::uint32_t> candidates;  // the non-constant features, ascending (§8)
     {
-        const std::uint64_t n = std::min<std::uint64_t>(rows, SAMPLE_ROWS);
-        std::vector<float> column(n);
+        const std::vector<std::uint32_t> sample = sample_rows(p.seed, rows);
+        std::vector<float> column(sample.size());
         for (std::uint32_t j = 0; j < features; ++j) {
-            for (std::uint64_t k = 0; k < n; ++k) {
-                std::uint64_t row = rows > SAMPLE_ROWS ? k * rows / SAMPLE_ROWS : k;
-                column[k] = train.x[row * features + j];
-            }
-            feature_edges(column, p.bins, &edges[std::size_t(j) * edge_count]);
+            for (std::size_t k = 0; k < sample.size(); ++k) column[k] = train.x[std::size_t(sample[k]) * features + j];
+            if (feature_edges(column, p.bins, &edges[std::size_t(j) * edge_count]) != 0) candidates.push_back(j);
         }
     }
 
-    // Fixed-point targets (§5).
+    // Fixed-point targets (§5); the loader already made -0.0 targets +0.0.
     double y_min = train.y[0], y_max = train.y[0];
     for (double v : train.y) y_min = std::min(y_min, v), y_max = std::max(y_max, v);
-    if (!std::isfinite(y_max - y_min))
-        return fail("--train", "the targets span a range too large to represent");
-    const double scale = y_max > y_min ? 1048575.0 / (y_max - y_min) : 1.0;
+    // Refused, naming both values, when the range or the scale is not finite (§5).
+    const double range = y_max - y_min;
+    const double scale = y_max > y_min ? double(TARGET_MAX) / range : 1.0;
+    if (!std::isfinite(range) || !std::isfinite(scale))
+        return fail("", "the targets span " + rust_display(y_min) + " to " + rust_display(y_max) +
+                            (!std::isfinite(range)
+                                 ? ", a range too large to represent; rescale the target column"
+                                 : ", a range too small to represent in 32-bit fixed point; rescale the target column"));
     model.y_min = y_min;
     model.scale = scale;
     std::vector<std::uint32_t> targets(rows);
     for (std::uint32_t i = 0; i < rows; ++i) {
         double v = std::round((train.y[i] - y_min) * scale);
-        targets[i] = v <= 0 ? 0u : v >= TARGET_MAX ? TARGET_MAX : static_cast<std::uint32_t>(v);
+        targets[i] = v <= 0 ? 0u : v >= double(TARGET_MAX) ? TARGET_MAX : static_cast<std::uint32_t>(v);
     }
 
     // Device inputs: features, edges, bins, targets.
@@ -457,7 +573,11 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     // find-splits-rows needs no histogram memory; slot batches only bound the mask upload
     // (the result does not depend on the batch size).
     const std::uint32_t slot_batch_max = SLOT_BATCH;
-    const std::uint32_t mask_words = m_features < features ? (features + 31) / 32 : 0;
+    // Candidate features (§8): m of the non-constant ones per node, or all features
+    // (mask-words 0) when m covers every non-constant one.
+    const std::uint32_t candidate_count = static_cast<std::uint32_t>(candidates.size());
+    const std::uint32_t m_draw = std::min(m_features, candidate_count);
+    const std::uint32_t mask_words = m_draw < candidate_count ? (features + 31) / 32 : 0;
     const bool progress = p.progress && std::uint64_t(rows) * p.trees > PROGRESS_WORK;
     const std::uint32_t min_split = std::max<std::uint32_t>(2, p.min_samples_split);
 
@@ -476,7 +596,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
             const std::uint32_t slots = static_cast<std::uint32_t>(level.size());
             if (progress)
                 guest::emit(2, "trees %u-%u/%u level %u slots %u\n", tb, tb + tc - 1, p.trees, depth, slots);
-            TRY(splits_p, splits_buf.at_least(std::uint64_t(slots) * 8 * 4));
+            TRY(splits_p, splits_buf.at_least(std::uint64_t(slots) * SPLIT_WORDS * 4));
             const wasi_gpu::Buffer& splits = *splits_p;
             const std::uint32_t sb_max = std::min(slot_batch_max, slots);
             TRY(mask_p, mask_buf.at_least(mask_words != 0 ? std::uint64_t(sb_max) * mask_words * 4 : 4));
@@ -487,8 +607,8 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                     mask.assign(std::size_t(sc) * mask_words, 0);
                     for (std::uint32_t k = 0; k < sc; ++k) {
                         const Slot& s = level[sb + k];
-                        feature_mask(p.seed, tb + s.tree, s.node, features, m_features, perm,
-                                     &mask[std::size_t(k) * mask_words]);
+                        feature_mask(p.seed, tb + s.tree, s.node, candidates, m_draw, perm,
+                                     &mask[std::size_t(k) * mask_words], mask_words);
                     }
                     TRY_VOID(dev(mask_dev.write(0, mask.data(), mask.size() * 4)));
                 }
@@ -496,28 +616,36 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                     {rows, features, p.bins, tc, sb, sc, p.min_samples_leaf, mask_words}, bins, target_buf, weights,
                     node_of, mask_dev, splits)));
             }
-            split_words.resize(std::size_t(slots) * 8);
+            split_words.resize(std::size_t(slots) * SPLIT_WORDS);
             TRY_VOID(dev(splits.read_into(0, split_words.data(), split_words.size() * 4)));
             std::vector<Slot> next;
             next_slot.assign(std::size_t(slots) * 2, NONE);
             for (std::uint32_t s = 0; s < slots; ++s) {
-                const std::uint32_t* rec = &split_words[std::size_t(s) * 8];
+                // (feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi)
+                const std::uint32_t* rec = &split_words[std::size_t(s) * SPLIT_WORDS];
                 const Slot slot = level[s];
                 std::vector<Node>& tree = trees[slot.tree];
-                const std::uint32_t n = rec[5];
-                const std::uint64_t sum = rec[6] | (std::uint64_t(rec[7]) << 32);
-                // A child's value was set from its parent's record; the root's comes from its own.
-                if (depth == 0) tree[0].value = node_value(n, sum);
-                // A root with fewer rows than min_samples_split stays a leaf, like any child.
-                if (rec[0] == NONE || (depth == 0 && n < min_split)) continue;
-                const std::uint32_t nl = rec[2];
-                const std::uint64_t sl = rec[3] | (std::uint64_t(rec[4]) << 32);
-                if (rec[0] >= features || rec[1] >= edge_count || nl == 0 || nl >= n || sl > sum)
+                const std::uint32_t n = rec[6], d = rec[7];
+                const std::uint64_t sum = rec[8] | (std::uint64_t(rec[9]) << 32);
+                // A child's count and value were set from its parent's record; the root's come from its own.
+                if (depth == 0) {
+                    tree[0].count = n;
+                    tree[0].value = node_value(n, sum);
+                }
+                // A root with fewer distinct rows than min_samples_split stays a leaf, like any child.
+                if (rec[0] == NONE || (depth == 0 && d < min_split)) continue;
+                const std::uint32_t nl = rec[2], dl = rec[3];
+                const std::uint64_t sl = rec[4] | (std::uint64_t(rec[5]) << 32);
+                // Every entry weighs at least 1, so dL <= nL and d - dL <= n - nL.
+                if (rec[0] >= features || rec[1] >= edge_count || nl >= n || sl > sum || dl == 0 || dl >= d ||
+                    dl > nl || d - dl > n - nl)
                     return fail("wasi:gpu", "find-splits returned an invalid split record (feature " +
                                                 std::to_string(rec[0]) + ", bin " + std::to_string(rec[1]) +
                                                 ", left " + std::to_string(nl) + " of " + std::to_string(n) +
+                                                ", entries " + std::to_string(dl) + " of " + std::to_string(d) +
                                                 ") for slot " + std::to_string(s));
                 const std::uint32_t counts[2] = {nl, n - nl};
+                const std::uint32_t entries[2] = {dl, d - dl};
                 const std::uint64_t sums[2] = {sl, sum - sl};
                 const std::uint32_t left = static_cast<std::uint32_t>(tree.size());
                 Node& parent = tree[slot.node];
@@ -527,14 +655,15 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                 parent.right = left + 1;
                 for (int side = 0; side < 2; ++side) {
                     Node child;
+                    child.count = counts[side];
                     child.value = node_value(counts[side], sums[side]);
                     const std::uint32_t child_index = static_cast<std::uint32_t>(tree.size());
                     tree.push_back(child);
-                    const std::uint32_t d = slot.depth + 1;
-                    const bool deeper = p.max_depth == NONE || d < p.max_depth;
-                    if (deeper && counts[side] >= min_split) {
+                    const std::uint32_t k = slot.depth + 1;
+                    const bool deeper = p.max_depth == NONE || k < p.max_depth;
+                    if (deeper && entries[side] >= min_split) {
                         next_slot[std::size_t(s) * 2 + side] = static_cast<std::uint32_t>(next.size());
-                        next.push_back(Slot{slot.tree, child_index, d});
+                        next.push_back(Slot{slot.tree, child_index, k});
                     }
                 }
             }
@@ -558,19 +687,25 @@ Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
     if (data.features != m.features)
         return fail("--test", "has " + std::to_string(data.features) + " features; the model has " +
                                   std::to_string(m.features));
+    // The model's deepest path, however deep (§9): --max-depth none trains models this accepts.
     const std::uint32_t depth = m.depth();
-    if (depth > PREDICT_DEPTH_LIMIT)
-        return fail("--model", "trees are " + std::to_string(depth) + " levels deep; predict-forest walks at most " +
-                                   std::to_string(PREDICT_DEPTH_LIMIT) + " (train with --max-depth 64 or less)");
-    // Flatten the forest: (feature, threshold bits or leaf value, left, right), global indices.
+    // Flatten the forest: (feature, threshold bits, left, right) with global indices, or a
+    // leaf's (NONE, value lo, value hi, 0).
+    std::uint64_t total_nodes = 0;
+    for (const auto& tree : m.trees) total_nodes += tree.size();
+    if (total_nodes > NONE)
+        return fail("--model", "the forest has " + std::to_string(total_nodes) +
+                                   " nodes; predict-forest addresses fewer than 2^32");
     std::vector<std::uint32_t> nodes, roots;
+    nodes.reserve(std::size_t(total_nodes) * 4);
     roots.reserve(m.trees.size());
     for (const auto& tree : m.trees) {
         const std::uint32_t base = static_cast<std::uint32_t>(nodes.size() / 4);
         roots.push_back(base);
         for (const Node& n : tree) {
             if (n.feature == NONE) {
-                nodes.insert(nodes.end(), {NONE, n.value, 0, 0});
+                nodes.insert(nodes.end(), {NONE, static_cast<std::uint32_t>(n.value),
+                                           static_cast<std::uint32_t>(n.value >> 32), 0});
             } else {
                 nodes.insert(nodes.end(), {n.feature, f32_bits(n.threshold), base + n.left, base + n.right});
             }
@@ -590,14 +725,19 @@ Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
     for (std::uint32_t r0 = 0; r0 < data.rows; r0 += batch) {
         const std::uint32_t rc = std::min(batch, data.rows - r0);
         TRY(x_buf, upload(&data.x[std::size_t(r0) * m.features], std::size_t(rc) * per_row));
-        TRY(sum_buf, dev(wasi_gpu::Buffer::create(std::uint64_t(rc) * 8)));
+        // One wrapping 128-bit sum per row: 4 u32 words, least significant first.
+        TRY(sum_buf, dev(wasi_gpu::Buffer::create(std::uint64_t(rc) * 16)));
         TRY_VOID(dev(wasi_gpu::kernels::predict_forest({rc, m.features, tree_count, node_count, depth}, x_buf, node_buf,
                                                        root_buf, sum_buf)));
-        sums.resize(std::size_t(rc) * 2);
+        sums.resize(std::size_t(rc) * 4);
         TRY_VOID(dev(sum_buf.read_into(0, sums.data(), sums.size() * 4)));
         for (std::uint32_t i = 0; i < rc; ++i) {
-            const std::uint64_t total = sums[2 * i] | (std::uint64_t(sums[2 * i + 1]) << 32);
-            out.push_back(m.y_min + (double(total) / double(tree_count)) / m.scale);
+            const std::uint32_t* w = &sums[std::size_t(i) * 4];
+            const unsigned __int128 total = static_cast<unsigned __int128>(w[0]) |
+                                            (static_cast<unsigned __int128>(w[1]) << 32) |
+                                            (static_cast<unsigned __int128>(w[2]) << 64) |
+                                            (static_cast<unsigned __int128>(w[3]) << 96);
+            out.push_back(prediction(total, tree_count, m.y_min, m.scale));
         }
     }
     return out;

@@ -1,5 +1,5 @@
 // The random-forest regressor of docs/algorithm.md: training on the device (GpuTrainer),
-// model file v1 (Model::serialize / Model::parse), prediction on the device (GpuPredictor).
+// model file v2 (Model::serialize / Model::parse), prediction on the device (GpuPredictor).
 #pragma once
 
 #include <array>
@@ -15,13 +15,20 @@ namespace guest {
 /// "No node": a leaf's feature, an unlimited max_depth.
 constexpr std::uint32_t NONE = 0xffffffffu;
 
-/// One tree node as stored in the model file.
+/// Largest fixed-point target, T = 2^32 - 1 (docs/algorithm.md §5).
+constexpr std::uint32_t TARGET_MAX = 0xffffffffu;
+/// Largest node value, T * 2^32: a 32.32 fixed-point mean never exceeds T.
+constexpr std::uint64_t VALUE_MAX = 0xffffffff00000000ull;
+
+/// One tree node as stored in the model file (§10, 24 + 8 bytes for regression).
 struct Node {
     std::uint32_t feature = NONE;  ///< NONE for a leaf
     float threshold = 0.0f;        ///< 0 for leaves
-    std::uint32_t left = 0;
-    std::uint32_t right = 0;
-    std::uint32_t value = 0;       ///< fixed-point mean target
+    std::uint32_t left = 0;        ///< 0 for leaves
+    std::uint32_t right = 0;       ///< 0 for leaves
+    std::uint32_t flags = 0;       ///< reserved (bit 0: missing values go left); always 0 today
+    std::uint32_t count = 0;       ///< weighted count n of the node's bootstrap rows
+    std::uint64_t value = 0;       ///< 32.32 fixed-point mean target (S * 2^33 + n) / (2n)
 };
 
 /// How `--max-features` was given, resolved against the feature count at training time.
@@ -59,11 +66,11 @@ struct Model {
     double scale = 1.0;
     std::vector<std::vector<Node>> trees;
 
-    /// The model file bytes (format v1), checksum included.
+    /// The model file bytes (format v2), checksum included.
     std::vector<std::uint8_t> serialize() const;
     /// Parses and validates model file bytes; `path` names the file in errors.
     static Expected<Model> parse(const std::vector<std::uint8_t>& bytes, const std::string& path);
-    /// Most steps from a root to a leaf over all trees.
+    /// Most steps from a root to a leaf over all trees (what predict-forest gets as max-depth).
     std::uint32_t depth() const;
 };
 
@@ -76,7 +83,8 @@ Expected<std::vector<std::uint8_t>> read_file(const std::string& path);
 class GpuTrainer {
 public:
     explicit GpuTrainer(TrainParams params) : params_(params) {}
-    /// Trains on `train` (which must carry targets).
+    /// Trains on `train` (which must carry targets). A failure about the data itself (the
+    /// target range of §5) has an empty `file`: the caller names the training file.
     Expected<Model> fit(const Dataset& train) const;
 
 private:

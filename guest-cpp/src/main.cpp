@@ -311,12 +311,15 @@ Expected<void> write_predictions(const std::string& path, const std::vector<doub
     } while (0)
 
 /// Re-labels a failure with `file` (the input the step was working on) unless it
-/// already names a file of its own.
+/// already names a file of its own; a failure with no file at all is about `file`.
 template <class T>
 Expected<T> about(const std::string& file, Expected<T> r) {
     if (r) return r;
     Failure f = r.error();
-    if (f.file.rfind("--", 0) == 0 || f.file == "wasi:gpu") {
+    if (f.file.empty()) {
+        f.file = file;
+        f.line = 0;
+    } else if (f.file.rfind("--", 0) == 0 || f.file == "wasi:gpu") {
         f.what = (f.file.rfind("--", 0) == 0 ? f.file + " " : f.file + ": ") + f.what;
         f.file = file;
         f.line = 0;

@@ -224,3 +224,39 @@ fn guests_read_each_others_models() {
         assert_eq!(mse, first_mse, "{name}: MSE differs");
     }
 }
+
+/// Inputs where the guests used to disagree (docs/algorithm.md §1): both must accept the
+/// same files with the same model and refuse the same files with the same `file:line`.
+#[test]
+fn guests_agree_on_edge_case_inputs() {
+    let dir = workdir("edge-inputs");
+    // A -0.0 target minimum is +0.0; a `.NPY` extension is .npy whatever its case.
+    std::fs::write(dir.join("negzero.csv"), "a,b,y\n1,2,-0.0\n2,3,0.5\n3,1,-0\n4,4,2\n5,0,1\n").unwrap();
+    let (cpp, rust) = train_both(&dir, &["--train", "negzero.csv", "--trees", "3"]);
+    assert!(cpp == rust, "a -0.0 target minimum gave different models");
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (5, 3), }";
+    let padded = format!("{header:<117}\n");
+    npy.extend_from_slice(&(padded.len() as u16).to_le_bytes());
+    npy.extend_from_slice(padded.as_bytes());
+    for v in [1.0f64, 2.0, -0.0, 2.0, 3.0, 0.5, 3.0, 1.0, -0.0, 4.0, 4.0, 2.0, 5.0, 0.0, 1.0] {
+        npy.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(dir.join("upper.NPY"), &npy).unwrap();
+    let (cpp_npy, rust_npy) = train_both(&dir, &["--train", "upper.NPY", "--trees", "3"]);
+    assert!(cpp_npy == rust_npy, "an upper-case .NPY file gave different models");
+    assert!(cpp_npy == cpp, "the .NPY file holds the CSV's values, so the model must be the same");
+
+    // Refused by both, naming the same line: a feature that overflows f32, a NUL byte.
+    std::fs::write(dir.join("f32.csv"), "a,b,y\n1,2,3\n1,1e39,3\n").unwrap();
+    std::fs::write(dir.join("nul.csv"), b"a,b,y\n1,2,3\n4,5\x006,7\n1,2,3\n").unwrap();
+    for (file, line, what) in [("f32.csv", 3, "f32"), ("nul.csv", 3, "NUL")] {
+        for guest in [guest_cpp(), guest_rust()] {
+            let out = run_guest(&dir, &guest, &["train", "--train", file, "--quiet"]);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{}: {file}: {stderr}", guest.display());
+            assert!(stderr.starts_with(&format!("error: {file}:{line}: ")), "{}: {stderr}", guest.display());
+            assert!(stderr.contains(what), "{}: {stderr}", guest.display());
+        }
+    }
+}
