@@ -125,7 +125,8 @@ typedef struct wasi_gpu_ml_kernels_split_params_t {
   // Histogram slots to scan; results go to `splits` at `slot-begin`.
   uint32_t   slot_begin;
   uint32_t   slot_count;
-  // Smallest bootstrap-weighted row count allowed in each child.
+  // Fewest entries (distinct rows with a non-zero weight, not bootstrap draws)
+  // allowed in each child.
   uint32_t   min_samples_leaf;
   // u32 words of feature mask per slot; 0 means every feature is a candidate.
   uint32_t   mask_words;
@@ -158,7 +159,8 @@ typedef struct wasi_gpu_ml_kernels_predict_params_t {
   uint32_t   tree_count;
   // Entries (4 u32 each) in `nodes`.
   uint32_t   node_count;
-  // Most steps from a root to a leaf; a walk longer than this stops.
+  // Most steps from a root to a leaf; a walk longer than this stops. At most
+  // node-count.
   uint32_t   max_depth;
 } wasi_gpu_ml_kernels_predict_params_t;
 
@@ -196,12 +198,15 @@ extern bool wasi_gpu_ml_kernels_bin_features(wasi_gpu_ml_kernels_bin_features_pa
 // node-of: tree-count*rows u32 = local tree index (the root slot) where the
 // weight is non-zero, else 0xffffffff.
 extern bool wasi_gpu_ml_kernels_bootstrap(wasi_gpu_ml_kernels_bootstrap_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t weights, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_error_t *err);
-// targets: rows u32 fixed-point. hist: slot-count*features*max-bins*3 u32 =
-// (weighted count, weighted target sum low word, high word); overwritten.
+// targets: rows u32 fixed-point (any u32). hist: slot-count*features*max-bins*6 u32
+// = (weighted count, entries, weighted target sum low word, high word, min target,
+// max target) over the entries with a non-zero weight; a cell no entry reaches is
+// (0, 0, 0, 0, 0xffffffff, 0); overwritten.
 extern bool wasi_gpu_ml_kernels_build_histograms(wasi_gpu_ml_kernels_histogram_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t bins, wasi_gpu_ml_kernels_borrow_buffer_t targets, wasi_gpu_ml_kernels_borrow_buffer_t weights, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_borrow_buffer_t hist, wasi_gpu_ml_kernels_error_t *err);
 // feature-mask: slot-count*mask-words u32 bit sets (ignored when mask-words = 0).
-// splits: 8 u32 per slot = (feature or 0xffffffff, bin, left count, left sum lo,
-// left sum hi, total count, total sum lo, total sum hi); entries for
+// splits: 10 u32 per slot = (feature or 0xffffffff, bin, left count, left entries,
+// left sum lo, left sum hi, total count, total entries, total sum lo, total sum hi);
+// a leaf (a pure slot, or no valid candidate) has words 1-5 zero. Entries for
 // [slot-begin, slot-begin + slot-count) are written.
 extern bool wasi_gpu_ml_kernels_find_splits(wasi_gpu_ml_kernels_split_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t hist, wasi_gpu_ml_kernels_borrow_buffer_t feature_mask, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_error_t *err);
 // The split records that build-histograms followed by find-splits would give for the
@@ -209,12 +214,16 @@ extern bool wasi_gpu_ml_kernels_find_splits(wasi_gpu_ml_kernels_split_params_t *
 // the rows in the slots, not with slots * features * bins, which is what makes deep
 // levels (many small nodes) cheap. Arguments as in those two kernels.
 extern bool wasi_gpu_ml_kernels_find_splits_rows(wasi_gpu_ml_kernels_row_split_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t bins, wasi_gpu_ml_kernels_borrow_buffer_t targets, wasi_gpu_ml_kernels_borrow_buffer_t weights, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_borrow_buffer_t feature_mask, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_error_t *err);
-// next-slot: 2 u32 per slot = next-level slot of the (left, right) child or
+// splits: 10 u32 per slot as find-splits writes them (only feature and bin are
+// read). next-slot: 2 u32 per slot = next-level slot of the (left, right) child or
 // 0xffffffff when that child is a leaf. Rewrites node-of for the next level.
 extern bool wasi_gpu_ml_kernels_apply_splits(wasi_gpu_ml_kernels_apply_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t bins, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_borrow_buffer_t next_slot, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_error_t *err);
-// x: rows*features f32 row-major. nodes: node-count*4 u32 = (feature or
-// 0xffffffff for a leaf, threshold f32 bits or leaf value, left, right).
-// roots: tree-count u32 node indices. sums: rows*2 u32 = u64 sum of leaf values.
+// x: rows*features f32 row-major. nodes: node-count*4 u32 = internal node
+// (feature, threshold f32 bits, left, right) or leaf (0xffffffff, value lo,
+// value hi, 0) with a 64-bit value; children must come after their parent (a walk
+// that steps to an index <= the current node, or past the end, adds nothing).
+// roots: tree-count u32 node indices. sums: rows*4 u32 = wrapping 128-bit sum of
+// leaf values, least significant word first.
 extern bool wasi_gpu_ml_kernels_predict_forest(wasi_gpu_ml_kernels_predict_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t x, wasi_gpu_ml_kernels_borrow_buffer_t nodes, wasi_gpu_ml_kernels_borrow_buffer_t roots, wasi_gpu_ml_kernels_borrow_buffer_t sums, wasi_gpu_ml_kernels_error_t *err);
 
 // Helper Functions

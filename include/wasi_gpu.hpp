@@ -366,7 +366,8 @@ inline Result<void> bootstrap(const BootstrapParams& p, const Buffer& weights, c
     return detail::done(wasi_gpu_ml_kernels_bootstrap(&c, weights.borrow(), node_of.borrow(), &err), err);
 }
 
-/// Builds (count, sum) histograms of the slots [slot_begin, slot_begin + slot_count).
+/// Builds histograms of the slots [slot_begin, slot_begin + slot_count): 6 u32 per cell =
+/// (count, entries, sum lo, sum hi, min target, max target).
 inline Result<void> build_histograms(const HistogramParams& p, const Buffer& bins, const Buffer& targets,
                                      const Buffer& weights, const Buffer& node_of, const Buffer& hist) {
     wasi_gpu_ml_kernels_histogram_params_t c{p.rows, p.features, p.max_bins, p.tree_count, p.slot_begin, p.slot_count};
@@ -376,7 +377,8 @@ inline Result<void> build_histograms(const HistogramParams& p, const Buffer& bin
                         err);
 }
 
-/// Finds the best split of every slot; `feature_mask` is ignored when `mask_words` is 0.
+/// Finds the best split of every slot (10 u32 records: feature, bin, nL, dL, SL lo, SL hi, n, d,
+/// S lo, S hi); `feature_mask` is ignored when `mask_words` is 0.
 inline Result<void> find_splits(const SplitParams& p, const Buffer& hist, const Buffer& feature_mask,
                                 const Buffer& splits) {
     wasi_gpu_ml_kernels_split_params_t c{p.features,   p.max_bins,         p.slot_begin,
@@ -409,7 +411,9 @@ inline Result<void> apply_splits(const ApplyParams& p, const Buffer& bins, const
                         err);
 }
 
-/// Sums every tree's leaf value for every row of `x` (u64 per row in `sums`).
+/// Sums every tree's 64-bit leaf value for every row of `x` (`nodes`: 4 u32 per node, a leaf
+/// is `(0xffffffff, value lo, value hi, 0)`; `sums`: a wrapping 128-bit sum per row, 4 u32
+/// words, least significant first; `max_depth` at most `node_count`).
 inline Result<void> predict_forest(const PredictParams& p, const Buffer& x, const Buffer& nodes, const Buffer& roots,
                                    const Buffer& sums) {
     wasi_gpu_ml_kernels_predict_params_t c{p.rows, p.features, p.tree_count, p.node_count, p.max_depth};

@@ -230,7 +230,7 @@ fn build_histograms() {
             .into_iter()
             .map(|v| if v != NONE && v < slot_begin && rng.random_bool(0.5) { v + slot_begin } else { v })
             .collect();
-        let hist = garbage_indices(&mut rng, slot_count as usize * features as usize * max_bins as usize * 3 + 4, 100);
+        let hist = garbage_indices(&mut rng, slot_count as usize * features as usize * max_bins as usize * HIST_WORDS as usize + 4, 100);
         let bufs = [words_to_bytes(&bins), words_to_bytes(&targets), words_to_bytes(&weights), words_to_bytes(&node_of), words_to_bytes(&hist)];
         check(&mut devs, &format!("build-histograms {p:?}"), &bufs, |d, ids| d.build_histograms(&p, ids[0], ids[1], ids[2], ids[3], ids[4]));
     }
@@ -242,7 +242,9 @@ fn find_splits() {
     let mut devs = backends();
     let mut rng = StdRng::seed_from_u64(4);
     // (features, max_bins, slot_begin, slot_count, min_samples_leaf, masked, kind)
-    // kind 0: realistic histograms; 1: many equal cells (ties); 2: absurd words (wrapping).
+    // kind 0: realistic cells; 1: few entries of targets 0 / 1000 (ties, pure slots,
+    // zero-gain splits); 2: absurd words (wrapping, zero counts, min > max);
+    // 3: targets near 2^32 - 1 with heavy weights (sums near 2^64).
     let cases = [
         (1, 2, 0, 0, 1, false, 0),
         (1, 2, 0, 1, 0, false, 0),
@@ -250,30 +252,48 @@ fn find_splits() {
         (5, 256, 0, 70, 3, false, 0),
         (40, 8, 1, 67, 1, true, 1),
         (4, 32, 0, 67, 0, false, 1),
+        (3, 4, 0, 200, 2, false, 1),
         (3, 64, 5, 40, 1, true, 2),
         (2, 256, 0, 30, 2, false, 2),
+        (2, 2, 0, 300, 1, false, 2),
+        (4, 16, 1, 50, 2, true, 3),
     ];
     for (features, max_bins, slot_begin, slot_count, min_samples_leaf, masked, kind) in cases {
         let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };
         let p = SplitParams { features, max_bins, slot_begin, slot_count, min_samples_leaf, mask_words };
         let cells = slot_count as usize * features as usize * max_bins as usize;
-        let mut hist = Vec::with_capacity(cells * 3);
+        let mut hist = Vec::with_capacity(cells * HIST_WORDS as usize);
         for _ in 0..cells {
-            let (c, s): (u32, u64) = match kind {
+            // A cell of `entries` rows of (weight, target) drawn by `row`.
+            let cell = |rng: &mut StdRng, entries: u32, row: &dyn Fn(&mut StdRng) -> (u32, u32)| {
+                let (mut c, mut s, mut lo, mut hi) = (0u32, 0u64, NONE, 0u32);
+                for _ in 0..entries {
+                    let (w, t) = row(rng);
+                    c = c.wrapping_add(w);
+                    s = s.wrapping_add(w as u64 * t as u64);
+                    (lo, hi) = (lo.min(t), hi.max(t));
+                }
+                [c, entries, s as u32, (s >> 32) as u32, lo, hi]
+            };
+            let words = match kind {
                 0 => {
-                    let c = if rng.random_bool(0.3) { 0 } else { rng.random_range(0..50) };
-                    (c, c as u64 * rng.random_range(0..=TARGET_MAX as u64))
+                    let e = if rng.random_bool(0.3) { 0 } else { rng.random_range(1..20) };
+                    cell(&mut rng, e, &|r| (r.random_range(1..4), r.random_range(0..=TARGET_MAX)))
                 }
                 1 => {
-                    let c = rng.random_range(0..2);
-                    (c, c as u64 * 1000)
+                    let e = rng.random_range(0..2);
+                    cell(&mut rng, e, &|r| (r.random_range(1..3), r.random_range(0..2) * 1000))
                 }
-                _ => (rng.random(), rng.random()),
+                2 => std::array::from_fn(|_| if rng.random_bool(0.1) { 0 } else { rng.random() }),
+                _ => {
+                    let e = if rng.random_bool(0.2) { 0 } else { rng.random_range(1..4) };
+                    cell(&mut rng, e, &|r| (r.random_range(1..100_000), TARGET_MAX - r.random_range(0..3)))
+                }
             };
-            hist.extend([c, s as u32, (s >> 32) as u32]);
+            hist.extend(words);
         }
         let mask: Vec<u32> = (0..slot_count * mask_words).map(|_| rng.random()).collect();
-        let splits = garbage_indices(&mut rng, (slot_begin + slot_count) as usize * 8 + 3, 10);
+        let splits = garbage_indices(&mut rng, ((slot_begin + slot_count) * SPLIT_WORDS) as usize + 3, 10);
         let bufs = [words_to_bytes(&hist), words_to_bytes(&mask), words_to_bytes(&splits)];
         check(&mut devs, &format!("find-splits {p:?} kind {kind}"), &bufs, |d, ids| d.find_splits(&p, ids[0], ids[1], ids[2]));
     }
@@ -294,7 +314,7 @@ fn apply_splits() {
             let feature = if rng.random_bool(0.2) { NONE } else { garbage_indices(&mut rng, 1, features)[0] };
             splits.push(feature);
             splits.push(if rng.random_bool(0.1) { rng.random() } else { rng.random_range(0..256) });
-            splits.extend((0..6).map(|_| rng.random::<u32>()));
+            splits.extend((2..SPLIT_WORDS).map(|_| rng.random::<u32>()));
         }
         let next_slot = garbage_indices(&mut rng, slot_count as usize * 2, slot_count * 2);
         let node_of = garbage_indices(&mut rng, tree_count as usize * rows as usize + 2, slot_count);
@@ -308,25 +328,93 @@ fn apply_splits() {
 fn predict_forest() {
     let mut devs = backends();
     let mut rng = StdRng::seed_from_u64(6);
-    // (rows, features, tree_count, node_count, max_depth)
-    let cases = [(0, 1, 2, 3, 4), (1, 1, 0, 0, 0), (1, 2, 1, 1, 0), (129, 3, 7, 200, 8), (1000, 5, 30, 2000, 64), (300, 2, 5, 50, 64)];
-    for (rows, features, tree_count, node_count, max_depth) in cases {
+    // (rows, features, tree_count, node_count, max_depth, leaf probability); children mostly
+    // point a few nodes ahead (deep walks), some back (must stop) or anywhere. The last case
+    // is refused (max-depth > node-count) by every backend alike.
+    let cases = [
+        (0, 1, 2, 3, 3, 0.3),
+        (1, 1, 0, 0, 0, 0.3),
+        (1, 2, 1, 1, 0, 0.3),
+        (129, 3, 7, 200, 8, 0.3),
+        (1000, 5, 30, 2000, 64, 0.3),
+        (300, 2, 5, 50, 50, 0.3),
+        (257, 4, 11, 3000, 3000, 0.02),
+        (70, 2, 3, 10, 11, 0.3),
+    ];
+    for (rows, features, tree_count, node_count, max_depth, leaf_p) in cases {
         let p = PredictParams { rows, features, tree_count, node_count, max_depth };
         let x: Vec<u32> = (0..rows * features).map(|_| awkward_float(&mut rng).to_bits()).collect();
         let mut nodes = Vec::new();
-        for _ in 0..node_count {
-            if rng.random_bool(0.3) {
-                nodes.extend([NONE, rng.random(), rng.random(), rng.random()]);
+        for i in 0..node_count {
+            if rng.random_bool(leaf_p) {
+                // 64-bit leaf values, often near 2^64 so row sums carry into word 2.
+                let hi = if rng.random_bool(0.5) { u32::MAX - rng.random_range(0..4) } else { rng.random() };
+                nodes.extend([NONE, rng.random(), hi, rng.random()]);
             } else {
                 let feature = garbage_indices(&mut rng, 1, features)[0];
-                let children = garbage_indices(&mut rng, 2, node_count);
-                nodes.extend([feature, awkward_float(&mut rng).to_bits(), children[0], children[1]]);
+                let mut child = || match rng.random_range(0..10) {
+                    0 => garbage_indices(&mut rng, 1, node_count)[0],
+                    1 => rng.random_range(0..=i),
+                    _ => i.saturating_add(rng.random_range(1..5)),
+                };
+                let (left, right) = (child(), child());
+                nodes.extend([feature, awkward_float(&mut rng).to_bits(), left, right]);
             }
         }
         let roots = garbage_indices(&mut rng, tree_count as usize, node_count);
-        let sums = garbage_indices(&mut rng, rows as usize * 2 + 1, 5);
+        let sums = garbage_indices(&mut rng, rows as usize * 4 + 1, 5);
         let bufs = [words_to_bytes(&x), words_to_bytes(&nodes), words_to_bytes(&roots), words_to_bytes(&sums)];
         check(&mut devs, &format!("predict-forest {p:?}"), &bufs, |d, ids| d.predict_forest(&p, ids[0], ids[1], ids[2], ids[3]));
+    }
+
+    // Hand-built forests whose CPU answer is asserted before the backends are compared.
+    let mut planted = |label: &str, p: PredictParams, x: &[f32], nodes: &[u32], roots: &[u32], want: &[u128]| {
+        let mut got = vec![0u32; p.rows as usize * 4];
+        kernels::predict_forest(&p, x, nodes, roots, &mut got);
+        let want: Vec<u32> = want.iter().flat_map(|&v| (0..4).map(move |i| (v >> (32 * i)) as u32)).collect();
+        assert_eq!(got, want, "{label}: CPU reference");
+        let x: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
+        let bufs = [words_to_bytes(&x), words_to_bytes(nodes), words_to_bytes(roots), words_to_bytes(&vec![0xeeee_eeee; got.len()])];
+        check(&mut devs, &format!("predict-forest {label} {p:?}"), &bufs, |d, ids| d.predict_forest(&p, ids[0], ids[1], ids[2], ids[3]));
+    };
+
+    // 64-bit leaves whose sum carries into word 2: 2^64 - 6 three times plus 0x20.
+    let big = u64::MAX - 5;
+    let nodes = [0, 0.0f32.to_bits(), 1, 2, NONE, big as u32, (big >> 32) as u32, 0, NONE, u32::MAX, u32::MAX, 0, NONE, 0x20, 0, 0];
+    let p = PredictParams { rows: 3, features: 1, tree_count: 4, node_count: 4, max_depth: 1 };
+    let (low, high) = (3 * big as u128 + 0x20, 3 * u64::MAX as u128 + 0x20);
+    planted("carry into word 2", p, &[-1.0, 1.0, f32::NAN], &nodes, &[0, 0, 3, 0], &[low, high, high]);
+
+    // Cycles and back-edges add nothing: node 1 is a self-loop, node 3 jumps back to the
+    // leaf at node 2 (which tree 2 reaches directly), node 4 goes back to the root.
+    let nodes = [
+        0, 0.0f32.to_bits(), 1, 3, //
+        0, f32::INFINITY.to_bits(), 1, 1, //
+        NONE, 9, 0, 0, //
+        0, f32::INFINITY.to_bits(), 2, 4, //
+        0, 0.0f32.to_bits(), 0, 0, //
+    ];
+    let p = PredictParams { rows: 3, features: 1, tree_count: 3, node_count: 5, max_depth: 5 };
+    planted("back-edges", p, &[-1.0, 1.0, f32::NAN], &nodes, &[0, 3, 2], &[9, 9, 9]);
+
+    // A chain of 300 internal nodes then a leaf at depth 300 (well past the old 64-level cap):
+    // reached with max-depth 300, not with 299. Even nodes test feature 0 and send the right
+    // child out of range; odd nodes test feature 1 and send both children down the chain.
+    let depth = 300u32;
+    let mut nodes = Vec::new();
+    for i in 0..depth {
+        let right = if i % 2 == 0 { NONE } else { i + 1 };
+        nodes.extend([i % 2, 100.0f32.to_bits(), i + 1, right]);
+    }
+    nodes.extend([NONE, 0xdead_beef, 0x8000_0000, 0]);
+    let leaf = 0x8000_0000_dead_beefu128;
+    let x = [1.0f32, 2.0, 1.0, 200.0, 200.0, 1.0, f32::NAN, f32::NAN];
+    for (max_depth, reach) in [(depth, true), (depth - 1, false), (depth + 1, true)] {
+        let p = PredictParams { rows: 4, features: 2, tree_count: 3, node_count: depth + 1, max_depth };
+        let full = if reach { 3 * leaf } else { 0 };
+        // Row 1 goes right on feature 1 (the next node, still the chain); rows 2 and 3 go
+        // right on feature 0 at the root (NONE: out of range).
+        planted("deep chain", p, &x, &nodes, &[0, 0, 0], &[full, full, 0, 0]);
     }
     report("predict-forest", &devs);
 }
@@ -426,30 +514,52 @@ fn wgpu_adapters_are_reported() {
 fn find_splits_rows() {
     let mut devs = backends();
     let mut rng = StdRng::seed_from_u64(8);
-    // (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, absurd)
+    // (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, kind)
+    // kind Full: targets over the whole 32-bit range, weights 0..4 (duplicated bootstrap
+    // rows: weighted counts and entries differ); Absurd: also random targets and weights
+    // (wrapping sums); Few: targets 0, 2^31 and 2^32 - 1 only (pure slots with several
+    // bins); Heavy: targets near 2^32 - 1 with weights up to 2^20 (sums near 2^64);
+    // Xor: bins of features 0 and 1 are bits of the row, the target their XOR (impure
+    // slots whose best split gains nothing must still split).
+    use Targets::*;
     let cases = [
-        (0, 2, 4, 3, 0, 2, 1, false, false),
-        (1, 1, 2, 1, 0, 1, 0, false, false),
-        (5, 3, 256, 2, 7, 0, 1, true, false),
-        (131, 4, 16, 3, 5, 7, 2, true, false),
-        (1000, 6, 32, 4, 0, 9, 1, false, true),
-        (2049, 33, 256, 2, 3, 40, 1, true, false),
-        (3000, 5, 256, 20, 0, 5000, 1, false, false),
-        (70_001, 3, 64, 6, 1, 3, 5, false, false),
+        (0, 2, 4, 3, 0, 2, 1, false, Full),
+        (1, 1, 2, 1, 0, 1, 0, false, Full),
+        (5, 3, 256, 2, 7, 0, 1, true, Full),
+        (131, 4, 16, 3, 5, 7, 2, true, Full),
+        (1000, 6, 32, 4, 0, 9, 1, false, Absurd),
+        (2049, 33, 256, 2, 3, 40, 1, true, Full),
+        (3000, 5, 256, 20, 0, 5000, 1, false, Full),
+        (70_001, 3, 64, 6, 1, 3, 5, false, Full),
         // More than 65535 slots: a three-level scan and a multi-dispatch grid of slots.
-        (20_000, 2, 8, 8, 2, 70_000, 1, true, false),
+        (20_000, 2, 8, 8, 2, 70_000, 1, true, Full),
         // Few large slots (backends may take a dense-histogram path), wrapping sums, masks.
-        (5_000, 35, 16, 2, 3, 4, 1, true, true),
+        (5_000, 35, 16, 2, 3, 4, 1, true, Absurd),
         // Many slots of a handful of entries each, wrapping sums, masks.
-        (600, 5, 64, 3, 0, 200, 1, true, true),
+        (600, 5, 64, 3, 0, 200, 1, true, Absurd),
+        // min-samples-leaf above 1 counts distinct rows, small and large slots.
+        (400, 4, 16, 3, 0, 60, 3, false, Full),
+        (3000, 3, 32, 2, 1, 6, 4, true, Full),
+        (20_000, 3, 8, 1, 0, 3, 2, false, Full),
+        // Pure slots over several bins, small slots and large ones, dense path too.
+        (300, 3, 16, 2, 0, 40, 1, false, Few),
+        (4000, 3, 16, 3, 0, 12, 1, false, Few),
+        (40_000, 2, 8, 1, 0, 2, 2, false, Few),
+        // Sums near 2^64 and scores near 2^96.
+        (700, 3, 64, 2, 0, 30, 1, true, Heavy),
+        (20_000, 2, 32, 2, 0, 3, 1, false, Heavy),
+        // Zero-gain splits of impure slots: one invocation, one workgroup and dense.
+        (256, 2, 4, 2, 0, 16, 1, false, Xor),
+        (1024, 2, 4, 2, 0, 4, 1, false, Xor),
+        (8192, 2, 4, 1, 0, 2, 2, false, Xor),
     ];
-    for (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, absurd) in cases {
+    for (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, kind) in cases {
         let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };
         let p = RowSplitParams { rows, features, max_bins, tree_count, slot_begin, slot_count, min_samples_leaf: min_leaf, mask_words };
         let words = rows.div_ceil(4) as usize;
         // Few distinct bins per feature so that ties between bins and features are common.
         let distinct = rng.random_range(2..=max_bins);
-        let bins: Vec<u32> = (0..features as usize * words)
+        let mut bins: Vec<u32> = (0..features as usize * words)
             .map(|_| {
                 let mut b = || if rng.random_bool(0.05) { rng.random::<u8>() as u32 } else { rng.random_range(0..distinct) };
                 let mut w = 0u32;
@@ -459,20 +569,69 @@ fn find_splits_rows() {
                 w
             })
             .collect();
+        let xor_bit = |r: u32, j: u32| (r >> j) & 1;
+        if kind == Xor {
+            // Features 0 and 1: bits 0 and 1 of the row.
+            bins[..2 * words].fill(0);
+            for r in 0..rows {
+                for j in 0..2 {
+                    bins[j as usize * words + r as usize / 4] |= xor_bit(r, j) << ((r % 4) * 8);
+                }
+            }
+        }
+        // Few and Xor: slots per tree (see node_of).
+        let per_tree = slot_count / tree_count.max(1);
         let targets: Vec<u32> = (0..rows)
-            .map(|_| if absurd && rng.random_bool(0.5) { rng.random() } else { rng.random_range(0..=TARGET_MAX) & !0xfff })
+            .map(|r| match kind {
+                Absurd if rng.random_bool(0.5) => rng.random(),
+                // Rows r in the even slots of their tree (r % per_tree even) share one target.
+                Few if (r % per_tree).is_multiple_of(2) => [0, 1 << 31, TARGET_MAX][(r % per_tree / 2 % 3) as usize],
+                Few => [0, 1 << 31, TARGET_MAX][rng.random_range(0..3)],
+                Heavy => TARGET_MAX - rng.random_range(0..4),
+                Xor => (xor_bit(r, 0) ^ xor_bit(r, 1)) * TARGET_MAX,
+                _ => rng.random_range(0..=TARGET_MAX),
+            })
             .collect();
         let n = tree_count as usize * rows as usize;
         let weights: Vec<u32> = (0..n)
-            .map(|_| match rng.random_range(0..8) {
-                0 => 0,
-                1 if absurd => rng.random(),
+            .map(|_| match (kind, rng.random_range(0..8)) {
+                (Xor, _) => 1,
+                (_, 0) => 0,
+                (Absurd, 1) => rng.random(),
+                (Heavy, _) => rng.random_range(1..=1 << 20),
                 _ => rng.random_range(1..4),
             })
             .collect();
-        let node_of = garbage_indices(&mut rng, n, slot_count + slot_begin);
+        let node_of = if kind == Xor {
+            // Each tree has its own slots, each holding whole groups of four rows (every
+            // combination of the two bits once): every split gains nothing.
+            (0..n as u32).map(|i| slot_begin + i / rows * per_tree + (i % rows) / 4 % per_tree).collect()
+        } else if kind == Few {
+            // Each tree has its own slots; every other slot is pure.
+            (0..n as u32).map(|i| slot_begin + i / rows * per_tree + (i % rows) % per_tree).collect()
+        } else {
+            garbage_indices(&mut rng, n, slot_count + slot_begin)
+        };
         let mask: Vec<u32> = (0..(slot_count * mask_words).max(1)).map(|_| rng.random::<u32>() | 1).collect();
         let splits = garbage_indices(&mut rng, ((slot_begin + slot_count) * SPLIT_WORDS) as usize + 3, 100);
+        // The cases cover what they claim (on the CPU reference, which the others equal).
+        let mut records = splits.clone();
+        kernels::find_splits_rows(&p, &bins, &targets, &weights, &node_of, &mask, &mut records);
+        let records: Vec<&[u32]> =
+            records[(slot_begin * SPLIT_WORDS) as usize..].chunks_exact(SPLIT_WORDS as usize).take(slot_count as usize).collect();
+        match kind {
+            Xor => assert!(records.iter().all(|r| r[..4] == [0, 0, r[7] / 2, r[7] / 2]), "zero-gain impure slots split"),
+            Few => {
+                let pure = records.iter().enumerate().filter(|(k, _)| (*k as u32 % per_tree).is_multiple_of(2));
+                assert!(pure.clone().all(|(_, r)| r[0] == NONE), "pure slots are leaves");
+                assert!(pure.clone().any(|(_, r)| r[7] >= 10), "pure slots of many rows");
+                assert!(records.iter().any(|r| r[0] != NONE), "some slots split");
+            }
+            Full if min_leaf > 1 && slot_count > 0 => {
+                assert!(records.iter().any(|r| r[0] != NONE && r[2] != r[3]), "weighted counts differ from entries")
+            }
+            _ => {}
+        }
         let bufs = [
             words_to_bytes(&bins),
             words_to_bytes(&targets),
@@ -481,9 +640,19 @@ fn find_splits_rows() {
             words_to_bytes(&mask),
             words_to_bytes(&splits),
         ];
-        check(&mut devs, &format!("find-splits-rows {p:?}"), &bufs, |d, ids| {
+        check(&mut devs, &format!("find-splits-rows {p:?} {kind:?}"), &bufs, |d, ids| {
             d.find_splits_rows(&p, ids[0], ids[1], ids[2], ids[3], ids[4], ids[5])
         });
     }
     report("find-splits-rows", &devs);
+}
+
+/// Target patterns of the `find_splits_rows` cases.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Targets {
+    Full,
+    Absurd,
+    Few,
+    Heavy,
+    Xor,
 }

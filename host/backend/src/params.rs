@@ -9,16 +9,15 @@ use crate::error::GpuError;
 pub const NONE: u32 = u32::MAX;
 /// Largest number of bins per feature (one byte per row and feature).
 pub const MAX_BINS: u32 = 256;
-/// Largest fixed-point target value (20 bits); keeps every sum and score exact.
-pub const TARGET_MAX: u32 = (1 << 20) - 1;
-/// u32 words per split record.
-pub const SPLIT_WORDS: u32 = 8;
-/// u32 words per histogram bin: count, sum low, sum high.
-pub const HIST_WORDS: u32 = 3;
+/// Largest fixed-point target value `T = 2^32 - 1` (docs/algorithm.md §5): a node's
+/// weighted target sum stays below 2^64 and every score exact in 128 bits.
+pub const TARGET_MAX: u32 = u32::MAX;
+/// u32 words per split record: feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi.
+pub const SPLIT_WORDS: u32 = 10;
+/// u32 words per histogram bin: count, entries, sum low, sum high, min target, max target.
+pub const HIST_WORDS: u32 = 6;
 /// u32 words per node given to `predict-forest`.
 pub const NODE_WORDS: u32 = 4;
-/// Deepest tree `predict-forest` will walk.
-pub const MAX_DEPTH_LIMIT: u32 = 64;
 
 fn bytes(what: &str, factors: &[u64]) -> Result<u64, GpuError> {
     factors
@@ -203,17 +202,17 @@ impl PredictParams {
     /// Sizes of `x`, `nodes`, `roots`, `sums`.
     pub fn check(&self) -> Result<[u64; 4], GpuError> {
         positive("features", self.features)?;
-        if self.max_depth > MAX_DEPTH_LIMIT {
+        if self.max_depth > self.node_count {
             return Err(GpuError::invalid(format!(
-                "`max-depth` is {}; predict-forest walks at most {MAX_DEPTH_LIMIT} levels",
-                self.max_depth
+                "`max-depth` is {}; it must be at most `node-count` ({})",
+                self.max_depth, self.node_count
             )));
         }
         Ok([
             bytes("x", &[self.rows as u64, self.features as u64, 4])?,
             bytes("nodes", &[self.node_count as u64, NODE_WORDS as u64, 4])?,
             bytes("roots", &[self.tree_count as u64, 4])?,
-            bytes("sums", &[self.rows as u64, 2, 4])?,
+            bytes("sums", &[self.rows as u64, 4, 4])?,
         ])
     }
 }

@@ -70,10 +70,13 @@ fn naive_histograms(p: &HistogramParams, bins: &[u32], t: &[u32], w: &[u32], nod
     let (rows, f, nb) = (p.rows as usize, p.features as usize, p.max_bins as usize);
     let words = rows.div_ceil(4);
     let mut counts = vec![0u32; p.slot_count as usize * f * nb];
+    let mut entries = vec![0u32; counts.len()];
     let mut sums = vec![0u64; counts.len()];
+    let mut lo = vec![u32::MAX; counts.len()];
+    let mut hi = vec![0u32; counts.len()];
     for i in 0..p.tree_count as usize * rows {
         let s = node_of[i];
-        if s < p.slot_begin || s - p.slot_begin >= p.slot_count {
+        if s < p.slot_begin || s - p.slot_begin >= p.slot_count || w[i] == 0 {
             continue;
         }
         let r = i % rows;
@@ -82,11 +85,14 @@ fn naive_histograms(p: &HistogramParams, bins: &[u32], t: &[u32], w: &[u32], nod
             if b < nb {
                 let at = ((s - p.slot_begin) as usize * f + j) * nb + b;
                 counts[at] = counts[at].wrapping_add(w[i]);
+                entries[at] += 1;
                 sums[at] = sums[at].wrapping_add(w[i] as u64 * t[r] as u64);
+                lo[at] = lo[at].min(t[r]);
+                hi[at] = hi[at].max(t[r]);
             }
         }
     }
-    counts.iter().zip(&sums).flat_map(|(&c, &s)| [c, s as u32, (s >> 32) as u32]).collect()
+    (0..counts.len()).flat_map(|k| [counts[k], entries[k], sums[k] as u32, (sums[k] >> 32) as u32, lo[k], hi[k]]).collect()
 }
 
 #[test]
@@ -99,7 +105,7 @@ fn build_histograms_matches_the_naive_definition_on_random_inputs() {
         let bins = pack_bins(rows as usize, features as usize, |_, _| rng.random_range(0..max_bins + 2));
         let t: Vec<u32> = (0..rows).map(|_| rng.random_range(0..=TARGET_MAX)).collect();
         let n = (trees * rows) as usize;
-        let w: Vec<u32> = (0..n).map(|_| rng.random_range(0..4)).collect();
+        let w: Vec<u32> = (0..n).map(|_| if rng.random_bool(0.1) { rng.random() } else { rng.random_range(0..4) }).collect();
         // Slots in and out of the batch, NONE, and garbage.
         let node_of: Vec<u32> = (0..n)
             .map(|_| match rng.random_range(0..10) {
@@ -114,13 +120,20 @@ fn build_histograms_matches_the_naive_definition_on_random_inputs() {
     }
 }
 
-fn hist_of(features: usize, max_bins: usize, cells: &[(usize, usize, u32, u64)]) -> Vec<u32> {
-    let mut h = vec![0u32; features * max_bins * 3];
-    for &(j, b, c, s) in cells {
-        let at = (j * max_bins + b) * 3;
-        h[at] = c;
-        h[at + 1] = s as u32;
-        h[at + 2] = (s >> 32) as u32;
+/// The histogram of one slot holding `rows` = (weight, target, bin of each feature).
+fn hist_of(features: usize, max_bins: usize, rows: &[(u32, u32, &[usize])]) -> Vec<u32> {
+    let mut h: Vec<u32> = (0..features * max_bins).flat_map(|_| [0, 0, 0, 0, u32::MAX, 0]).collect();
+    for &(w, t, bins) in rows {
+        for (j, &b) in bins.iter().enumerate() {
+            let c = &mut h[(j * max_bins + b) * 6..][..6];
+            let sum = (c[2] as u64 | (c[3] as u64) << 32) + w as u64 * t as u64;
+            c[0] += w;
+            c[1] += 1;
+            c[2] = sum as u32;
+            c[3] = (sum >> 32) as u32;
+            c[4] = c[4].min(t);
+            c[5] = c[5].max(t);
+        }
     }
     h
 }
@@ -132,52 +145,94 @@ fn split_params(features: u32, max_bins: u32, min_leaf: u32) -> SplitParams {
 #[test]
 fn find_splits_picks_the_exact_best_split() {
     // Feature 0 separates 0s from 100s perfectly at bin 1; feature 1 is noise.
-    let h = hist_of(2, 4, &[(0, 0, 2, 0), (0, 1, 1, 0), (0, 3, 3, 300), (1, 0, 3, 100), (1, 2, 3, 200)]);
-    let mut s = vec![0u32; 8];
+    let rows: [(u32, u32, &[usize]); 6] =
+        [(1, 0, &[0, 0]), (1, 0, &[0, 2]), (1, 0, &[1, 0]), (1, 100, &[3, 0]), (1, 100, &[3, 2]), (1, 100, &[3, 2])];
+    let h = hist_of(2, 4, &rows);
+    let mut s = vec![0u32; 10];
     kernels::find_splits(&split_params(2, 4, 1), &h, &[], &mut s);
-    assert_eq!(s, [0, 1, 3, 0, 0, 6, 300, 0]);
+    assert_eq!(s, [0, 1, 3, 3, 0, 0, 6, 6, 300, 0]);
+    // Bootstrap weights: counts and sums are weighted, entries count rows.
+    let rows: [(u32, u32, &[usize]); 3] = [(3, 0, &[0, 1]), (1, 7, &[1, 1]), (2, 100, &[2, 0])];
+    let h = hist_of(2, 4, &rows);
+    kernels::find_splits(&split_params(2, 4, 1), &h, &[], &mut s);
+    assert_eq!(s, [0, 1, 4, 2, 7, 0, 6, 3, 207, 0]);
 }
 
 #[test]
 fn find_splits_breaks_ties_to_lower_feature_then_lower_bin() {
-    // Two identical features; bins 1 and 2 of each give the same partition.
-    let cells = [(0, 0, 1, 0), (0, 3, 1, 10), (1, 0, 1, 0), (1, 3, 1, 10)];
-    let h = hist_of(2, 4, &cells);
-    let mut s = vec![0u32; 8];
+    // Two identical features; bins 0, 1 and 2 of each give the same partition.
+    let h = hist_of(2, 4, &[(1, 0, &[0, 0]), (1, 10, &[3, 3])]);
+    let mut s = vec![0u32; 10];
     kernels::find_splits(&split_params(2, 4, 1), &h, &[], &mut s);
-    assert_eq!(&s[..3], &[0, 0, 1]);
+    assert_eq!(&s[..4], &[0, 0, 1, 1]);
     // Masking feature 0 out moves the choice to feature 1.
     let p = SplitParams { mask_words: 1, ..split_params(2, 4, 1) };
     kernels::find_splits(&p, &h, &[0b10], &mut s);
-    assert_eq!(&s[..3], &[1, 0, 1]);
+    assert_eq!(&s[..4], &[1, 0, 1, 1]);
 }
 
 #[test]
 fn find_splits_reports_leaves_with_totals() {
-    let mut s = vec![0u32; 8];
-    // Constant target: no split improves the score.
-    let h = hist_of(1, 4, &[(0, 0, 2, 10), (0, 2, 2, 10)]);
+    let mut s = vec![0u32; 10];
+    // A pure slot is a leaf even though its rows fall in several bins.
+    let h = hist_of(1, 4, &[(2, 10, &[0]), (2, 10, &[2]), (1, 10, &[1])]);
     kernels::find_splits(&split_params(1, 4, 1), &h, &[], &mut s);
-    assert_eq!(s, [NONE, 0, 0, 0, 0, 4, 20, 0]);
-    // min-samples-leaf larger than either side.
-    let h = hist_of(1, 4, &[(0, 0, 2, 0), (0, 2, 2, 50)]);
+    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 5, 3, 50, 0]);
+    // min-samples-leaf counts distinct rows, not bootstrap draws: two rows drawn twice
+    // each are two rows.
+    let h = hist_of(1, 4, &[(2, 0, &[0]), (2, 50, &[2])]);
+    kernels::find_splits(&split_params(1, 4, 2), &h, &[], &mut s);
+    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 4, 2, 100, 0]);
+    kernels::find_splits(&split_params(1, 4, 1), &h, &[], &mut s);
+    assert_eq!(s, [0, 0, 2, 1, 0, 0, 4, 2, 100, 0]);
+    let h = hist_of(1, 4, &[(1, 0, &[0]), (1, 0, &[0]), (1, 50, &[2]), (1, 50, &[2])]);
+    kernels::find_splits(&split_params(1, 4, 2), &h, &[], &mut s);
+    assert_eq!(&s[..4], &[0, 0, 2, 2]);
     kernels::find_splits(&split_params(1, 4, 3), &h, &[], &mut s);
     assert_eq!(s[0], NONE);
-    kernels::find_splits(&split_params(1, 4, 2), &h, &[], &mut s);
-    assert_eq!(&s[..3], &[0, 0, 2]);
     // An empty slot.
-    kernels::find_splits(&split_params(1, 4, 1), &vec![0; 12], &[], &mut s);
-    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 0, 0]);
+    kernels::find_splits(&split_params(1, 4, 1), &hist_of(1, 4, &[]), &[], &mut s);
+    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn find_splits_splits_impure_slots_without_gain() {
+    // XOR-like: both halves have the mean of the whole slot, so the split gains nothing,
+    // yet an impure slot splits (as scikit-learn does).
+    let h = hist_of(1, 4, &[(1, 0, &[0]), (1, 10, &[0]), (1, 0, &[1]), (1, 10, &[1])]);
+    let mut s = vec![0u32; 10];
+    kernels::find_splits(&split_params(1, 4, 1), &h, &[], &mut s);
+    assert_eq!(s, [0, 0, 2, 2, 10, 0, 4, 4, 20, 0]);
+}
+
+#[test]
+fn find_splits_is_exact_with_full_width_targets_and_heavy_weights() {
+    let t = TARGET_MAX;
+    // Scores near 2^96: 0xfffffffe and 0xffffffff weighted by large bootstrap counts.
+    let rows: [(u32, u32, &[usize]); 3] = [(1_000_000, t, &[0]), (3_000_000, t - 1, &[1]), (7, t, &[2])];
+    let h = hist_of(1, 4, &rows);
+    let mut s = vec![0u32; 10];
+    kernels::find_splits(&split_params(1, 4, 1), &h, &[], &mut s);
+    let (s0, s1, s2) = (1_000_000 * t as u64, 3_000_000 * (t - 1) as u64, 7 * t as u64);
+    let all = s0 + s1 + s2;
+    assert!(all > 1 << 53, "sums beyond f64's exact range");
+    let score = |s: u64, n: u64| (s as u128 * s as u128) / n as u128;
+    let at0 = score(s0, 1_000_000) + score(s1 + s2, 3_000_007);
+    let at1 = score(s0 + s1, 4_000_000) + score(s2, 7);
+    let (bin, nl, sl) = if at1 > at0 { (1, 4_000_000, s0 + s1) } else { (0, 1_000_000, s0) };
+    assert_eq!(s, [0, bin, nl, bin + 1, sl as u32, (sl >> 32) as u32, 4_000_007, 3, all as u32, (all >> 32) as u32]);
+    assert_eq!(s, naive_split(&h, 1, 4, 1, None));
 }
 
 #[test]
 fn find_splits_writes_at_slot_begin_and_survives_absurd_counts() {
-    let h = hist_of(1, 2, &[(0, 0, u32::MAX, u64::MAX), (0, 1, u32::MAX, u64::MAX)]);
-    let mut s = vec![7u32; 24];
+    let mut h = vec![u32::MAX; 2 * 6];
+    h[4] = 0;
+    let mut s = vec![7u32; 30];
     let p = SplitParams { slot_begin: 2, ..split_params(1, 2, 1) };
     kernels::find_splits(&p, &h, &[], &mut s);
-    assert_eq!(&s[..16], &[7; 16]);
-    assert_eq!(s[16..].len(), 8);
+    assert_eq!(&s[..20], &[7; 20]);
+    assert_eq!(s[20..], naive_split(&h, 1, 2, 1, None));
 }
 
 #[test]
@@ -185,7 +240,7 @@ fn apply_splits_moves_rows_to_child_slots() {
     let rows = 5;
     let bins = pack_bins(rows, 2, |r, j| if j == 1 { r as u32 } else { 0 });
     // slot 0 splits on feature 1 at bin 2; slot 1 is a leaf; slot 2 names a bad feature.
-    let splits = [1, 2, 0, 0, 0, 0, 0, 0, NONE, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0];
+    let splits = [1, 2, 0, 0, 0, 0, 0, 0, 0, 0, NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let next = [10, 11, 12, 13, 14, 15];
     let mut node_of = vec![0, 0, 0, 1, 0, /* tree 1 */ 2, NONE, 0, 77, 0];
     let p = ApplyParams { rows: rows as u32, features: 2, tree_count: 2, slot_count: 3 };
@@ -195,57 +250,192 @@ fn apply_splits_moves_rows_to_child_slots() {
 
 #[test]
 fn predict_forest_sums_leaves_and_bounds_walks() {
-    // Tree 0: x0 <= 0.5 ? leaf 10 : leaf 20. Tree 1: a leaf of 5. Tree 2: a cycle.
-    // Tree 3: a root out of range.
+    // Tree 0: x0 <= 0.5 ? leaf 10 : leaf 20. Tree 1: a leaf of 5. Tree 2: a self-loop.
+    // Tree 3: a root out of range. Tree 4: a back-edge to the leaf of tree 1.
     let nodes = [
         0, 0.5f32.to_bits(), 1, 2, //
         NONE, 10, 0, 0, //
         NONE, 20, 0, 0, //
         NONE, 5, 0, 0, //
         0, 0.0f32.to_bits(), 4, 4, //
+        0, f32::INFINITY.to_bits(), 3, 3, //
     ];
-    let roots = [0, 3, 4, 99];
+    let roots = [0, 3, 4, 99, 5];
     let x = [0.25f32, 0.5, 0.75];
-    let p = PredictParams { rows: 3, features: 1, tree_count: 4, node_count: 5, max_depth: 16 };
-    let mut sums = vec![0u32; 6];
+    let p = PredictParams { rows: 3, features: 1, tree_count: 5, node_count: 6, max_depth: 6 };
+    let mut sums = vec![0u32; 12];
     kernels::predict_forest(&p, &x, &nodes, &roots, &mut sums);
-    assert_eq!(sums, [15, 0, 15, 0, 25, 0]);
+    assert_eq!(sums, [15, 0, 0, 0, 15, 0, 0, 0, 25, 0, 0, 0]);
 }
 
-/// docs/algorithm.md §7 written out with no pruning.
-fn naive_split(h: &[u32], features: usize, max_bins: usize, min_leaf: u32, mask: Option<&[u32]>) -> [u32; 8] {
+#[test]
+fn predict_forest_sums_64_bit_leaves_in_128_bits() {
+    // Three trees whose leaves are near 2^64 and one small leaf: the sum carries into word 2.
+    let big = u64::MAX - 5;
+    let nodes = [
+        0, 0.0f32.to_bits(), 1, 2, //
+        NONE, big as u32, (big >> 32) as u32, 0, //
+        NONE, u32::MAX, u32::MAX, 0, //
+        NONE, 0x20, 0, 0, //
+    ];
+    let roots = [0, 0, 3, 0];
+    let x = [-1.0f32, 1.0, f32::NAN];
+    let p = PredictParams { rows: 3, features: 1, tree_count: 4, node_count: 4, max_depth: 1 };
+    let mut sums = vec![0u32; 12];
+    kernels::predict_forest(&p, &x, &nodes, &roots, &mut sums);
+    let want = |r: u128| [r as u32, (r >> 32) as u32, (r >> 64) as u32, (r >> 96) as u32];
+    let low = 3 * big as u128 + 0x20;
+    let high = 3 * u64::MAX as u128 + 0x20;
+    assert_eq!(sums[..4], want(low));
+    assert_eq!(sums[..4], [0x0e, 0, 3, 0]);
+    assert_eq!(sums[4..8], want(high));
+    assert_eq!(sums[8..], want(high), "NaN goes right");
+}
+
+#[test]
+fn predict_forest_walks_deep_chains_up_to_max_depth() {
+    // A chain of 100 internal nodes (x <= +inf goes left to the next node), then a leaf of 7
+    // at depth 100: reached with max-depth 100, not with 99. A second tree's chain of 80
+    // nodes ends in a back-edge to its own first node and must add nothing.
+    let depth = 100u32;
+    let mut nodes = Vec::new();
+    for i in 0..depth {
+        nodes.extend([0, f32::INFINITY.to_bits(), i + 1, NONE]);
+    }
+    nodes.extend([NONE, 7, 1, 0]);
+    let second = depth + 1;
+    for i in 0..80 {
+        let next = if i == 79 { second } else { second + i + 1 };
+        nodes.extend([0, f32::INFINITY.to_bits(), next, next]);
+    }
+    let node_count = nodes.len() as u32 / 4;
+    let x = [1.0f32, f32::NAN];
+    let roots = [0, second];
+    for (max_depth, want) in [(100, [7, 1, 0, 0]), (99, [0; 4]), (node_count, [7, 1, 0, 0])] {
+        let p = PredictParams { rows: 2, features: 1, tree_count: 2, node_count, max_depth };
+        p.check().unwrap();
+        let mut sums = vec![0xeeu32; 8];
+        kernels::predict_forest(&p, &x, &nodes, &roots, &mut sums);
+        assert_eq!(sums[..4], want, "max-depth {max_depth}");
+        // NaN goes right: NONE, out of range.
+        assert_eq!(sums[4..], [0; 4], "max-depth {max_depth}");
+    }
+}
+
+#[test]
+fn predict_forest_params_bound_max_depth_by_node_count() {
+    let p = PredictParams { rows: 3, features: 2, tree_count: 5, node_count: 1000, max_depth: 1000 };
+    assert_eq!(p.check().unwrap(), [3 * 2 * 4, 1000 * 16, 5 * 4, 3 * 16]);
+    let deep = PredictParams { max_depth: 1001, ..p };
+    let err = deep.check().unwrap_err().to_string();
+    assert!(err.contains("max-depth") && err.contains("node-count"), "{err}");
+    assert!(PredictParams { node_count: 0, max_depth: 0, ..p }.check().is_ok());
+    assert!(PredictParams { node_count: u32::MAX, max_depth: u32::MAX, ..p }.check().is_ok());
+}
+
+/// Naive §9: recursion over depth, the 128-bit sum as a u128.
+fn naive_predict(p: &PredictParams, x: &[f32], nodes: &[u32], roots: &[u32]) -> Vec<u32> {
+    fn walk(p: &PredictParams, xs: &[f32], nodes: &[u32], node: u32, steps_left: u64) -> u128 {
+        if steps_left == 0 || node >= p.node_count {
+            return 0;
+        }
+        let r = &nodes[node as usize * 4..node as usize * 4 + 4];
+        if r[0] == NONE {
+            return ((r[2] as u128) << 32) | r[1] as u128;
+        }
+        if r[0] >= p.features {
+            return 0;
+        }
+        let goes_left = !xs[r[0] as usize].is_nan() && xs[r[0] as usize] <= f32::from_bits(r[1]);
+        let child = if goes_left { r[2] } else { r[3] };
+        if child <= node { 0 } else { walk(p, xs, nodes, child, steps_left - 1) }
+    }
+    let f = p.features as usize;
+    let mut out = Vec::new();
+    for row in 0..p.rows as usize {
+        let xs = &x[row * f..row * f + f];
+        let total = roots.iter().fold(0u128, |acc, &root| acc.wrapping_add(walk(p, xs, nodes, root, p.max_depth as u64 + 1)));
+        out.extend((0..4).map(|i| (total >> (32 * i)) as u32));
+    }
+    out
+}
+
+#[test]
+fn predict_forest_matches_naive_walks() {
+    let mut rng = StdRng::seed_from_u64(9);
+    for case in 0..40 {
+        let rows = rng.random_range(0..300u32);
+        let features = rng.random_range(1..4u32);
+        let node_count = rng.random_range(0..200u32);
+        let tree_count = rng.random_range(0..12u32);
+        let max_depth = rng.random_range(0..=node_count);
+        let mut nodes = Vec::new();
+        for i in 0..node_count {
+            if rng.random_bool(0.25) {
+                nodes.extend([NONE, rng.random(), rng.random(), rng.random()]);
+            } else {
+                let mut child = || match rng.random_range(0..10) {
+                    0 => rng.random_range(0..=i),
+                    1 => rng.random(),
+                    _ => rng.random_range(i + 1..=node_count),
+                };
+                let (l, r) = (child(), child());
+                let feature = if rng.random_bool(0.05) { features + rng.random_range(0..3) } else { rng.random_range(0..features) };
+                nodes.extend([feature, rng.random_range(-2.0f32..2.0).to_bits(), l, r]);
+            }
+        }
+        let roots: Vec<u32> = (0..tree_count).map(|_| rng.random_range(0..node_count + 2)).collect();
+        let x: Vec<f32> = (0..rows * features)
+            .map(|_| if rng.random_bool(0.05) { f32::NAN } else { rng.random_range(-2.0f32..2.0) })
+            .collect();
+        let p = PredictParams { rows, features, tree_count, node_count, max_depth };
+        let mut sums = vec![0xeeu32; rows as usize * 4];
+        kernels::predict_forest(&p, &x, &nodes, &roots, &mut sums);
+        assert_eq!(sums, naive_predict(&p, &x, &nodes, &roots), "case {case}: {p:?}");
+    }
+}
+
+/// docs/algorithm.md §7 written out with no pruning, on one slot's 6-word cells.
+fn naive_split(h: &[u32], features: usize, max_bins: usize, min_leaf: u32, mask: Option<&[u32]>) -> [u32; 10] {
     let cell = |j: usize, b: usize| {
-        let at = (j * max_bins + b) * 3;
-        (h[at], h[at + 1] as u64 | (h[at + 2] as u64) << 32)
+        let c = &h[(j * max_bins + b) * 6..][..6];
+        (c[0], c[1], c[2] as u64 | (c[3] as u64) << 32, c[4], c[5])
     };
-    let (mut n, mut s) = (0u32, 0u64);
+    let (mut n, mut d, mut s, mut lo, mut hi) = (0u32, 0u32, 0u64, u32::MAX, 0u32);
     for b in 0..max_bins {
-        n = n.wrapping_add(cell(0, b).0);
-        s = s.wrapping_add(cell(0, b).1);
+        let (c, e, v, mn, mx) = cell(0, b);
+        n = n.wrapping_add(c);
+        d = d.wrapping_add(e);
+        s = s.wrapping_add(v);
+        lo = lo.min(mn);
+        hi = hi.max(mx);
     }
     let min_leaf = min_leaf.max(1);
     let score = |s: u64, n: u32| (s as u128 * s as u128) / n as u128;
-    let mut best: Option<(u128, u32, u32, u32, u64)> = None;
+    let mut best: Option<(u128, u32, u32, u32, u32, u64)> = None;
     for j in 0..features {
-        if n == 0 || mask.is_some_and(|m| m[j / 32] >> (j % 32) & 1 == 0) {
+        if mask.is_some_and(|m| m[j / 32] >> (j % 32) & 1 == 0) {
             continue;
         }
-        let (mut nl, mut sl) = (0u32, 0u64);
+        let (mut nl, mut dl, mut sl) = (0u32, 0u32, 0u64);
         for b in 0..max_bins - 1 {
-            nl = nl.wrapping_add(cell(j, b).0);
-            sl = sl.wrapping_add(cell(j, b).1);
-            let (nr, sr) = (n.wrapping_sub(nl), s.wrapping_sub(sl));
-            if nl >= min_leaf && nr >= min_leaf {
+            let (c, e, v, _, _) = cell(j, b);
+            nl = nl.wrapping_add(c);
+            dl = dl.wrapping_add(e);
+            sl = sl.wrapping_add(v);
+            let (nr, dr, sr) = (n.wrapping_sub(nl), d.wrapping_sub(dl), s.wrapping_sub(sl));
+            // Zero weighted counts only occur in wrapped or garbage histograms.
+            if dl >= min_leaf && dr >= min_leaf && nl != 0 && nr != 0 {
                 let sc = score(sl, nl).wrapping_add(score(sr, nr));
                 if best.is_none_or(|x| sc > x.0) {
-                    best = Some((sc, j as u32, b as u32, nl, sl));
+                    best = Some((sc, j as u32, b as u32, nl, dl, sl));
                 }
             }
         }
     }
-    match best.filter(|x| x.0 > score(s, n.max(1))) {
-        Some((_, j, b, nl, sl)) => [j, b, nl, sl as u32, (sl >> 32) as u32, n, s as u32, (s >> 32) as u32],
-        None => [NONE, 0, 0, 0, 0, n, s as u32, (s >> 32) as u32],
+    match best.filter(|_| lo != hi) {
+        Some((_, j, b, nl, dl, sl)) => [j, b, nl, dl, sl as u32, (sl >> 32) as u32, n, d, s as u32, (s >> 32) as u32],
+        None => [NONE, 0, 0, 0, 0, 0, n, d, s as u32, (s >> 32) as u32],
     }
 }
 
@@ -258,25 +448,24 @@ fn find_splits_matches_the_unpruned_definition_on_random_histograms() {
         let min_leaf = rng.random_range(0..4);
         let sparse = rng.random_range(0.0..1.0);
         let huge = case % 5 == 0;
+        let wide = case % 3 == 0;
+        let few_targets = case % 4 == 1;
         // Realistic histograms: one set of rows binned per feature; sometimes absurd words.
-        let mut h = vec![0u32; features * max_bins * 3];
-        let rows = rng.random_range(0..60);
-        for _ in 0..rows {
-            let (w, y) = (rng.random_range(1..4u32), rng.random_range(0..=TARGET_MAX) as u64);
-            let y = if rng.random_bool(0.3) { y & !0xff } else { y }; // ties in targets
-            for j in 0..features {
-                let b = if rng.random_bool(sparse) { 0 } else { rng.random_range(0..max_bins) };
-                let at = (j * max_bins + b) * 3;
-                h[at] += w;
-                let sum = (h[at + 1] as u64 | (h[at + 2] as u64) << 32) + w as u64 * y;
-                h[at + 1] = sum as u32;
-                h[at + 2] = (sum >> 32) as u32;
-            }
-        }
+        let rows: Vec<(u32, u32, Vec<usize>)> = (0..rng.random_range(0..60))
+            .map(|_| {
+                let w = if wide { rng.random_range(1..100_000u32) } else { rng.random_range(1..4u32) };
+                let y = if few_targets { rng.random_range(0..2) * 1000 } else { rng.random_range(0..=TARGET_MAX) };
+                let y = if rng.random_bool(0.3) { y & !0xff } else { y }; // ties in targets
+                let bins = (0..features).map(|_| if rng.random_bool(sparse) { 0 } else { rng.random_range(0..max_bins) }).collect();
+                (w, y, bins)
+            })
+            .collect();
+        let refs: Vec<(u32, u32, &[usize])> = rows.iter().map(|(w, y, b)| (*w, *y, &b[..])).collect();
+        let mut h = hist_of(features, max_bins, &refs);
         if huge {
             for word in h.iter_mut() {
                 if rng.random_bool(0.3) {
-                    *word = rng.random();
+                    *word = if rng.random_bool(0.2) { 0 } else { rng.random() };
                 }
             }
         }
@@ -291,7 +480,7 @@ fn find_splits_matches_the_unpruned_definition_on_random_histograms() {
             min_samples_leaf: min_leaf,
             mask_words: if use_mask { words as u32 } else { 0 },
         };
-        let mut out = vec![0u32; 8];
+        let mut out = vec![0u32; 10];
         kernels::find_splits(&p, &h, &mask, &mut out);
         let expect = naive_split(&h, features, max_bins, min_leaf, use_mask.then_some(&mask[..]));
         assert_eq!(out, expect, "case {case}: {p:?}");
@@ -316,12 +505,17 @@ fn find_splits_rows_equals_histograms_then_find_splits() {
         let trees = rng.random_range(1..4u32);
         let slot_begin = rng.random_range(0..3u32);
         let slot_count = rng.random_range(0..20u32);
-        let min_leaf = rng.random_range(0..3u32);
+        let min_leaf = rng.random_range(0..4u32);
         let distinct = rng.random_range(1..=max_bins + 1); // some bytes >= max_bins
         let bins = pack_bins(rows as usize, features as usize, |_, _| rng.random_range(0..distinct));
-        let targets: Vec<u32> = (0..rows).map(|_| rng.random_range(0..=TARGET_MAX) & !0x3ff).collect();
+        // Few distinct targets (pure slots are common) or the full 32-bit range.
+        let targets: Vec<u32> = (0..rows)
+            .map(|_| if case % 3 == 0 { rng.random_range(0..3) * 0x7fff_ffff } else { rng.random_range(0..=TARGET_MAX) & !0x3ff })
+            .collect();
         let n = (trees * rows) as usize;
-        let weights: Vec<u32> = (0..n).map(|_| rng.random_range(0..3)).collect();
+        let weights: Vec<u32> = (0..n)
+            .map(|_| if case % 7 == 0 && rng.random_bool(0.2) { rng.random() } else { rng.random_range(0..4) })
+            .collect();
         let node_of: Vec<u32> = (0..n)
             .map(|_| if rng.random_bool(0.05) { rng.random() } else { rng.random_range(0..slot_begin + slot_count + 1) })
             .collect();

@@ -14,6 +14,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wasi_gpu_backend::*;
 
+/// Bytes per split record.
+const RECORD_BYTES: u64 = SPLIT_WORDS as u64 * 4;
+
 fn bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
@@ -44,8 +47,8 @@ fn level(d: &mut Device, rows: u32, features: u32, trees: u32, seed: u64) -> Res
     let bins = d.create_buffer(bin_matrix_bytes(rows, features)?)?;
     let weights = d.create_buffer(trees as u64 * rows as u64 * 4)?;
     let node_of = d.create_buffer(trees as u64 * rows as u64 * 4)?;
-    let hist = d.create_buffer(trees as u64 * features as u64 * max_bins as u64 * 12)?;
-    let splits = d.create_buffer(trees as u64 * 32)?;
+    let hist = d.create_buffer(trees as u64 * features as u64 * max_bins as u64 * HIST_WORDS as u64 * 4)?;
+    let splits = d.create_buffer(trees as u64 * RECORD_BYTES)?;
     let next: Vec<u32> = (0..trees * 2).collect();
     let next_slot = buf(d, bytes(&next))?;
     // A depth-1 forest per tree: root splits feature t % features at 0.0.
@@ -58,7 +61,7 @@ fn level(d: &mut Device, rows: u32, features: u32, trees: u32, seed: u64) -> Res
     let roots: Vec<u32> = (0..trees).map(|t| t * 3).collect();
     let bn = buf(d, bytes(&nodes))?;
     let br = buf(d, bytes(&roots))?;
-    let sums = d.create_buffer(rows as u64 * 8)?;
+    let sums = d.create_buffer(rows as u64 * 16)?;
 
     let mut times = Vec::new();
     let mut timed = |d: &mut Device, name: &'static str, f: &dyn Fn(&mut Device) -> Result<(), GpuError>| {
@@ -77,7 +80,7 @@ fn level(d: &mut Device, rows: u32, features: u32, trees: u32, seed: u64) -> Res
     timed(d, "find-splits", &|d| d.find_splits(&sp, hist, bins /* unused: mask_words 0 */, splits))?;
     let ap = ApplyParams { rows, features, tree_count: trees, slot_count: trees };
     timed(d, "apply-splits", &|d| d.apply_splits(&ap, bins, splits, next_slot, node_of))?;
-    let pp = PredictParams { rows, features, tree_count: trees, node_count: trees * 3, max_depth: 4 };
+    let pp = PredictParams { rows, features, tree_count: trees, node_count: trees * 3, max_depth: 1 };
     timed(d, "predict-forest", &|d| d.predict_forest(&pp, bx, bn, br, sums))?;
 
     let mut out = Vec::new();
@@ -139,7 +142,7 @@ impl RowLevel {
             .into_iter()
             .map(|v| buf(d, v))
             .collect::<Result<Vec<_>, _>>()?;
-        let splits = d.create_buffer(p.slot_count as u64 * 32)?;
+        let splits = d.create_buffer(p.slot_count as u64 * RECORD_BYTES)?;
         let timed = |d: &mut Device, f: &dyn Fn(&mut Device) -> Result<(), GpuError>| {
             d.synchronize()?;
             let t = Instant::now();
@@ -151,17 +154,17 @@ impl RowLevel {
         // The first call also grows the scratch allocation; time the second.
         timed(d, &rows_call)?;
         let t_rows = timed(d, &rows_call)?;
-        let got = d.read(splits, 0, p.slot_count as u64 * 32)?;
+        let got = d.read(splits, 0, p.slot_count as u64 * RECORD_BYTES)?;
         let mut dense_out = None;
         if dense {
-            let per_slot = p.features as u64 * p.max_bins as u64 * 12;
+            let per_slot = p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
             let hist = d.create_buffer(per_slot * p.slot_count as u64)?;
-            let other = d.create_buffer(p.slot_count as u64 * 32)?;
+            let other = d.create_buffer(p.slot_count as u64 * RECORD_BYTES)?;
             let t = timed(d, &|d| {
                 d.build_histograms(&p.histogram(), ids[0], ids[1], ids[2], ids[3], hist)?;
                 d.find_splits(&p.split(), hist, ids[4], other)
             })?;
-            dense_out = Some((d.read(other, 0, p.slot_count as u64 * 32)?, t));
+            dense_out = Some((d.read(other, 0, p.slot_count as u64 * RECORD_BYTES)?, t));
             d.drop_buffer(hist);
             d.drop_buffer(other);
         }
@@ -195,16 +198,17 @@ fn row_levels(cuda: &mut Device, cpu: &mut Device, rows: u32, features: u32, tre
                 let (dense_got, t_dense) = dense.expect("dense run requested");
                 let same = got == want && dense_got == want;
                 ok &= same;
-                let splitting = want.chunks_exact(32).filter(|r| r[..4] != NONE.to_le_bytes()).count();
+                let rec = RECORD_BYTES as usize;
+                let splitting = want.chunks_exact(rec).filter(|r| r[..4] != NONE.to_le_bytes()).count();
                 println!(
                     "find-splits-rows {:>6} slots ({spt:>5}/tree, {max_bins:>3} bins, mask {masked:>5}, min-leaf {min_leaf}): cpu {t_cpu:9.2} ms   cuda {t_cuda:8.3} ms   cuda build+find {t_dense:8.3} ms   {splitting} splits   {}",
                     level.p.slot_count,
                     if same { "identical" } else { "DIFFERENT" }
                 );
                 if !same {
-                    let first = (0..want.len() / 32).find(|&k| got[k * 32..][..32] != want[k * 32..][..32]);
+                    let first = (0..want.len() / rec).find(|&k| got[k * rec..][..rec] != want[k * rec..][..rec]);
                     if let Some(k) = first {
-                        println!("  first differing slot {k}: cpu {:?} cuda {:?}", &want[k * 32..][..32], &got[k * 32..][..32]);
+                        println!("  first differing slot {k}: cpu {:?} cuda {:?}", &want[k * rec..][..rec], &got[k * rec..][..rec]);
                     }
                 }
             }

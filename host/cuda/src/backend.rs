@@ -11,11 +11,17 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DriverError};
 use cudarc::nvrtc::Ptx;
 use wasi_gpu_backend::{
     ApplyParams, Backend, BackendKind, BinFeaturesParams, BootstrapParams, BufferId, DeviceInfo, GpuError,
-    HistogramParams, PredictParams, RowSplitParams, SplitParams, HIST_WORDS,
+    HistogramParams, PredictParams, RowSplitParams, SplitParams, HIST_WORDS, SPLIT_WORDS,
 };
 
 use crate::compile;
 use crate::errors::{describe, is_kernel_fault, to_gpu};
+
+// The kernels hard-code the cell and record layouts of docs/algorithm.md §6-§7:
+// BH_HIST_WORDS / FS_HIST_WORDS = 6 words per histogram cell (build_histograms.cu,
+// find_splits.cu) and FS_SPLIT_WORDS = 10 words per split record (find_splits.cu,
+// find_splits_rows.cu, apply_splits.cu).
+const _: () = assert!(HIST_WORDS == 6 && SPLIT_WORDS == 10, "the CUDA kernels assume 6-word cells and 10-word records");
 
 /// Threads per block of every grid-stride kernel.
 const BLOCK: u32 = 256;
@@ -28,8 +34,9 @@ const MAX_GRID_Y: u64 = 65535;
 const ROW_BLOCK: u32 = 256;
 /// Slot counts scanned per block by `fsr_scan_tiles`; must equal FSR_TILE.
 const SCAN_TILE: u64 = 2048;
-/// Shared-memory histogram cells of `build_histograms_shared`; must equal BH_SHARED_CELLS.
-const SHARED_HIST_CELLS: u64 = 3072;
+/// Shared-memory histogram cells of `build_histograms_shared`; must equal BH_SHARED_CELLS
+/// (1536 cells of 24 bytes: 36 KiB of the 48 KiB of static shared memory per block).
+const SHARED_HIST_CELLS: u64 = 1536;
 /// Blocks per multiprocessor `build_histograms_shared` aims for, over all features.
 const SHARED_HIST_BLOCKS_PER_SM: u64 = 8;
 /// Largest histogram the dense find-splits-rows path materialises at once.
@@ -114,6 +121,7 @@ struct Kernels {
     fsr_scatter: CudaFunction,
     find_splits_rows: CudaFunction,
     build_histograms_shared: CudaFunction,
+    build_histograms_init: CudaFunction,
 }
 
 /// A device allocation the backend keeps for itself between calls (find-splits-rows'
@@ -168,6 +176,7 @@ impl CudaBackend {
                 fsr_scatter: f(compile::ENTRY_POINTS[11])?,
                 find_splits_rows: f(compile::ENTRY_POINTS[12])?,
                 build_histograms_shared: f(compile::ENTRY_POINTS[13])?,
+                build_histograms_init: f(compile::ENTRY_POINTS[14])?,
             };
             let stream = ctx.new_stream().map_err(|e| fail("cannot create a CUDA stream", e))?;
             let max_blocks = facts.max_grid_x.min(facts.multiprocessors.saturating_mul(32)).max(1);
@@ -318,7 +327,8 @@ impl CudaBackend {
         Ok(ptr)
     }
 
-    /// Queues build-histograms over raw pointers (the host zeroes `hist` first).
+    /// Queues build-histograms over raw pointers: first every cell of `hist` is set to the
+    /// untouched cell (0, 0, 0, 0, 0xffffffff, 0), then the entries are added.
     fn queue_build_histograms(
         &mut self,
         p: &HistogramParams,
@@ -327,8 +337,10 @@ impl CudaBackend {
         if p.slot_count == 0 {
             return Ok(());
         }
-        let hist_bytes = p.slot_count as u64 * p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
-        self.zero("build-histograms", hist, hist_bytes)?;
+        let cells = p.slot_count as u64 * p.features as u64 * p.max_bins as u64;
+        let mut args = [Arg::U32(p.features), Arg::U32(p.max_bins), Arg::U32(p.slot_count), Arg::Ptr(hist)];
+        let f = self.kernels.build_histograms_init.clone();
+        self.launch("build-histograms", &f, cells, BLOCK, &mut args)?;
         let mut args = [
             Arg::U32(p.rows),
             Arg::U32(p.features),

@@ -19,7 +19,7 @@ pub(crate) const SOURCES: [(&str, &str); 7] = [
 ];
 
 /// Every `extern "C" __global__` entry point the backend loads.
-pub(crate) const ENTRY_POINTS: [&str; 14] = [
+pub(crate) const ENTRY_POINTS: [&str; 15] = [
     "bin_features",
     "bootstrap_draws",
     "bootstrap_roots",
@@ -34,6 +34,7 @@ pub(crate) const ENTRY_POINTS: [&str; 14] = [
     "fsr_scatter",
     "find_splits_rows",
     "build_histograms_shared",
+    "build_histograms_init",
 ];
 
 /// PTX per virtual architecture ("compute_90"), or the compile error.

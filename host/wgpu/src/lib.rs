@@ -96,6 +96,7 @@ struct Kernels {
     bin_features: Kernel,
     bootstrap_draw: Kernel,
     bootstrap_mark: Kernel,
+    build_histograms_clear: Kernel,
     build_histograms: Kernel,
     find_splits: Kernel,
     apply_splits: Kernel,
@@ -352,6 +353,11 @@ impl WgpuBackend {
             bin_features: k("bin_features", &bin_features_src, "main"),
             bootstrap_draw: k("bootstrap.draw", include_str!("../../backend/src/kernels/bootstrap.wgsl"), "draw"),
             bootstrap_mark: k("bootstrap.mark", include_str!("../../backend/src/kernels/bootstrap.wgsl"), "mark"),
+            build_histograms_clear: k(
+                "build_histograms.clear",
+                include_str!("../../backend/src/kernels/build_histograms.wgsl"),
+                "clear_cells",
+            ),
             build_histograms: k(
                 "build_histograms",
                 include_str!("../../backend/src/kernels/build_histograms.wgsl"),
@@ -448,6 +454,20 @@ impl WgpuBackend {
         buffers: &[&wgpu::Buffer],
         total: u64,
     ) {
+        let bindings: Vec<(u32, &wgpu::Buffer)> = buffers.iter().enumerate().map(|(i, &b)| (i as u32 + 1, b)).collect();
+        self.dispatch_at(encoder, kernel, params, &bindings, total);
+    }
+
+    /// [`Self::dispatch`] with explicit (binding, buffer) pairs after the uniform at 0, for
+    /// entry points that use only some of their shader's bindings.
+    fn dispatch_at(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        params: &[u32],
+        bindings: &[(u32, &wgpu::Buffer)],
+        total: u64,
+    ) {
         if total == 0 {
             return;
         }
@@ -467,8 +487,8 @@ impl WgpuBackend {
                 usage: wgpu::BufferUsages::UNIFORM,
             });
             let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-            for (i, b) in buffers.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+            for &(binding, b) in bindings {
+                entries.push(wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() });
             }
             let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
@@ -487,14 +507,15 @@ impl WgpuBackend {
         }
     }
 
-    /// Records `build-histograms` (clear + one invocation per entry) into `encoder`.
-    /// `bufs`: bins, targets, weights, node-of, hist.
+    /// Records `build-histograms` (one invocation per cell writing the empty cell, then one
+    /// per entry) into `encoder`. `bufs`: bins, targets, weights, node-of, hist.
     fn encode_build_histograms(&self, encoder: &mut wgpu::CommandEncoder, p: &HistogramParams, bufs: [&wgpu::Buffer; 5]) {
-        let hist_bytes = p.slot_count as u64 * p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
+        // Device validated the histogram inside one buffer, so the cell count fits u32.
+        let cells = p.slot_count as u64 * p.features as u64 * p.max_bins as u64;
         let entries = p.tree_count as u64 * p.rows as u64;
         let params = [0, 0, p.rows, p.features, p.max_bins, p.rows.div_ceil(4), p.slot_begin, p.slot_count];
-        if hist_bytes > 0 {
-            encoder.clear_buffer(bufs[4], 0, Some(hist_bytes));
+        if cells > 0 {
+            self.dispatch_at(encoder, &self.kernels.build_histograms_clear, &params, &[(5, bufs[4])], cells);
             self.dispatch(encoder, &self.kernels.build_histograms, &params, &bufs, entries);
         }
     }

@@ -4,7 +4,8 @@ use super::{bin_at, par_chunks};
 use crate::params::{ApplyParams, NONE, SPLIT_WORDS};
 
 /// `node_of[i]` becomes `next_slot[2*s + side]`, side 0 when `bin <= split bin`,
-/// or NONE when its slot is out of range, has no split, or names a bad feature.
+/// or NONE when its slot is out of range, has no split, or names a bad feature. Only
+/// words 0 (feature) and 1 (bin) of each `SPLIT_WORDS`-word record are read.
 pub fn apply_splits(p: &ApplyParams, bins: &[u32], splits: &[u32], next_slot: &[u32], node_of: &mut [u32]) {
     let rows = p.rows as usize;
     let words = rows.div_ceil(4);

@@ -1,10 +1,15 @@
-//! `build-histograms`: exact integer (count, 64-bit target sum) histograms for every
-//! (slot, feature, bin) of one slot batch of one level, across all trees of the batch.
+//! `build-histograms`: exact integer (count, entries, 64-bit target sum, target min and
+//! max) histograms for every (slot, feature, bin) of one slot batch of one level, across
+//! all trees of the batch.
 
 use super::{bin_at, par_chunks};
-use crate::params::{HistogramParams, HIST_WORDS};
+use crate::params::{HistogramParams, HIST_WORDS, NONE};
 
-/// `hist[((slot - slot_begin) * features + j) * max_bins + bin]` = (count, sum lo, sum hi).
+/// A cell no entry reaches: (count, entries, sum lo, sum hi, min target, max target).
+pub const EMPTY_CELL: [u32; HIST_WORDS as usize] = [0, 0, 0, 0, NONE, 0];
+
+/// `hist[((slot - slot_begin) * features + j) * max_bins + bin]` =
+/// (count, entries, sum lo, sum hi, min target, max target); the whole output is overwritten.
 pub fn build_histograms(
     p: &HistogramParams,
     bins: &[u32],
@@ -36,17 +41,23 @@ pub fn build_histograms(
                 (node_of[i] >= lo && s < count && weights[i] != 0).then(|| ((i % rows) as u32, s, weights[i]))
             })
             .collect();
-        out.fill(0);
+        for cell in out.chunks_exact_mut(HIST_WORDS as usize) {
+            cell.copy_from_slice(&EMPTY_CELL);
+        }
         for j in 0..features {
             for &(row, s, w) in &mine {
                 let b = bin_at(bins, words, j, row as usize) as usize;
                 if b < max_bins {
-                    let cell = &mut out[((s as usize * features + j) * max_bins + b) * HIST_WORDS as usize..][..3];
-                    let sum = (cell[1] as u64 | (cell[2] as u64) << 32)
-                        .wrapping_add(w as u64 * targets[row as usize] as u64);
+                    let cell = &mut out[((s as usize * features + j) * max_bins + b) * HIST_WORDS as usize..]
+                        [..HIST_WORDS as usize];
+                    let t = targets[row as usize];
+                    let sum = (cell[2] as u64 | (cell[3] as u64) << 32).wrapping_add(w as u64 * t as u64);
                     cell[0] = cell[0].wrapping_add(w);
-                    cell[1] = sum as u32;
-                    cell[2] = (sum >> 32) as u32;
+                    cell[1] = cell[1].wrapping_add(1);
+                    cell[2] = sum as u32;
+                    cell[3] = (sum >> 32) as u32;
+                    cell[4] = cell[4].min(t);
+                    cell[5] = cell[5].max(t);
                 }
             }
         }

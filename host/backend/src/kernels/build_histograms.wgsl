@@ -1,7 +1,9 @@
 // `build-histograms` (docs/algorithm.md §6): WGSL twin of build_histograms.rs.
-// The host clears the histogram; one invocation per (tree, row) entry adds its weight and
-// weight * target to every feature's bin. The 64-bit sums are built from 32-bit atomics
-// with an explicit carry, so they are exact (mod 2^64) in any order.
+// Cells are 6 words: (count, entries, sum lo, sum hi, min target, max target).
+// `clear_cells` (one invocation per cell) writes the empty cell (0, 0, 0, 0, NONE, 0);
+// then `main`, one invocation per (tree, row) entry, adds its weight, 1, weight * target
+// and its target's min / max to every feature's bin. The 64-bit sums are built from
+// 32-bit atomics with an explicit carry, so they are exact (mod 2^64) in any order.
 
 struct Params {
     base: u32,
@@ -36,6 +38,24 @@ fn mul_wide(a: u32, b: u32) -> vec2<u32> {
     return vec2<u32>(lo, hi);
 }
 
+const NONE: u32 = 0xffffffffu;
+
+// Empty cells: `count` is the number of cells, `base` the first of this dispatch.
+@compute @workgroup_size(64)
+fn clear_cells(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let local = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if (local >= p.count) {
+        return;
+    }
+    let at = (p.base + local) * 6u;
+    atomicStore(&hist[at], 0u);
+    atomicStore(&hist[at + 1u], 0u);
+    atomicStore(&hist[at + 2u], 0u);
+    atomicStore(&hist[at + 3u], 0u);
+    atomicStore(&hist[at + 4u], NONE);
+    atomicStore(&hist[at + 5u], 0u);
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let local = (wid.y * nwg.x + wid.x) * 64u + lid;
@@ -53,21 +73,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let row = i % p.rows;
-    let v = mul_wide(w, targets[row]);
+    let t = targets[row];
+    let v = mul_wide(w, t);
     for (var j = 0u; j < p.features; j++) {
         let b = (bins[j * p.words + row / 4u] >> ((row % 4u) * 8u)) & 0xffu;
         if (b < p.max_bins) {
-            let at = ((s * p.features + j) * p.max_bins + b) * 3u;
+            let at = ((s * p.features + j) * p.max_bins + b) * 6u;
             atomicAdd(&hist[at], w);
-            let old = atomicAdd(&hist[at + 1u], v.x);
+            atomicAdd(&hist[at + 1u], 1u);
+            let old = atomicAdd(&hist[at + 2u], v.x);
             var carry = 0u;
             if (old + v.x < old) {
                 carry = 1u;
             }
+            // v.y <= 0xfffffffe (the product of two u32s), so the carry never wraps it.
             let high = v.y + carry;
             if (high != 0u) {
-                atomicAdd(&hist[at + 2u], high);
+                atomicAdd(&hist[at + 3u], high);
             }
+            atomicMin(&hist[at + 4u], t);
+            atomicMax(&hist[at + 5u], t);
         }
     }
 }

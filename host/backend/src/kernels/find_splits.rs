@@ -3,7 +3,7 @@
 use super::par_chunks;
 use crate::params::{HIST_WORDS, NONE, SPLIT_WORDS, SplitParams};
 
-/// `floor(s^2 / n)` in wrapping 128-bit arithmetic; `n` must be non-zero.
+/// `floor(s^2 / n)`, exact for any `s < 2^64` (`s^2 < 2^128`); `n` must be non-zero.
 #[inline]
 pub fn score(s: u64, n: u32) -> u128 {
     (s as u128 * s as u128) / n as u128
@@ -20,37 +20,54 @@ fn estimate(s: u64, n: u32) -> f64 {
 /// `find-splits-rows` so both decide identically.
 pub(crate) struct SplitSearch {
     n: u32,
+    d: u32,
     s: u64,
+    /// The slot's minimum target differs from its maximum; a pure slot is a leaf.
+    impure: bool,
     min_leaf: u32,
-    /// (score, feature, bin, left count, left sum)
-    best: Option<(u128, u32, u32, u32, u64)>,
+    /// (score, feature, bin, left count, left entries, left sum)
+    best: Option<(u128, u32, u32, u32, u32, u64)>,
     /// f64 estimate of the best score, used only to skip candidates that cannot win;
     /// -inf disables skipping (no best yet, or a best whose exact score may have wrapped).
     best_estimate: f64,
 }
 
 impl SplitSearch {
-    /// A slot with total weighted count `n` and sum `s`.
-    pub(crate) fn new(n: u32, s: u64, min_samples_leaf: u32) -> Self {
-        SplitSearch { n, s, min_leaf: min_samples_leaf.max(1), best: None, best_estimate: f64::NEG_INFINITY }
+    /// A slot with total weighted count `n`, entries `d`, sum `s` and target range
+    /// `min..=max` (all over feature 0's in-range bins).
+    pub(crate) fn new(n: u32, d: u32, s: u64, min: u32, max: u32, min_samples_leaf: u32) -> Self {
+        SplitSearch {
+            n,
+            d,
+            s,
+            impure: min != max,
+            min_leaf: min_samples_leaf.max(1),
+            best: None,
+            best_estimate: f64::NEG_INFINITY,
+        }
     }
 
-    /// Scans feature `feature`: `cells` yields (bin, count, sum) for bins below
+    /// Scans feature `feature`: `cells` yields (bin, count, entries, sum) for bins below
     /// `max_bins - 1` in ascending order. Empty bins may be left out: a bin that adds
     /// nothing repeats the previous partition, whose equal score never wins a tie.
-    pub(crate) fn feature(&mut self, feature: u32, cells: impl Iterator<Item = (u32, u32, u64)>) {
-        if self.n == 0 {
+    pub(crate) fn feature(&mut self, feature: u32, cells: impl Iterator<Item = (u32, u32, u32, u64)>) {
+        // A pure slot is a leaf whatever its candidates.
+        if !self.impure {
             return;
         }
-        let (mut nl, mut sl) = (0u32, 0u64);
-        for (b, c, v) in cells {
-            if c == 0 && v == 0 {
+        let (mut nl, mut dl, mut sl) = (0u32, 0u32, 0u64);
+        for (b, c, e, v) in cells {
+            if c == 0 && e == 0 && v == 0 {
                 continue;
             }
             nl = nl.wrapping_add(c);
+            dl = dl.wrapping_add(e);
             sl = sl.wrapping_add(v);
-            let (nr, sr) = (self.n.wrapping_sub(nl), self.s.wrapping_sub(sl));
-            if nl < self.min_leaf || nr < self.min_leaf {
+            let (nr, dr, sr) = (self.n.wrapping_sub(nl), self.d.wrapping_sub(dl), self.s.wrapping_sub(sl));
+            // Valid: at least min_leaf distinct rows each side. The non-zero weighted
+            // counts always hold for real inputs (every entry weighs at least 1); they only
+            // keep wrapped or garbage histograms from dividing by zero.
+            if dl < self.min_leaf || dr < self.min_leaf || nl == 0 || nr == 0 {
                 continue;
             }
             // Below 2^62 no exact sum can wrap and the estimate is within a relative 1e-15
@@ -62,21 +79,21 @@ impl SplitSearch {
             }
             let sc = score(sl, nl).wrapping_add(score(sr, nr));
             if self.best.is_none_or(|best| sc > best.0) {
-                self.best = Some((sc, feature, b, nl, sl));
+                self.best = Some((sc, feature, b, nl, dl, sl));
                 self.best_estimate = if small { est } else { f64::NEG_INFINITY };
             }
         }
     }
 
-    /// The 8-word split record: a split only if it beats the unsplit node's score.
-    pub(crate) fn record(&self) -> [u32; 8] {
-        let (n, s) = (self.n, self.s);
-        let split = self.best.filter(|best| best.0 > score(s, n.max(1)));
-        let (feature, bin, nl, sl) = match split {
-            Some((_, j, b, nl, sl)) => (j, b, nl, sl),
-            None => (NONE, 0, 0, 0),
+    /// The 10-word split record: the best valid candidate of an impure slot, else a leaf.
+    pub(crate) fn record(&self) -> [u32; 10] {
+        let (n, d, s) = (self.n, self.d, self.s);
+        let split = self.best.filter(|_| self.impure);
+        let (feature, bin, nl, dl, sl) = match split {
+            Some((_, j, b, nl, dl, sl)) => (j, b, nl, dl, sl),
+            None => (NONE, 0, 0, 0, 0),
         };
-        [feature, bin, nl, sl as u32, (sl >> 32) as u32, n, s as u32, (s >> 32) as u32]
+        [feature, bin, nl, dl, sl as u32, (sl >> 32) as u32, n, d, s as u32, (s >> 32) as u32]
     }
 }
 
@@ -86,7 +103,7 @@ pub(crate) fn allowed(feature_mask: &[u32], mask_words: u32, slot: usize, featur
     mask_words == 0 || feature_mask[slot * mask_words as usize + feature / 32] >> (feature % 32) & 1 == 1
 }
 
-/// Writes one 8-word record per slot to `splits[(slot_begin + k) * 8 ..]`
+/// Writes one 10-word record per slot to `splits[(slot_begin + k) * 10 ..]`
 /// (docs/algorithm.md §7). Ties go to the lower feature, then the lower bin.
 pub fn find_splits(p: &SplitParams, hist: &[u32], feature_mask: &[u32], splits: &mut [u32]) {
     let features = p.features as usize;
@@ -98,17 +115,24 @@ pub fn find_splits(p: &SplitParams, hist: &[u32], feature_mask: &[u32], splits: 
         for (k, record) in out.chunks_exact_mut(SPLIT_WORDS as usize).enumerate() {
             let slot = start / SPLIT_WORDS as usize + k;
             let h = &hist[slot * per_slot..(slot + 1) * per_slot];
+            // (count, entries, sum, min target, max target) of one cell.
             let cell = |j: usize, b: usize| {
-                let c = &h[(j * max_bins + b) * HIST_WORDS as usize..];
-                (b as u32, c[0], c[1] as u64 | (c[2] as u64) << 32)
+                let c = &h[(j * max_bins + b) * HIST_WORDS as usize..][..HIST_WORDS as usize];
+                (c[0], c[1], c[2] as u64 | (c[3] as u64) << 32, c[4], c[5])
             };
-            let (n, s) = (0..max_bins)
-                .map(|b| cell(0, b))
-                .fold((0u32, 0u64), |(n, s), (_, c, v)| (n.wrapping_add(c), s.wrapping_add(v)));
-            let mut search = SplitSearch::new(n, s, p.min_samples_leaf);
+            let (mut n, mut d, mut s, mut lo, mut hi) = (0u32, 0u32, 0u64, NONE, 0u32);
+            for b in 0..max_bins {
+                let (c, e, v, mn, mx) = cell(0, b);
+                (n, d, s) = (n.wrapping_add(c), d.wrapping_add(e), s.wrapping_add(v));
+                (lo, hi) = (lo.min(mn), hi.max(mx));
+            }
+            let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf);
             for j in 0..features {
                 if allowed(feature_mask, p.mask_words, slot, j) {
-                    search.feature(j as u32, (0..max_bins - 1).map(|b| cell(j, b)));
+                    search.feature(j as u32, (0..max_bins - 1).map(|b| {
+                        let (c, e, v, _, _) = cell(j, b);
+                        (b as u32, c, e, v)
+                    }));
                 }
             }
             record.copy_from_slice(&search.record());

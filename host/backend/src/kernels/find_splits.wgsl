@@ -1,6 +1,7 @@
 // `find-splits` (docs/algorithm.md §7): WGSL twin of find_splits.rs.
-// One invocation per slot of the batch. Scores are exact wrapping 128-bit integers held in
-// four u32 limbs (x = least significant), built with 32-bit arithmetic only.
+// One invocation per slot of the batch. Cells are 6 words (count, entries, sum lo, sum hi,
+// min target, max target); scores are exact wrapping 128-bit integers held in four u32
+// limbs (x = least significant), built with 32-bit arithmetic only.
 
 struct Params {
     base: u32,
@@ -20,7 +21,8 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(2) var<storage, read> feature_mask: array<u32>;
 @group(0) @binding(3) var<storage, read_write> splits: array<u32>;
 
-// mul_wide, square64, div_limb, score and write_record come from split_score.wgsl (prepended).
+// mul_wide, square64, div_limb, score, valid and write_record come from split_score.wgsl
+// (prepended).
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -29,13 +31,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let slot = p.base + local;
-    let h0 = slot * p.features * p.max_bins * 3u;
+    let h0 = slot * p.features * p.max_bins * 6u;
+    // Totals over feature 0's in-range bins.
     var n = 0u;
+    var d = 0u;
     var s = vec2<u32>(0u, 0u);
+    var lo = NONE;
+    var hi = 0u;
     for (var b = 0u; b < p.max_bins; b++) {
-        let at = h0 + b * 3u;
+        let at = h0 + b * 6u;
         n += hist[at];
-        s = add64(s, vec2<u32>(hist[at + 1u], hist[at + 2u]));
+        d += hist[at + 1u];
+        s = add64(s, vec2<u32>(hist[at + 2u], hist[at + 3u]));
+        lo = min(lo, hist[at + 4u]);
+        hi = max(hi, hist[at + 5u]);
     }
     let min_leaf = max(p.min_samples_leaf, 1u);
     var have = false;
@@ -43,8 +52,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var best_j = 0u;
     var best_b = 0u;
     var best_nl = 0u;
+    var best_dl = 0u;
     var best_sl = vec2<u32>(0u, 0u);
-    if (n > 0u) {
+    // A pure slot is a leaf whatever its candidates.
+    if (lo != hi) {
         for (var j = 0u; j < p.features; j++) {
             if (p.mask_words != 0u) {
                 let word = feature_mask[slot * p.mask_words + j / 32u];
@@ -53,14 +64,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 }
             }
             var nl = 0u;
+            var dl = 0u;
             var sl = vec2<u32>(0u, 0u);
             for (var b = 0u; b < p.max_bins - 1u; b++) {
-                let at = h0 + (j * p.max_bins + b) * 3u;
+                let at = h0 + (j * p.max_bins + b) * 6u;
                 nl += hist[at];
-                sl = add64(sl, vec2<u32>(hist[at + 1u], hist[at + 2u]));
+                dl += hist[at + 1u];
+                sl = add64(sl, vec2<u32>(hist[at + 2u], hist[at + 3u]));
                 let nr = n - nl;
                 let sr = sub64(s, sl);
-                if (nl >= min_leaf && nr >= min_leaf) {
+                if (valid(nl, dl, n, d, min_leaf)) {
                     let sc = add128(score(sl, nl), score(sr, nr));
                     if (!have || gt128(sc, best)) {
                         have = true;
@@ -68,11 +81,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                         best_j = j;
                         best_b = b;
                         best_nl = nl;
+                        best_dl = dl;
                         best_sl = sl;
                     }
                 }
             }
         }
     }
-    write_record(slot, have, best, best_j, best_b, best_nl, best_sl, n, s);
+    write_record(slot, have, best_j, best_b, best_nl, best_dl, best_sl, n, d, s);
 }

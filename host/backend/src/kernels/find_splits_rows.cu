@@ -2,8 +2,9 @@
 // build-histograms + find-splits for one slot batch, computed from each slot's own rows,
 // with no histogram in device memory.
 //
-// Uses fs_u128, fs_score, fs_add, fs_greater and FS_NONE from find_splits.cu, which
-// precedes this file in the one NVRTC translation unit.
+// Uses fs_u128, fs_greater, fs_empty, fs_valid, fs_candidate, fs_write_record, FS_NONE
+// and FS_SPLIT_WORDS from find_splits.cu, which precedes this file in the one NVRTC
+// translation unit, so both kernels apply the same candidate rules and record layout.
 //
 // Steps (one stream, in order):
 //   fsr_count      counts[local slot] += 1 for every entry (tree, row) of the batch with
@@ -15,15 +16,21 @@
 //                  k from an atomic cursor (the host re-zeroed counts). The order inside
 //                  a slot is arbitrary; every sum below is an exact wrapping integer sum,
 //                  so it cannot matter.
-//   find_splits_rows  one block per slot (grid-stride): totals from feature 0's in-range
-//                  bins, then as many allowed features at a time as FSR_HIST_CELLS bins hold
-//                  (8 at 256 bins, up to FSR_GROUP_MAX) tallied into a shared histogram
-//                  (count u32 + sum u64, shared atomics, wrapping), each feature scanned
+//   find_splits_rows  one block per slot (grid-stride): totals (n, d, S, min and max
+//                  target) from the entries whose feature-0 bin is in range, then as many
+//                  allowed features at a time as FSR_HIST_CELLS bins hold (8 at 256 bins,
+//                  up to FSR_GROUP_MAX) tallied into a shared histogram (count u32 +
+//                  entries u32 + sum u64, shared atomics, wrapping), each feature scanned
 //                  by one warp exactly as SplitSearch does: bins below max_bins - 1 in
-//                  ascending order, empty bins (count 0 and sum 0) skipped, both sides at
-//                  least min_samples_leaf, exact 128-bit score, strict > so the earliest
-//                  (feature, bin) keeps a tie. Threads then reduce with the same order
-//                  (higher score, then lower feature, then lower bin).
+//                  ascending order, empty bins skipped (fs_empty), valid candidates only
+//                  (fs_valid: both sides at least max(1, min_samples_leaf) entries), exact
+//                  128-bit score, strict > so the earliest (feature, bin) keeps a tie.
+//                  Threads then reduce with the same order (higher score, then lower
+//                  feature, then lower bin); the slot splits there when it is impure
+//                  (min target != max target).
+//
+// Static shared memory of find_splits_rows (limit 48 KiB): histogram 2048 cells x 16 B
+// = 32 KiB, entry cache 512 x 16 B = 8 KiB, group list, partial totals and bests < 1 KiB.
 
 #define FSR_THREADS 256
 #define FSR_WARPS (FSR_THREADS / 32)
@@ -202,6 +209,7 @@ struct fsr_best {
     unsigned int feature;
     unsigned int bin;
     unsigned int nl;
+    unsigned int dl;
     unsigned long long sl;
 };
 
@@ -228,6 +236,7 @@ static __device__ __forceinline__ fsr_best fsr_shfl_down(const fsr_best& a, unsi
     r.feature = __shfl_down_sync(FSR_FULL, a.feature, off);
     r.bin = __shfl_down_sync(FSR_FULL, a.bin, off);
     r.nl = __shfl_down_sync(FSR_FULL, a.nl, off);
+    r.dl = __shfl_down_sync(FSR_FULL, a.dl, off);
     r.sl = __shfl_down_sync(FSR_FULL, a.sl, off);
     return r;
 }
@@ -249,6 +258,7 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
     unsigned int* __restrict__ splits)
 {
     __shared__ unsigned int h_count[FSR_HIST_CELLS];
+    __shared__ unsigned int h_entries[FSR_HIST_CELLS];
     __shared__ unsigned long long h_sum[FSR_HIST_CELLS];
     __shared__ unsigned int c_row[FSR_CACHE];
     __shared__ unsigned int c_w[FSR_CACHE];
@@ -257,6 +267,9 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
     __shared__ unsigned int group_size;
     __shared__ unsigned long long next_feature;
     __shared__ unsigned int part_n[FSR_WARPS];
+    __shared__ unsigned int part_d[FSR_WARPS];
+    __shared__ unsigned int part_min[FSR_WARPS];
+    __shared__ unsigned int part_max[FSR_WARPS];
     __shared__ unsigned long long part_s[FSR_WARPS];
     __shared__ fsr_best part_best[FSR_WARPS];
 
@@ -276,13 +289,15 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
         const unsigned int count = start[slot + 1] - first;
         const bool cached = count <= FSR_CACHE;
 
-        // Totals over feature 0's in-range bins; small slots keep their entries in shared memory.
-        unsigned int n_part = 0;
+        // Totals over feature 0's in-range bins (weighted count, entries, weighted sum,
+        // target minimum and maximum); small slots keep their entries in shared memory.
+        unsigned int n_part = 0, d_part = 0, min_part = 0xffffffffu, max_part = 0u;
         unsigned long long s_part = 0;
         for (unsigned int e = tid; e < count; e += FSR_THREADS) {
             const unsigned int row = order_row[first + e];
             const unsigned int w = order_w[first + e];
-            const unsigned long long v = (unsigned long long)w * targets[row];
+            const unsigned int t = targets[row];
+            const unsigned long long v = (unsigned long long)w * t;
             if (cached) {
                 c_row[e] = row;
                 c_w[e] = w;
@@ -290,26 +305,38 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
             }
             if (fsr_bin(bins, words, 0u, row) < max_bins) {
                 n_part += w;
+                d_part += 1u;
                 s_part += v;
+                min_part = min(min_part, t);
+                max_part = max(max_part, t);
             }
         }
         for (unsigned int off = 16; off > 0; off /= 2) {
             n_part += __shfl_xor_sync(FSR_FULL, n_part, off);
+            d_part += __shfl_xor_sync(FSR_FULL, d_part, off);
             s_part += __shfl_xor_sync(FSR_FULL, s_part, off);
+            min_part = min(min_part, __shfl_xor_sync(FSR_FULL, min_part, off));
+            max_part = max(max_part, __shfl_xor_sync(FSR_FULL, max_part, off));
         }
         if (lane == 0) {
             part_n[warp] = n_part;
+            part_d[warp] = d_part;
             part_s[warp] = s_part;
+            part_min[warp] = min_part;
+            part_max[warp] = max_part;
         }
         if (tid == 0) {
             next_feature = 0;
         }
         __syncthreads();
-        unsigned int n = 0;
+        unsigned int n = 0, d = 0, t_min = 0xffffffffu, t_max = 0u;
         unsigned long long s = 0;
         for (unsigned int k = 0; k < FSR_WARPS; ++k) {
             n += part_n[k];
+            d += part_d[k];
             s += part_s[k];
+            t_min = min(t_min, part_min[k]);
+            t_max = max(t_max, part_max[k]);
         }
 
         fsr_best best;
@@ -318,9 +345,12 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
         best.feature = FS_NONE;
         best.bin = 0;
         best.nl = 0;
+        best.dl = 0;
         best.sl = 0;
-        // n is the same in every thread, so the whole block takes this branch or none.
-        while (n != 0) {
+        // count, t_min and t_max are the same in every thread, so the whole block takes this
+        // branch or none. A pure slot is a leaf whatever its candidates, and a slot without
+        // entries has none (dl stays 0).
+        while (count != 0 && t_min != t_max) {
             if (tid == 0) {
                 // The next group_cap features allowed by this slot's mask, ascending.
                 unsigned long long j = next_feature;
@@ -351,6 +381,7 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
             }
             for (unsigned int c = tid; c < size * max_bins; c += FSR_THREADS) {
                 h_count[c] = 0;
+                h_entries[c] = 0;
                 h_sum[c] = 0;
             }
             __syncthreads();
@@ -370,6 +401,7 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                     const unsigned int b = fsr_bin(bins, words, group[g], row);
                     if (b < max_bins) {
                         atomicAdd(&h_count[g * max_bins + b], w);
+                        atomicAdd(&h_entries[g * max_bins + b], 1u);
                         atomicAdd(&h_sum[g * max_bins + b], v);
                     }
                 }
@@ -379,48 +411,56 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
             for (unsigned int g = warp; g < size; g += FSR_WARPS) {
                 const unsigned int j = group[g];
                 const unsigned int* hc = h_count + g * max_bins;
+                const unsigned int* he = h_entries + g * max_bins;
                 const unsigned long long* hs = h_sum + g * max_bins;
                 const unsigned int lo = min(lane * per_lane, candidates);
                 const unsigned int hi = min(lo + per_lane, candidates);
-                unsigned int mine_n = 0;
+                unsigned int mine_n = 0, mine_d = 0;
                 unsigned long long mine_s = 0;
                 for (unsigned int b = lo; b < hi; ++b) {
-                    mine_n += hc[b];
-                    mine_s += hs[b];
+                    if (!fs_empty(hc[b], he[b], hs[b])) {
+                        mine_n += hc[b];
+                        mine_d += he[b];
+                        mine_s += hs[b];
+                    }
                 }
                 // Inclusive warp scan; subtracting our own part leaves the bins before `lo`.
-                unsigned int inc_n = mine_n;
+                unsigned int inc_n = mine_n, inc_d = mine_d;
                 unsigned long long inc_s = mine_s;
                 for (unsigned int off = 1; off < 32; off *= 2) {
                     const unsigned int yn = __shfl_up_sync(FSR_FULL, inc_n, off);
+                    const unsigned int yd = __shfl_up_sync(FSR_FULL, inc_d, off);
                     const unsigned long long ys = __shfl_up_sync(FSR_FULL, inc_s, off);
                     if (lane >= off) {
                         inc_n += yn;
+                        inc_d += yd;
                         inc_s += ys;
                     }
                 }
                 unsigned int nl = inc_n - mine_n;
+                unsigned int dl = inc_d - mine_d;
                 unsigned long long sl = inc_s - mine_s;
                 for (unsigned int b = lo; b < hi; ++b) {
                     const unsigned int c = hc[b];
+                    const unsigned int e = he[b];
                     const unsigned long long v = hs[b];
-                    if (c == 0 && v == 0) {
+                    if (fs_empty(c, e, v)) {
                         continue;
                     }
                     nl += c;
+                    dl += e;
                     sl += v;
-                    const unsigned int nr = n - nl;
-                    const unsigned long long sr = s - sl;
-                    if (nl < min_leaf || nr < min_leaf) {
+                    if (!fs_valid(nl, dl, n, d, min_leaf)) {
                         continue;
                     }
-                    const fs_u128 sc = fs_add(fs_score(sl, nl), fs_score(sr, nr));
+                    const fs_u128 sc = fs_candidate(sl, nl, s, n);
                     // This thread sees (feature, bin) ascending, so strict > keeps the earliest.
                     if (best.feature == FS_NONE || fs_greater(sc, best.score)) {
                         best.score = sc;
                         best.feature = j;
                         best.bin = b;
                         best.nl = nl;
+                        best.dl = dl;
                         best.sl = sl;
                     }
                 }
@@ -446,23 +486,10 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                     top = part_best[k];
                 }
             }
-            unsigned int feature = FS_NONE, bin = 0, nl = 0;
-            unsigned long long sl = 0;
-            if (top.feature != FS_NONE && fs_greater(top.score, fs_score(s, max(n, 1u)))) {
-                feature = top.feature;
-                bin = top.bin;
-                nl = top.nl;
-                sl = top.sl;
-            }
-            unsigned int* rec = splits + ((unsigned long long)slot_begin + slot) * 8ull;
-            rec[0] = feature;
-            rec[1] = bin;
-            rec[2] = nl;
-            rec[3] = (unsigned int)sl;
-            rec[4] = (unsigned int)(sl >> 32);
-            rec[5] = n;
-            rec[6] = (unsigned int)s;
-            rec[7] = (unsigned int)(s >> 32);
+            // Split at the best valid candidate whenever the slot is impure.
+            const bool split = top.feature != FS_NONE && t_min != t_max;
+            unsigned int* rec = splits + ((unsigned long long)slot_begin + slot) * FS_SPLIT_WORDS;
+            fs_write_record(rec, split, top.feature, top.bin, top.nl, top.dl, top.sl, n, d, s);
         }
         // Shared totals, cache and partial bests are reused by the next slot.
         __syncthreads();

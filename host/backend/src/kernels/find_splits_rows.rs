@@ -4,7 +4,7 @@
 use super::bin_at;
 use super::find_splits::{SplitSearch, allowed};
 use super::par_chunks;
-use crate::params::{RowSplitParams, SPLIT_WORDS};
+use crate::params::{NONE, RowSplitParams, SPLIT_WORDS};
 
 /// Groups the (tree, row) entries of the batch's slots by slot (counting sort), then
 /// decides each slot from its own rows, per feature tallying only the bins its rows touch.
@@ -65,11 +65,12 @@ pub fn find_splits_rows(
     par_chunks(&mut splits[begin..end], 4 * SPLIT_WORDS as usize, |first, out| {
         // Per-bin tallies of one feature, reset after each use through `touched`.
         let mut count = vec![0u32; max_bins];
+        let mut entries = vec![0u32; max_bins];
         let mut sum = vec![0u64; max_bins];
         let mut seen = vec![false; max_bins];
         let mut touched: Vec<u32> = Vec::new();
-        // The slot's entries: weight, weighted target, and their bins row by row.
-        let mut weighted: Vec<(u32, u64)> = Vec::new();
+        // The slot's entries: weight, weighted target, target, and their bins row by row.
+        let mut weighted: Vec<(u32, u64, u32)> = Vec::new();
         let mut slot_bins: Vec<u8> = Vec::new();
         for (k, record) in out.chunks_exact_mut(SPLIT_WORDS as usize).enumerate() {
             let slot = first / SPLIT_WORDS as usize + k;
@@ -78,43 +79,48 @@ pub fn find_splits_rows(
             slot_bins.clear();
             for &i in mine {
                 let (i, row) = (i as usize, i as usize % rows);
-                weighted.push((weights[i], weights[i] as u64 * targets[row] as u64));
+                weighted.push((weights[i], weights[i] as u64 * targets[row] as u64, targets[row]));
                 slot_bins.extend_from_slice(&row_bins[row * features..(row + 1) * features]);
             }
-            let column = |j: usize| weighted.iter().zip(slot_bins.get(j..).unwrap_or(&[]).iter().step_by(features)).map(|(&(w, v), &b)| (b as usize, w, v));
-            // Totals over feature 0's in-range bins, as find-splits takes them.
-            let (n, s) = column(0)
-                .filter(|&(b, _, _)| b < max_bins)
-                .fold((0u32, 0u64), |(n, s), (_, w, v)| (n.wrapping_add(w), s.wrapping_add(v)));
-            let mut search = SplitSearch::new(n, s, p.min_samples_leaf);
+            let column = |j: usize| weighted.iter().zip(slot_bins.get(j..).unwrap_or(&[]).iter().step_by(features)).map(|(&(w, v, t), &b)| (b as usize, w, v, t));
+            // Totals over feature 0's in-range bins, as find-splits takes them: every entry
+            // is one distinct row of the slot's tree, so `d` counts entries.
+            let (mut n, mut d, mut s, mut lo, mut hi) = (0u32, 0u32, 0u64, NONE, 0u32);
+            for (_, w, v, t) in column(0).filter(|&(b, ..)| b < max_bins) {
+                (n, d, s) = (n.wrapping_add(w), d.wrapping_add(1), s.wrapping_add(v));
+                (lo, hi) = (lo.min(t), hi.max(t));
+            }
+            let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf);
             for j in 0..features {
-                if !allowed(feature_mask, p.mask_words, slot, j) {
+                // A pure slot is a leaf: no feature needs tallying.
+                if lo == hi || !allowed(feature_mask, p.mask_words, slot, j) {
                     continue;
                 }
                 // Tally the slot's rows into the bins they touch, then scan only those bins
                 // in ascending order: O(rows + touched bins), never O(max_bins) per slot.
                 touched.clear();
-                for (b, w, v) in column(j) {
+                for (b, w, v, _) in column(j) {
                     if b < max_bins {
                         if !seen[b] {
                             seen[b] = true;
                             touched.push(b as u32);
                         }
                         count[b] = count[b].wrapping_add(w);
+                        entries[b] = entries[b].wrapping_add(1);
                         sum[b] = sum[b].wrapping_add(v);
                     }
                 }
                 if touched.len() * 4 < max_bins {
                     touched.sort_unstable();
-                    let cells = touched.iter().map(|&b| (b, count[b as usize], sum[b as usize]));
+                    let cells = touched.iter().map(|&b| (b, count[b as usize], entries[b as usize], sum[b as usize]));
                     search.feature(j as u32, cells.filter(|c| (c.0 as usize) < max_bins - 1));
                 } else {
-                    let cells = (0..max_bins - 1).filter(|&b| seen[b]).map(|b| (b as u32, count[b], sum[b]));
+                    let cells = (0..max_bins - 1).filter(|&b| seen[b]).map(|b| (b as u32, count[b], entries[b], sum[b]));
                     search.feature(j as u32, cells);
                 }
                 for &b in &touched {
                     let b = b as usize;
-                    (seen[b], count[b], sum[b]) = (false, 0, 0);
+                    (seen[b], count[b], entries[b], sum[b]) = (false, 0, 0, 0);
                 }
             }
             record.copy_from_slice(&search.record());

@@ -19,6 +19,9 @@
 //                   workgroup with SplitSearch's tie rule (lower feature, then lower bin).
 // Every count and sum is a wrapping integer (32-bit counts, 64-bit sums from 32-bit
 // atomics with carry, 128-bit scores in u32 limbs), so results never depend on order.
+// A slot's entries are distinct rows of one tree, so its entry counts are the `entries`
+// of build-histograms; a pure slot (min target == max target over feature 0's in-range
+// bins) skips the search and writes a leaf.
 //
 // Work is indexed by workgroup: `base` is the first workgroup of this dispatch, `count`
 // how many it has; a 2-D grid may hold a few more, which return at once.
@@ -58,7 +61,8 @@ const SMALL: u32 = 32u;
 @group(0) @binding(7) var<storage, read_write> scan: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read_write> order: array<u32>;
 
-// mul_wide, square64, div_limb, score and write_record come from split_score.wgsl (prepended).
+// mul_wide, square64, div_limb, score, valid and write_record come from split_score.wgsl
+// (prepended).
 
 // Bin of `row` for `feature` in the packed feature-major matrix.
 fn bin_at(feature: u32, row: u32) -> u32 {
@@ -200,17 +204,25 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var e_w: array<u32, SMALL>;
     var e_v: array<vec2<u32>, SMALL>;
     var e_b: array<u32, SMALL>;
+    // Totals over feature 0's in-range bins, as find-splits takes them.
     var n = 0u;
+    var d = 0u;
     var s = vec2<u32>(0u);
+    var lo = NONE;
+    var hi = 0u;
     for (var t = 0u; t < m; t++) {
         let i = order[range.x + t];
         let row = i % p.rows;
+        let y = targets[row];
         e_row[t] = row;
         e_w[t] = weights[i];
-        e_v[t] = mul_wide(e_w[t], targets[row]);
+        e_v[t] = mul_wide(e_w[t], y);
         if (bin_at(0u, row) < p.max_bins) {
             n += e_w[t];
+            d += 1u;
             s = add64(s, e_v[t]);
+            lo = min(lo, y);
+            hi = max(hi, y);
         }
     }
     let min_leaf = max(p.min_samples_leaf, 1u);
@@ -220,8 +232,10 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var top_j = 0u;
     var top_b = 0u;
     var top_nl = 0u;
+    var top_dl = 0u;
     var top_sl = vec2<u32>(0u);
-    if (n != 0u) {
+    // A pure slot is a leaf whatever its candidates.
+    if (lo != hi) {
         for (var j = 0u; j < p.features; j++) {
             if (!allowed(k, j)) {
                 continue;
@@ -245,29 +259,22 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 if (!first) {
                     continue;
                 }
+                // Bin b holds entry t, so it is never empty (an empty bin would only
+                // repeat the previous partition).
                 var nl = 0u;
+                var dl = 0u;
                 var sl = vec2<u32>(0u);
-                var c = 0u;
-                var cv = vec2<u32>(0u);
                 for (var u = 0u; u < m; u++) {
                     if (e_b[u] <= b) {
                         nl += e_w[u];
+                        dl += 1u;
                         sl = add64(sl, e_v[u]);
                     }
-                    if (e_b[u] == b) {
-                        c += e_w[u];
-                        cv = add64(cv, e_v[u]);
-                    }
                 }
-                // An empty bin repeats the previous partition (never wins a tie).
-                if (c == 0u && cv.x == 0u && cv.y == 0u) {
+                if (!valid(nl, dl, n, d, min_leaf)) {
                     continue;
                 }
-                let nr = n - nl;
-                if (nl < min_leaf || nr < min_leaf) {
-                    continue;
-                }
-                let sc = add128(score(sl, nl), score(sub64(s, sl), nr));
+                let sc = add128(score(sl, nl), score(sub64(s, sl), n - nl));
                 var better = !found || gt128(sc, top);
                 if (found && all(sc == top)) {
                     better = j < top_j || (j == top_j && b < top_b);
@@ -278,30 +285,40 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                     top_j = j;
                     top_b = b;
                     top_nl = nl;
+                    top_dl = dl;
                     top_sl = sl;
                 }
             }
         }
     }
-    write_record(k, found, top, top_j, top_b, top_nl, top_sl, n, s);
+    write_record(k, found, top_j, top_b, top_nl, top_dl, top_sl, n, d, s);
 }
 
 // ---- one workgroup per slot ----
 
+// 8344 bytes of workgroup memory in all, within WebGPU's 16 KiB default limit.
 var<workgroup> h_count: array<atomic<u32>, 256>;
+var<workgroup> h_entries: array<atomic<u32>, 256>;
 var<workgroup> h_lo: array<atomic<u32>, 256>;
 var<workgroup> h_hi: array<atomic<u32>, 256>;
 var<workgroup> part_n: array<u32, 64>;
+var<workgroup> part_d: array<u32, 64>;
 var<workgroup> part_s: array<vec2<u32>, 64>;
+// Per-thread target (min, max) of the totals.
+var<workgroup> part_range: array<vec2<u32>, 64>;
 var<workgroup> group_n: array<u32, 8>;
+var<workgroup> group_d: array<u32, 8>;
 var<workgroup> group_s: array<vec2<u32>, 8>;
 var<workgroup> total_n: u32;
+var<workgroup> total_d: u32;
 var<workgroup> total_s: vec2<u32>;
+var<workgroup> total_impure: u32;
 var<workgroup> slot_entries: u32;
 var<workgroup> best_score: array<vec4<u32>, 64>;
-// (feature or NONE when the thread has no candidate, bin, left count, left sum lo, hi)
+// (feature or NONE when the thread has no candidate, bin, left count, left sum lo)
 var<workgroup> best_key: array<vec4<u32>, 64>;
-var<workgroup> best_sh: array<u32, 64>;
+// (left sum hi, left entries)
+var<workgroup> best_sh: array<vec2<u32>, 64>;
 
 @compute @workgroup_size(64)
 fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -323,29 +340,42 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
     // Totals over feature 0's in-range bins, as find-splits takes them.
     var n = 0u;
+    var d = 0u;
     var s = vec2<u32>(0u);
+    var range_t = vec2<u32>(NONE, 0u);
     for (var e = begin + lid; e < end; e += WG) {
         let i = order[e];
         let row = i % p.rows;
         if (bin_at(0u, row) < p.max_bins) {
             let w = weights[i];
+            let y = targets[row];
             n += w;
-            s = add64(s, mul_wide(w, targets[row]));
+            d += 1u;
+            s = add64(s, mul_wide(w, y));
+            range_t = vec2<u32>(min(range_t.x, y), max(range_t.y, y));
         }
     }
     part_n[lid] = n;
+    part_d[lid] = d;
     part_s[lid] = s;
+    part_range[lid] = range_t;
     workgroupBarrier();
     if (lid == 0u) {
         for (var t = 1u; t < WG; t++) {
             n += part_n[t];
+            d += part_d[t];
             s = add64(s, part_s[t]);
+            range_t = vec2<u32>(min(range_t.x, part_range[t].x), max(range_t.y, part_range[t].y));
         }
         total_n = n;
+        total_d = d;
         total_s = s;
+        total_impure = select(0u, 1u, range_t.x != range_t.y);
     }
-    let uniform_n = workgroupUniformLoad(&total_n);
-    n = uniform_n;
+    // A pure slot is a leaf whatever its candidates: it skips the search.
+    let impure = workgroupUniformLoad(&total_impure) != 0u;
+    n = total_n;
+    d = total_d;
     s = total_s;
 
     let min_leaf = max(p.min_samples_leaf, 1u);
@@ -359,14 +389,16 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var best_j = 0u;
     var best_b = 0u;
     var best_nl = 0u;
+    var best_dl = 0u;
     var best_sl = vec2<u32>(0u);
-    if (uniform_n != 0u) {
+    if (impure) {
         for (var j = 0u; j < p.features; j++) {
             if (!allowed(k, j)) {
                 continue;
             }
             for (var b = lid; b < candidates; b += WG) {
                 atomicStore(&h_count[b], 0u);
+                atomicStore(&h_entries[b], 0u);
                 atomicStore(&h_lo[b], 0u);
                 atomicStore(&h_hi[b], 0u);
             }
@@ -379,6 +411,7 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                     let w = weights[i];
                     let v = mul_wide(w, targets[row]);
                     atomicAdd(&h_count[b], w);
+                    atomicAdd(&h_entries[b], 1u);
                     let old = atomicAdd(&h_lo[b], v.x);
                     let high = v.y + select(0u, 1u, old + v.x < old);
                     if (high != 0u) {
@@ -389,55 +422,66 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             workgroupBarrier();
             // This thread's bins, summed; then the prefix of all lower threads' bins.
             var cn = 0u;
+            var cd = 0u;
             var cs = vec2<u32>(0u);
             for (var b = lo_bin; b < hi_bin; b++) {
                 cn += atomicLoad(&h_count[b]);
+                cd += atomicLoad(&h_entries[b]);
                 cs = add64(cs, vec2<u32>(atomicLoad(&h_lo[b]), atomicLoad(&h_hi[b])));
             }
             part_n[lid] = cn;
+            part_d[lid] = cd;
             part_s[lid] = cs;
             workgroupBarrier();
             // Two-level prefix: sums of 8 threads' bins, then within the group of 8.
             if (lid < 8u) {
                 var gn = 0u;
+                var gd = 0u;
                 var gs = vec2<u32>(0u);
                 for (var t = lid * 8u; t < lid * 8u + 8u; t++) {
                     gn += part_n[t];
+                    gd += part_d[t];
                     gs = add64(gs, part_s[t]);
                 }
                 group_n[lid] = gn;
+                group_d[lid] = gd;
                 group_s[lid] = gs;
             }
             workgroupBarrier();
             var nl = 0u;
+            var dl = 0u;
             var sl = vec2<u32>(0u);
             for (var t = 0u; t < lid / 8u; t++) {
                 nl += group_n[t];
+                dl += group_d[t];
                 sl = add64(sl, group_s[t]);
             }
             for (var t = lid / 8u * 8u; t < lid; t++) {
                 nl += part_n[t];
+                dl += part_d[t];
                 sl = add64(sl, part_s[t]);
             }
             for (var b = lo_bin; b < hi_bin; b++) {
                 let c = atomicLoad(&h_count[b]);
+                let e = atomicLoad(&h_entries[b]);
                 let v = vec2<u32>(atomicLoad(&h_lo[b]), atomicLoad(&h_hi[b]));
                 // An empty bin repeats the previous partition, whose equal score never
                 // wins the strict comparison (as in SplitSearch).
-                if (c == 0u && v.x == 0u && v.y == 0u) {
+                if (c == 0u && e == 0u && v.x == 0u && v.y == 0u) {
                     continue;
                 }
                 nl += c;
+                dl += e;
                 sl = add64(sl, v);
-                let nr = n - nl;
-                if (nl >= min_leaf && nr >= min_leaf) {
-                    let sc = add128(score(sl, nl), score(sub64(s, sl), nr));
+                if (valid(nl, dl, n, d, min_leaf)) {
+                    let sc = add128(score(sl, nl), score(sub64(s, sl), n - nl));
                     if (!have || gt128(sc, best)) {
                         have = true;
                         best = sc;
                         best_j = j;
                         best_b = b;
                         best_nl = nl;
+                        best_dl = dl;
                         best_sl = sl;
                     }
                 }
@@ -449,7 +493,7 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
     best_score[lid] = best;
     best_key[lid] = vec4<u32>(select(NONE, best_j, have), best_b, best_nl, best_sl.x);
-    best_sh[lid] = best_sl.y;
+    best_sh[lid] = vec2<u32>(best_sl.y, best_dl);
     workgroupBarrier();
     if (lid != 0u) {
         return;
@@ -460,7 +504,7 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var found = false;
     var top = vec4<u32>(0u);
     var key = vec4<u32>(NONE, 0u, 0u, 0u);
-    var key_sh = 0u;
+    var key_sh = vec2<u32>(0u);
     for (var t = 0u; t < WG; t++) {
         let kt = best_key[t];
         if (kt.x == NONE) {
@@ -478,5 +522,5 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             key_sh = best_sh[t];
         }
     }
-    write_record(k, found, top, key.x, key.y, key.z, vec2<u32>(key.w, key_sh), n, s);
+    write_record(k, found, key.x, key.y, key.z, key_sh.y, vec2<u32>(key.w, key_sh.x), n, d, s);
 }

@@ -3,14 +3,16 @@
 use super::par_chunks;
 use crate::params::{PredictParams, NODE_WORDS, NONE};
 
-/// `sums[2r], sums[2r+1]` = low, high word of the u64 sum over trees of row r's leaf
-/// value. A walk that leaves the node array or exceeds `max_depth` adds nothing.
+/// `sums[4r..4r+4]` = the wrapping u128 sum over trees of row r's 64-bit leaf value, least
+/// significant word first. A walk that leaves the node array, names a feature out of range,
+/// steps to a child that is not after its parent, or exceeds `max_depth + 1` steps adds
+/// nothing (docs/algorithm.md §9).
 pub fn predict_forest(p: &PredictParams, x: &[f32], nodes: &[u32], roots: &[u32], sums: &mut [u32]) {
     let features = p.features as usize;
     // Tree by tree over a block of rows, so one tree's nodes stay in cache for the block.
-    par_chunks(&mut sums[..p.rows as usize * 2], 2 * 1024, |start, out| {
-        let first_row = start / 2;
-        let mut totals = vec![0u64; out.len() / 2];
+    par_chunks(&mut sums[..p.rows as usize * 4], 4 * 1024, |start, out| {
+        let first_row = start / 4;
+        let mut totals = vec![0u128; out.len() / 4];
         for &root in &roots[..p.tree_count as usize] {
             for (k, total) in totals.iter_mut().enumerate() {
                 let row = first_row + k;
@@ -22,19 +24,24 @@ pub fn predict_forest(p: &PredictParams, x: &[f32], nodes: &[u32], roots: &[u32]
                     }
                     let rec = &nodes[node as usize * NODE_WORDS as usize..];
                     if rec[0] == NONE {
-                        *total = total.wrapping_add(rec[1] as u64);
+                        *total = total.wrapping_add((rec[1] as u64 | (rec[2] as u64) << 32) as u128);
                         break;
                     }
                     if rec[0] as usize >= features {
                         break;
                     }
-                    node = if xs[rec[0] as usize] <= f32::from_bits(rec[1]) { rec[2] } else { rec[3] };
+                    let next = if xs[rec[0] as usize] <= f32::from_bits(rec[1]) { rec[2] } else { rec[3] };
+                    if next <= node {
+                        break;
+                    }
+                    node = next;
                 }
             }
         }
-        for (pair, total) in out.chunks_exact_mut(2).zip(totals) {
-            pair[0] = total as u32;
-            pair[1] = (total >> 32) as u32;
+        for (quad, total) in out.chunks_exact_mut(4).zip(totals) {
+            for (i, word) in quad.iter_mut().enumerate() {
+                *word = (total >> (32 * i)) as u32;
+            }
         }
     });
 }

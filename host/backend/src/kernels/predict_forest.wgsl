@@ -1,5 +1,7 @@
 // `predict-forest` (docs/algorithm.md §9): WGSL twin of predict_forest.rs.
-// One invocation per row; the 64-bit sum is accumulated in two u32 words with a carry.
+// One invocation per row; the wrapping 128-bit sum of 64-bit leaf values is accumulated in
+// four u32 words with explicit carries. A walk stops, adding nothing, at an index >= node
+// count, a feature >= features, a child not after its parent, or after max_depth + 1 steps.
 // Thresholds are compared through bit patterns, so subnormal flushing changes nothing.
 
 struct Params {
@@ -21,6 +23,22 @@ const NONE: u32 = 0xffffffffu;
 
 // is_nan, order_key and f32_le come from float_order.wgsl (prepended).
 
+// a + b + carry_in on u32: (sum, carry out), carry out in {0, 1}.
+fn add_carry(a: u32, b: u32, carry_in: u32) -> vec2<u32> {
+    let s = a + b;
+    let s2 = s + carry_in;
+    return vec2<u32>(s2, select(0u, 1u, s < a) + select(0u, 1u, s2 < s));
+}
+
+// Wrapping 128-bit `total + (hi << 32 | lo)`, least significant word in x.
+fn add_leaf(total: vec4<u32>, lo: u32, hi: u32) -> vec4<u32> {
+    let w0 = add_carry(total.x, lo, 0u);
+    let w1 = add_carry(total.y, hi, w0.y);
+    let w2 = add_carry(total.z, 0u, w1.y);
+    let w3 = add_carry(total.w, 0u, w2.y);
+    return vec4<u32>(w0.x, w1.x, w2.x, w3.x);
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let local = (wid.y * nwg.x + wid.x) * 64u + lid;
@@ -28,8 +46,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let row = p.base + local;
-    var lo = 0u;
-    var hi = 0u;
+    var total = vec4<u32>(0u, 0u, 0u, 0u);
     for (var t = 0u; t < p.tree_count; t++) {
         var node = roots[t];
         for (var step = 0u; step <= p.max_depth; step++) {
@@ -39,22 +56,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let at = node * 4u;
             let feature = nodes[at];
             if (feature == NONE) {
-                let v = nodes[at + 1u];
-                let sum = lo + v;
-                hi += select(0u, 1u, sum < lo);
-                lo = sum;
+                total = add_leaf(total, nodes[at + 1u], nodes[at + 2u]);
                 break;
             }
             if (feature >= p.features) {
                 break;
             }
+            var next = nodes[at + 3u];
             if (f32_le(x[row * p.features + feature], nodes[at + 1u])) {
-                node = nodes[at + 2u];
-            } else {
-                node = nodes[at + 3u];
+                next = nodes[at + 2u];
             }
+            // Children come after their parent, so no walk can cycle.
+            if (next <= node) {
+                break;
+            }
+            node = next;
         }
     }
-    sums[row * 2u] = lo;
-    sums[row * 2u + 1u] = hi;
+    sums[row * 4u] = total.x;
+    sums[row * 4u + 1u] = total.y;
+    sums[row * 4u + 2u] = total.z;
+    sums[row * 4u + 3u] = total.w;
 }

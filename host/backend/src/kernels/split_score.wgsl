@@ -1,5 +1,6 @@
 // Exact 128-bit split scores from u32 limbs (docs/algorithm.md §7), shared by
 // find_splits.wgsl and find_splits_rows.wgsl: the backend prepends this file to both.
+// Exact for any sum below 2^64: s^2 < 2^128 and floor(s^2 / n) fits four limbs.
 
 // The 64-bit product a * b as (low, high).
 fn mul_wide(a: u32, b: u32) -> vec2<u32> {
@@ -97,25 +98,36 @@ fn score(s: vec2<u32>, n: u32) -> vec4<u32> {
     return vec4<u32>(q0.x, q1.x, q2.x, q3.x);
 }
 
-// Writes the 8-word record of local slot k: a split only if `top` beats the unsplit
-// node's score (docs/algorithm.md §7). Uses the including shader's `p.slot_begin` and
-// `splits` binding.
-fn write_record(k: u32, found: bool, top: vec4<u32>, j: u32, b: u32, nl: u32, sl: vec2<u32>, n: u32, s: vec2<u32>) {
-    let out = (p.slot_begin + k) * 8u;
-    if (found && gt128(top, score(s, max(n, 1u)))) {
+// Whether the candidate whose left side has weighted count nl and entries dl is valid in
+// a slot of n and d (docs/algorithm.md §7): at least min_leaf distinct rows each side. The
+// non-zero weighted counts always hold for real inputs (every entry weighs at least 1);
+// they only keep wrapped or garbage counts from dividing by zero (as SplitSearch).
+fn valid(nl: u32, dl: u32, n: u32, d: u32, min_leaf: u32) -> bool {
+    return dl >= min_leaf && d - dl >= min_leaf && nl != 0u && n - nl != 0u;
+}
+
+// Writes the 10-word record of local slot k (docs/algorithm.md §7): the candidate when
+// `split` (a valid candidate of an impure slot was found), else a leaf whose words 1-5
+// are 0. Uses the including shader's `p.slot_begin` and `splits` binding.
+fn write_record(k: u32, split: bool, j: u32, b: u32, nl: u32, dl: u32, sl: vec2<u32>, n: u32, d: u32, s: vec2<u32>) {
+    let out = (p.slot_begin + k) * 10u;
+    if (split) {
         splits[out] = j;
         splits[out + 1u] = b;
         splits[out + 2u] = nl;
-        splits[out + 3u] = sl.x;
-        splits[out + 4u] = sl.y;
+        splits[out + 3u] = dl;
+        splits[out + 4u] = sl.x;
+        splits[out + 5u] = sl.y;
     } else {
         splits[out] = NONE;
         splits[out + 1u] = 0u;
         splits[out + 2u] = 0u;
         splits[out + 3u] = 0u;
         splits[out + 4u] = 0u;
+        splits[out + 5u] = 0u;
     }
-    splits[out + 5u] = n;
-    splits[out + 6u] = s.x;
-    splits[out + 7u] = s.y;
+    splits[out + 6u] = n;
+    splits[out + 7u] = d;
+    splits[out + 8u] = s.x;
+    splits[out + 9u] = s.y;
 }

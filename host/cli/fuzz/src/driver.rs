@@ -651,13 +651,11 @@ impl Harness {
                 );
             }
             _ => {
-                let p = PredictParams {
-                    rows: input.param(),
-                    features: input.param(),
-                    tree_count: input.param(),
-                    node_count: input.param(),
-                    max_depth: if input.byte().is_multiple_of(4) { input.param() } else { (input.byte() % 65) as u32 },
-                };
+                let (rows, features, tree_count, node_count) = (input.param(), input.param(), input.param(), input.param());
+                // Usually at most node-count (valid), sometimes anything (mostly refused).
+                let max_depth =
+                    if input.byte().is_multiple_of(4) { input.param() } else { (input.byte() as u32).min(node_count) };
+                let p = PredictParams { rows, features, tree_count, node_count, max_depth };
                 needs = p.check().map(Vec::from);
                 handles = self.kernel_handles(&needs, 4, input)?;
                 name = format!("predict-forest {p:?}");
@@ -758,12 +756,13 @@ impl Harness {
         if got != [0, 1, 2, 0, 1] {
             return Err(format!("known-answer bin-features gave {got:?}, expected [0, 1, 2, 0, 1]"));
         }
-        // predict-forest: two copies of a stump (x <= 0.5 ? 10 : 20).
+        // predict-forest: two copies of a stump (x <= 0.5 ? 10 : 2^63 + 20); the 128-bit sum
+        // of the right leaf carries into word 2.
         let px = self.buffer(&f(&[0.0, 1.0]))?;
-        let nodes = self.buffer(&w(&[0, 0.5f32.to_bits(), 1, 2, u32::MAX, 10, 0, 0, u32::MAX, 20, 0, 0]))?;
+        let nodes = self.buffer(&w(&[0, 0.5f32.to_bits(), 1, 2, u32::MAX, 10, 0, 0, u32::MAX, 20, 0x8000_0000, 0]))?;
         let roots = self.buffer(&w(&[0, 0]))?;
-        let sums = self.buffer(&[0xee; 16])?;
-        let p = ml_kernels::PredictParams { rows: 2, features: 1, tree_count: 2, node_count: 3, max_depth: 4 };
+        let sums = self.buffer(&[0xee; 32])?;
+        let p = ml_kernels::PredictParams { rows: 2, features: 1, tree_count: 2, node_count: 3, max_depth: 3 };
         ml_kernels::Host::predict_forest(
             &mut self.state,
             p,
@@ -774,9 +773,9 @@ impl Harness {
         )
         .map_err(|e| format!("{e:#}"))?
         .map_err(|e| format!("known-answer predict-forest: {e:?}"))?;
-        let got = self.read_back(sums.rep(), 16)?;
-        if got != w(&[20, 0, 40, 0]) {
-            return Err(format!("known-answer predict-forest gave {got:?}, expected sums [20, 40]"));
+        let got = self.read_back(sums.rep(), 32)?;
+        if got != w(&[20, 0, 0, 0, 40, 0, 1, 0]) {
+            return Err(format!("known-answer predict-forest gave {got:?}, expected sums [20, 2^64 + 40]"));
         }
         for b in [x, edges, bins, px, nodes, roots, sums] {
             compute::HostBuffer::drop(&mut self.state, b).map_err(|e| format!("{e:#}"))?;
