@@ -204,9 +204,12 @@ extern bool wasi_gpu_ml_kernels_bootstrap(wasi_gpu_ml_kernels_bootstrap_params_t
 // (0, 0, 0, 0, 0xffffffff, 0); overwritten.
 extern bool wasi_gpu_ml_kernels_build_histograms(wasi_gpu_ml_kernels_histogram_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t bins, wasi_gpu_ml_kernels_borrow_buffer_t targets, wasi_gpu_ml_kernels_borrow_buffer_t weights, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_borrow_buffer_t hist, wasi_gpu_ml_kernels_error_t *err);
 // feature-mask: slot-count*mask-words u32 bit sets (ignored when mask-words = 0).
-// splits: 10 u32 per slot = (feature or 0xffffffff, bin, left count, left entries,
-// left sum lo, left sum hi, total count, total entries, total sum lo, total sum hi);
-// a leaf (a pure slot, or no valid candidate) has words 1-5 zero. Entries for
+// splits: 12 u32 per slot = (feature or 0xffffffff, bin, left count, left entries,
+// left sum lo, left sum hi, total count, total entries, total sum lo, total sum hi,
+// varying, impure); a leaf (a pure slot, or no valid candidate) has words 1-5 zero.
+// varying: the allowed features not constant in the slot (some candidate bin leaves
+// entries on both sides, whatever min-samples-leaf says), 0 for a pure slot; impure:
+// 1 when the slot's min target differs from its max, else 0. Entries for
 // [slot-begin, slot-begin + slot-count) are written.
 extern bool wasi_gpu_ml_kernels_find_splits(wasi_gpu_ml_kernels_split_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t hist, wasi_gpu_ml_kernels_borrow_buffer_t feature_mask, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_error_t *err);
 // The split records that build-histograms followed by find-splits would give for the
@@ -214,7 +217,7 @@ extern bool wasi_gpu_ml_kernels_find_splits(wasi_gpu_ml_kernels_split_params_t *
 // the rows in the slots, not with slots * features * bins, which is what makes deep
 // levels (many small nodes) cheap. Arguments as in those two kernels.
 extern bool wasi_gpu_ml_kernels_find_splits_rows(wasi_gpu_ml_kernels_row_split_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t bins, wasi_gpu_ml_kernels_borrow_buffer_t targets, wasi_gpu_ml_kernels_borrow_buffer_t weights, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_borrow_buffer_t feature_mask, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_error_t *err);
-// splits: 10 u32 per slot as find-splits writes them (only feature and bin are
+// splits: 12 u32 per slot as find-splits writes them (only feature and bin are
 // read). next-slot: 2 u32 per slot = next-level slot of the (left, right) child or
 // 0xffffffff when that child is a leaf. Rewrites node-of for the next level.
 extern bool wasi_gpu_ml_kernels_apply_splits(wasi_gpu_ml_kernels_apply_params_t *p, wasi_gpu_ml_kernels_borrow_buffer_t bins, wasi_gpu_ml_kernels_borrow_buffer_t splits, wasi_gpu_ml_kernels_borrow_buffer_t next_slot, wasi_gpu_ml_kernels_borrow_buffer_t node_of, wasi_gpu_ml_kernels_error_t *err);

@@ -377,8 +377,8 @@ inline Result<void> build_histograms(const HistogramParams& p, const Buffer& bin
                         err);
 }
 
-/// Finds the best split of every slot (10 u32 records: feature, bin, nL, dL, SL lo, SL hi, n, d,
-/// S lo, S hi); `feature_mask` is ignored when `mask_words` is 0.
+/// Finds the best split of every slot (12 u32 records: feature, bin, nL, dL, SL lo, SL hi, n, d,
+/// S lo, S hi, varying, impure); `feature_mask` is ignored when `mask_words` is 0.
 inline Result<void> find_splits(const SplitParams& p, const Buffer& hist, const Buffer& feature_mask,
                                 const Buffer& splits) {
     wasi_gpu_ml_kernels_split_params_t c{p.features,   p.max_bins,         p.slot_begin,

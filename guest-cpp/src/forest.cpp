@@ -31,8 +31,9 @@ constexpr std::size_t SHA_BYTES = 32;
 const char* const V1_MESSAGE =
     "model format version 1 was written by an older release; retrain the model with this one "
     "(training is deterministic: same data, parameters and seed give the same forest)";
-/// u32 words per split record: (feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi).
-constexpr std::size_t SPLIT_WORDS = 10;
+/// u32 words per split record (§7):
+/// (feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi, varying, impure).
+constexpr std::size_t SPLIT_WORDS = 12;
 constexpr std::uint64_t SAMPLE_ROWS = 200000;
 constexpr std::uint64_t PROGRESS_WORK = 20000000;
 /// Slots decided per find-splits-rows call (bounds the feature-mask upload).
@@ -59,21 +60,71 @@ std::uint32_t mulhi(std::uint32_t r, std::uint32_t n) {
     return static_cast<std::uint32_t>((std::uint64_t(r) * n) >> 32);
 }
 
-/// Feature mask of node `node` of global tree `tree` (§8): the first `m` entries of a
-/// partial Fisher-Yates shuffle of `candidates` (the non-constant features, ascending),
-/// as `words` mask words.
+/// Draws `begin..end` of node `node` of global tree `tree` (§8): the Fisher-Yates shuffle of
+/// `candidates` (the non-constant features, ascending) run from draw 0 up to `end`, with
+/// the features of draws `begin..end` set in `mask` (`words` words, cleared first).
 void feature_mask(std::uint64_t seed, std::uint32_t tree, std::uint32_t node,
-                  const std::vector<std::uint32_t>& candidates, std::uint32_t m, std::vector<std::uint32_t>& perm,
-                  std::uint32_t* mask, std::uint32_t words) {
+                  const std::vector<std::uint32_t>& candidates, std::uint32_t begin, std::uint32_t end,
+                  std::vector<std::uint32_t>& perm, std::uint32_t* mask, std::uint32_t words) {
     const std::uint32_t lo = static_cast<std::uint32_t>(seed), hi = static_cast<std::uint32_t>(seed >> 32);
     const std::uint32_t c = static_cast<std::uint32_t>(candidates.size());
     perm.assign(candidates.begin(), candidates.end());
-    for (std::uint32_t i = 0; i < m; ++i) {
+    for (std::uint32_t i = 0; i < end; ++i) {
         std::uint32_t p = i + mulhi(key({lo, hi, 2, tree, node, i}), c - i);
         std::swap(perm[i], perm[p]);
     }
     std::fill(mask, mask + words, 0u);
-    for (std::uint32_t i = 0; i < m; ++i) mask[perm[i] / 32] |= 1u << (perm[i] % 32);
+    for (std::uint32_t i = begin; i < end; ++i) mask[perm[i] / 32] |= 1u << (perm[i] % 32);
+}
+
+/// The exact score floor(SL^2 / nL) + floor(SR^2 / nR) of a valid split record (§7), with
+/// nR = n - nL and SR = S - SL; below 2^97 once check_record has passed it.
+unsigned __int128 split_score(const std::uint32_t* rec) {
+    const std::uint32_t nl = rec[2], n = rec[6];
+    const std::uint64_t sl = rec[4] | (std::uint64_t(rec[5]) << 32);
+    const std::uint64_t sum = rec[8] | (std::uint64_t(rec[9]) << 32);
+    const std::uint64_t sr = sum - sl;
+    const unsigned __int128 left = static_cast<unsigned __int128>(sl) * sl / nl;
+    const unsigned __int128 right = static_cast<unsigned __int128>(sr) * sr / (n - nl);
+    return left + right;
+}
+
+/// Whether split record `a` beats split record `b` (both splits): the higher score, ties to
+/// the lower feature, then the lower bin (§8).
+bool better_split(const std::uint32_t* a, const std::uint32_t* b) {
+    const unsigned __int128 sa = split_score(a), sb = split_score(b);
+    if (sa != sb) return sa > sb;
+    if (a[0] != b[0]) return a[0] < b[0];
+    return a[1] < b[1];
+}
+
+/// Checks one slot's record from a find-splits-rows call (§7) before the guest relies on it.
+/// `allowed`: how many features that call allowed the slot; `mask`: the slot's mask words,
+/// or null when every feature was allowed; `first`: the slot's record from the level's first
+/// round when this is a later one (the slot's totals and `impure` cannot change), else null.
+Expected<void> check_record(const std::uint32_t* rec, std::uint32_t slot, std::uint32_t features,
+                            std::uint32_t edge_count, std::uint32_t allowed, const std::uint32_t* mask,
+                            const std::uint32_t* first) {
+    const std::uint32_t feature = rec[0], nl = rec[2], dl = rec[3], n = rec[6], d = rec[7];
+    const std::uint64_t sl = rec[4] | (std::uint64_t(rec[5]) << 32);
+    const std::uint64_t sum = rec[8] | (std::uint64_t(rec[9]) << 32);
+    bool bad = rec[10] > allowed || rec[11] > 1;
+    if (first != nullptr) bad = bad || !std::equal(rec + 6, rec + 10, first + 6) || rec[11] != first[11];
+    if (feature != NONE) {
+        // Every entry weighs at least 1, so dL <= nL and d - dL <= n - nL; every target is
+        // at most T, so SL <= nL * T and SR <= nR * T (which also bounds split_score).
+        bad = bad || feature >= features || rec[1] >= edge_count || nl >= n || sl > sum || dl == 0 || dl >= d ||
+              dl > nl || d - dl > n - nl || sl > std::uint64_t(nl) * TARGET_MAX ||
+              sum - sl > std::uint64_t(n - nl) * TARGET_MAX || rec[11] != 1 ||
+              (mask != nullptr && (mask[feature / 32] >> (feature % 32) & 1u) == 0);
+    }
+    if (bad)
+        return fail("wasi:gpu", "find-splits returned an invalid split record (feature " + std::to_string(feature) +
+                                    ", bin " + std::to_string(rec[1]) + ", left " + std::to_string(nl) + " of " +
+                                    std::to_string(n) + ", entries " + std::to_string(dl) + " of " +
+                                    std::to_string(d) + ", varying " + std::to_string(rec[10]) + ", impure " +
+                                    std::to_string(rec[11]) + ") for slot " + std::to_string(slot));
+    return {};
 }
 
 // ---- bins (§4) ----
@@ -573,8 +624,8 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     // find-splits-rows needs no histogram memory; slot batches only bound the mask upload
     // (the result does not depend on the batch size).
     const std::uint32_t slot_batch_max = SLOT_BATCH;
-    // Candidate features (§8): m of the non-constant ones per node, or all features
-    // (mask-words 0) when m covers every non-constant one.
+    // Candidate features (§8): drawn from the non-constant ones per node until m are found
+    // not constant in it, or all features (mask-words 0) when m covers every non-constant one.
     const std::uint32_t candidate_count = static_cast<std::uint32_t>(candidates.size());
     const std::uint32_t m_draw = std::min(m_features, candidate_count);
     const std::uint32_t mask_words = m_draw < candidate_count ? (features + 31) / 32 : 0;
@@ -582,7 +633,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     const std::uint32_t min_split = std::max<std::uint32_t>(2, p.min_samples_split);
 
     model.trees.reserve(p.trees);
-    std::vector<std::uint32_t> perm, mask, split_words, next_slot;
+    std::vector<std::uint32_t> perm, mask, split_words, round_words, next_slot, take, drawn, found;
     Growable splits_buf, mask_buf, next_buf;
     for (std::uint32_t tb = 0; tb < p.trees; tb += tree_batch) {
         const std::uint32_t tc = std::min(tree_batch, p.trees - tb);
@@ -601,27 +652,81 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
             const std::uint32_t sb_max = std::min(slot_batch_max, slots);
             TRY(mask_p, mask_buf.at_least(mask_words != 0 ? std::uint64_t(sb_max) * mask_words * 4 : 4));
             const wasi_gpu::Buffer& mask_dev = *mask_p;
-            for (std::uint32_t sb = 0; sb < slots; sb += sb_max) {
-                const std::uint32_t sc = std::min(sb_max, slots - sb);
-                if (mask_words != 0) {
-                    mask.assign(std::size_t(sc) * mask_words, 0);
-                    for (std::uint32_t k = 0; k < sc; ++k) {
-                        const Slot& s = level[sb + k];
-                        feature_mask(p.seed, tb + s.tree, s.node, candidates, m_draw, perm,
-                                     &mask[std::size_t(k) * mask_words], mask_words);
-                    }
-                    TRY_VOID(dev(mask_dev.write(0, mask.data(), mask.size() * 4)));
-                }
-                TRY_VOID(dev(wasi_gpu::kernels::find_splits_rows(
-                    {rows, features, p.bins, tc, sb, sc, p.min_samples_leaf, mask_words}, bins, target_buf, weights,
-                    node_of, mask_dev, splits)));
-            }
+            // Rounds of find-splits-rows (§8). Round 1 decides every slot on its first m draws
+            // (or on all features); while m < len(C), a slot that is impure and has found fewer
+            // than m features not constant in it draws the next min(m - found, len(C) - drawn)
+            // features in a further round, and keeps the best record over its rounds in
+            // `split_words`. `take[s]` is slot s's draws this round (0: not taking part).
             split_words.resize(std::size_t(slots) * SPLIT_WORDS);
-            TRY_VOID(dev(splits.read_into(0, split_words.data(), split_words.size() * 4)));
+            take.assign(slots, mask_words != 0 ? m_draw : 0);
+            drawn.assign(slots, 0);
+            found.assign(slots, 0);
+            bool merged = false;  // a later round ran: the device's records are no longer the result
+            for (bool first = true;; first = false) {
+                bool called = false;
+                for (std::uint32_t sb = 0; sb < slots; sb += sb_max) {
+                    // A later round calls only the span of this batch's slots that take part.
+                    std::uint32_t lo = sb, hi = sb + std::min(sb_max, slots - sb);
+                    if (!first) {
+                        while (lo < hi && take[lo] == 0) ++lo;
+                        while (hi > lo && take[hi - 1] == 0) --hi;
+                        if (lo == hi) continue;
+                    }
+                    const std::uint32_t sc = hi - lo;
+                    if (mask_words != 0) {
+                        // Slots not taking part get an empty mask.
+                        mask.assign(std::size_t(sc) * mask_words, 0);
+                        for (std::uint32_t k = 0; k < sc; ++k) {
+                            const Slot& s = level[lo + k];
+                            if (take[lo + k] != 0)
+                                feature_mask(p.seed, tb + s.tree, s.node, candidates, drawn[lo + k],
+                                             drawn[lo + k] + take[lo + k], perm, &mask[std::size_t(k) * mask_words],
+                                             mask_words);
+                        }
+                        TRY_VOID(dev(mask_dev.write(0, mask.data(), mask.size() * 4)));
+                    }
+                    TRY_VOID(dev(wasi_gpu::kernels::find_splits_rows(
+                        {rows, features, p.bins, tc, lo, sc, p.min_samples_leaf, mask_words}, bins, target_buf,
+                        weights, node_of, mask_dev, splits)));
+                    called = true;
+                    round_words.resize(std::size_t(sc) * SPLIT_WORDS);
+                    TRY_VOID(dev(splits.read_into(std::uint64_t(lo) * SPLIT_WORDS * 4, round_words.data(),
+                                                  round_words.size() * 4)));
+                    for (std::uint32_t k = 0; k < sc; ++k) {
+                        const std::uint32_t s = lo + k;
+                        if (!first && take[s] == 0) continue;
+                        const std::uint32_t* rec = &round_words[std::size_t(k) * SPLIT_WORDS];
+                        std::uint32_t* best = &split_words[std::size_t(s) * SPLIT_WORDS];
+                        TRY_VOID(check_record(rec, s, features, edge_count, mask_words != 0 ? take[s] : features,
+                                              mask_words != 0 ? &mask[std::size_t(k) * mask_words] : nullptr,
+                                              first ? nullptr : best));
+                        // The best record over the rounds: the higher exact score, ties to the
+                        // lower feature, then the lower bin; NONE only while every round says so.
+                        if (first || (rec[0] != NONE && (best[0] == NONE || better_split(rec, best))))
+                            std::copy(rec, rec + SPLIT_WORDS, best);
+                        found[s] += rec[10];
+                        drawn[s] += take[s];
+                    }
+                }
+                if (!first && called) merged = true;
+                if (mask_words == 0) break;
+                // The next round: impure slots with found < m and drawn < len(C).
+                bool more = false;
+                for (std::uint32_t s = 0; s < slots; ++s) {
+                    const std::uint32_t* best = &split_words[std::size_t(s) * SPLIT_WORDS];
+                    take[s] = best[11] == 1 && found[s] < m_draw && drawn[s] < candidate_count
+                                  ? std::min(m_draw - found[s], candidate_count - drawn[s])
+                                  : 0;
+                    more = more || take[s] != 0;
+                }
+                if (!more) break;
+            }
+            // apply-splits reads each slot's feature and bin from the device's records.
+            if (merged) TRY_VOID(dev(splits.write(0, split_words.data(), split_words.size() * 4)));
             std::vector<Slot> next;
             next_slot.assign(std::size_t(slots) * 2, NONE);
             for (std::uint32_t s = 0; s < slots; ++s) {
-                // (feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi)
+                // (feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi, varying, impure), checked above
                 const std::uint32_t* rec = &split_words[std::size_t(s) * SPLIT_WORDS];
                 const Slot slot = level[s];
                 std::vector<Node>& tree = trees[slot.tree];
@@ -636,14 +741,6 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                 if (rec[0] == NONE || (depth == 0 && d < min_split)) continue;
                 const std::uint32_t nl = rec[2], dl = rec[3];
                 const std::uint64_t sl = rec[4] | (std::uint64_t(rec[5]) << 32);
-                // Every entry weighs at least 1, so dL <= nL and d - dL <= n - nL.
-                if (rec[0] >= features || rec[1] >= edge_count || nl >= n || sl > sum || dl == 0 || dl >= d ||
-                    dl > nl || d - dl > n - nl)
-                    return fail("wasi:gpu", "find-splits returned an invalid split record (feature " +
-                                                std::to_string(rec[0]) + ", bin " + std::to_string(rec[1]) +
-                                                ", left " + std::to_string(nl) + " of " + std::to_string(n) +
-                                                ", entries " + std::to_string(dl) + " of " + std::to_string(d) +
-                                                ") for slot " + std::to_string(s));
                 const std::uint32_t counts[2] = {nl, n - nl};
                 const std::uint32_t entries[2] = {dl, d - dl};
                 const std::uint64_t sums[2] = {sl, sum - sl};

@@ -476,8 +476,9 @@ const FEATURES: u32 = 3;
 const MAX_BINS: u32 = 8;
 /// u32 words per histogram cell: count, entries, sum lo, sum hi, min target, max target.
 const HIST_WORDS: u64 = 6;
-/// u32 words per split record: feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi.
-const SPLIT_WORDS: u64 = 10;
+/// u32 words per split record: feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi,
+/// varying, impure.
+const SPLIT_WORDS: u64 = 12;
 
 /// Cells of a histogram that some entry reached (not (0, 0, 0, 0, NONE, 0)).
 fn non_empty(h: &[u32]) -> usize {
@@ -624,7 +625,7 @@ fn planted_bins(r: &mut Report) {
         r.check("no split chosen", s[0] == NONE, format!("split record {s:?}"));
     }
     let Some(next) = filled(r, "next-slot", &words(&[3, 4])) else { return };
-    let rec = words(&[0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let rec = words(&[0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     if r.ok("write a split on feature 0", splits.write(0, &rec)).is_some() {
         r.ok(
             "apply-splits with bins >= max-bins",

@@ -10,6 +10,7 @@ mod gpu;
 mod model;
 mod predictor;
 mod rng;
+mod rounds;
 mod trainer;
 
 fn main() {

@@ -30,24 +30,48 @@ pub fn seed_words(seed: u64) -> (u32, u32) {
     (seed as u32, (seed >> 32) as u32)
 }
 
-/// The candidate features of node `node` of global tree `tree` (§8): the first `m` entries
-/// of a partial Fisher-Yates shuffle of `candidates` (the non-constant features, ascending),
-/// as a bit set of `ceil(features/32)` words.
-pub fn feature_mask(seed: u64, tree: u32, node: u32, candidates: &[u32], features: u32, m: u32) -> Vec<u32> {
-    let (lo, hi) = seed_words(seed);
-    let mut perm = candidates.to_vec();
-    let len = perm.len() as u32;
-    let m = m.min(len);
-    for i in 0..m {
-        let r = key(&[lo, hi, 2, tree, node, i]);
-        let p = i + mulhi(r, len - i);
-        perm.swap(i as usize, p as usize);
+/// The Fisher-Yates shuffle of the candidate features of node `node` of global tree `tree`
+/// (§8), drawn lazily: [`Shuffle::next`] gives draw 0, 1, ... of the same permutation that
+/// a full shuffle would give, remembering only the positions that earlier draws moved.
+#[derive(Debug, Clone)]
+pub struct Shuffle {
+    tree: u32,
+    node: u32,
+    drawn: u32,
+    /// (position, value) of positions past `drawn` that hold another value than `candidates`.
+    moved: Vec<(u32, u32)>,
+}
+
+impl Shuffle {
+    pub fn new(tree: u32, node: u32) -> Self {
+        Shuffle { tree, node, drawn: 0, moved: Vec::new() }
     }
-    let mut mask = vec![0u32; features.div_ceil(32) as usize];
-    for &j in &perm[..m as usize] {
-        mask[(j / 32) as usize] |= 1 << (j % 32);
+
+    /// Draws so far.
+    pub fn drawn(&self) -> u32 {
+        self.drawn
     }
-    mask
+
+    /// The next draw: `r = key(seed, 2, tree, node, i)`, `p = i + mulhi(r, len - i)`, swap
+    /// positions `i` and `p`, return position `i`. Must not be called past `candidates.len()`.
+    pub fn next(&mut self, seed: u64, candidates: &[u32]) -> u32 {
+        let (lo, hi) = seed_words(seed);
+        let i = self.drawn;
+        let len = candidates.len() as u32;
+        debug_assert!(i < len);
+        let p = i + mulhi(key(&[lo, hi, 2, self.tree, self.node, i]), len - i);
+        let at = |moved: &[(u32, u32)], pos: u32| {
+            moved.iter().rev().find(|&&(q, _)| q == pos).map_or(candidates[pos as usize], |&(_, v)| v)
+        };
+        let (vi, vp) = (at(&self.moved, i), at(&self.moved, p));
+        // Position i is never read again; position p now holds what was at i.
+        self.moved.retain(|&(q, _)| q > i);
+        if p != i {
+            self.moved.push((p, vi));
+        }
+        self.drawn += 1;
+        vp
+    }
 }
 
 #[cfg(test)]
@@ -84,35 +108,39 @@ mod tests {
         assert_eq!(mulhi(u32::MAX, 1), 0);
     }
 
-    #[test]
-    fn feature_mask_has_m_bits_and_is_deterministic() {
-        let all: Vec<u32> = (0..40).collect();
-        for m in 1..=40 {
-            let mask = feature_mask(42, 3, 5, &all, 40, m);
-            assert_eq!(mask.len(), 2);
-            assert_eq!(mask.iter().map(|w| w.count_ones()).sum::<u32>(), m);
-            assert_eq!(mask, feature_mask(42, 3, 5, &all, 40, m));
-            assert_eq!(mask[1] >> 8, 0, "bits beyond feature 39 must be clear");
+    /// The first `m` draws of a full, eager Fisher-Yates shuffle (the definition).
+    fn eager(seed: u64, tree: u32, node: u32, candidates: &[u32], m: u32) -> Vec<u32> {
+        let (lo, hi) = seed_words(seed);
+        let mut perm = candidates.to_vec();
+        let len = perm.len() as u32;
+        for i in 0..m {
+            let p = i + mulhi(key(&[lo, hi, 2, tree, node, i]), len - i);
+            perm.swap(i as usize, p as usize);
         }
-        assert_ne!(feature_mask(42, 3, 5, &all, 40, 5), feature_mask(42, 3, 6, &all, 40, 5));
-        assert_ne!(feature_mask(42, 3, 5, &all, 40, 5), feature_mask(43, 3, 5, &all, 40, 5));
+        perm.truncate(m as usize);
+        perm
     }
 
     #[test]
-    fn feature_mask_follows_fisher_yates_over_candidates() {
-        // With one draw the chosen feature is candidates[mulhi(key(lo, hi, 2, t, k, 0), len)].
+    fn lazy_shuffle_equals_the_full_shuffle() {
+        for (len, seed, tree, node) in [(1u32, 1u64, 0u32, 0u32), (10, 42, 3, 5), (40, 7, 1, 2), (300, 0x1234_5678_9abc_def0, 9, 77)] {
+            let candidates: Vec<u32> = (0..len).map(|j| 3 * j + 1).collect();
+            let mut lazy = Shuffle::new(tree, node);
+            let drawn: Vec<u32> = (0..len).map(|_| lazy.next(seed, &candidates)).collect();
+            assert_eq!(drawn, eager(seed, tree, node, &candidates, len));
+            assert_eq!(lazy.drawn(), len);
+            let mut sorted = drawn.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, candidates, "a permutation of the candidates");
+        }
+    }
+
+    #[test]
+    fn first_draw_follows_the_key() {
+        // Draw 0 is candidates[mulhi(key(lo, hi, 2, t, k, 0), len)].
         let (lo, hi) = seed_words(0x1234_5678_9abc_def0);
         let r = key(&[lo, hi, 2, 1, 2, 0]);
-        let all: Vec<u32> = (0..10).collect();
-        assert_eq!(feature_mask(0x1234_5678_9abc_def0, 1, 2, &all, 10, 1), vec![1 << mulhi(r, 10)]);
-        // Constant features (here the odd ones) are never drawn.
         let even: Vec<u32> = (0..10).step_by(2).collect();
-        let j = even[mulhi(r, 5) as usize];
-        assert_eq!(feature_mask(0x1234_5678_9abc_def0, 1, 2, &even, 10, 1), vec![1 << j]);
-        for m in 1..=5 {
-            let mask = feature_mask(7, 0, 0, &even, 10, m)[0];
-            assert_eq!(mask & 0xaaaa_aaaa, 0);
-            assert_eq!(mask.count_ones(), m);
-        }
+        assert_eq!(Shuffle::new(1, 2).next(0x1234_5678_9abc_def0, &even), even[mulhi(r, 5) as usize]);
     }
 }

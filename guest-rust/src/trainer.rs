@@ -10,14 +10,14 @@ use crate::bins;
 use crate::data::Dataset;
 use crate::gpu::{self, DeviceBuffer, DeviceInfo};
 use crate::model::{node_value, Model, Node, NONE, TARGET_MAX};
-use crate::rng;
+use crate::rounds::{self, Rounds};
 
 /// Slots decided per find-splits-rows call (bounds the feature-mask upload only).
 const SLOT_BATCH: u32 = 1 << 18;
 /// `rows * trees` above which training reports progress per level.
 const PROGRESS_WORK: u64 = 20_000_000;
-/// u32 words per split record: (feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi) (§7).
-const SPLIT_WORDS: u64 = 10;
+/// u32 words per split record (§7).
+const SPLIT_WORDS: u64 = rounds::SPLIT_WORDS as u64;
 
 /// How many candidate features each node considers (scikit-learn's `max_features`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -223,13 +223,64 @@ impl GpuTrainer {
         })
     }
 
+    /// The split records of one level's slots (`level`: (local tree, node)), from one
+    /// `find-splits-rows` pass over every feature, or from rounds of feature draws when
+    /// `max_features` is below the candidate count (§8).
+    fn decide_level(&self, s: &Shared, scratch: &mut Scratch, sizes: BatchSizes, begin: u32, count: u32, level: &[(u32, u32)]) -> Result<Vec<u32>, String> {
+        let p = &self.params;
+        let n_slots = level.len() as u32;
+        let splits = scratch.splits.at_least(u64::from(n_slots) * SPLIT_WORDS)?;
+        let call = |first: u32, slots: u32, mask: &DeviceBuffer, mask_words: u32| {
+            gpu::find_splits_rows(
+                gpu::RowSplitParams {
+                    rows: s.rows,
+                    features: s.features,
+                    max_bins: s.max_bins,
+                    tree_count: count,
+                    slot_begin: first,
+                    slot_count: slots,
+                    min_samples_leaf: p.min_samples_leaf,
+                    mask_words,
+                },
+                &s.bins,
+                &s.targets,
+                &scratch.weights,
+                &scratch.node_of,
+                mask,
+                splits,
+            )
+        };
+        let batches = || (0..n_slots).step_by(sizes.slots as usize).map(|first| (first, sizes.slots.min(n_slots - first)));
+        if s.max_features >= s.candidates.len() as u32 {
+            let mask = scratch.mask.at_least(1)?;
+            for (first, slots) in batches() {
+                call(first, slots, mask, 0)?;
+            }
+            return Ok(splits.read_u32(0, u64::from(n_slots) * SPLIT_WORDS)?);
+        }
+        let slots = level.iter().map(|&(t, k)| (begin + t, k));
+        let mut rounds = Rounds::new(p.seed, &s.candidates, s.features, s.max_features, slots);
+        while rounds.any_active() {
+            for (first, slots) in batches() {
+                if let Some(words) = rounds.next_masks(first as usize, slots as usize) {
+                    let mask = scratch.mask.at_least(words.len() as u64)?;
+                    mask.write_u32(0, &words)?;
+                    call(first, slots, mask, rounds.mask_words())?;
+                }
+            }
+            rounds.absorb(&splits.read_u32(0, u64::from(n_slots) * SPLIT_WORDS)?);
+        }
+        // apply-splits reads the merged records, not the last round's.
+        let records = rounds.records();
+        splits.write_u32(0, &records)?;
+        Ok(records)
+    }
+
     /// Grows trees `begin..begin + count` together, level by level (§8).
     fn grow_batch(&self, s: &Shared, scratch: &mut Scratch, sizes: BatchSizes, begin: u32, count: u32) -> Result<Vec<Vec<Node>>, String> {
         let p = &self.params;
         let n_edges = (s.max_bins - 1) as usize;
         let min_split = p.min_samples_split.max(2);
-        let subsample = s.max_features < s.candidates.len() as u32;
-        let mask_words = if subsample { s.features.div_ceil(32) } else { 0 };
         let progress = p.progress && u64::from(s.rows) * u64::from(p.trees) > PROGRESS_WORK;
 
         gpu::bootstrap(
@@ -247,42 +298,7 @@ impl GpuTrainer {
             if progress {
                 eprintln!("trees {}-{}/{} level {} slots {}", begin, begin + count - 1, p.trees, depth, n_slots);
             }
-            let splits = scratch.splits.at_least(u64::from(n_slots) * SPLIT_WORDS)?;
-            let mut first = 0u32;
-            while first < n_slots {
-                let slots = sizes.slots.min(n_slots - first);
-                let mask = if subsample {
-                    let words: Vec<u32> = level[first as usize..(first + slots) as usize]
-                        .iter()
-                        .flat_map(|&(t, k)| rng::feature_mask(p.seed, begin + t, k, &s.candidates, s.features, s.max_features))
-                        .collect();
-                    let mask = scratch.mask.at_least(words.len() as u64)?;
-                    mask.write_u32(0, &words)?;
-                    mask
-                } else {
-                    scratch.mask.at_least(1)?
-                };
-                gpu::find_splits_rows(
-                    gpu::RowSplitParams {
-                        rows: s.rows,
-                        features: s.features,
-                        max_bins: s.max_bins,
-                        tree_count: count,
-                        slot_begin: first,
-                        slot_count: slots,
-                        min_samples_leaf: p.min_samples_leaf,
-                        mask_words,
-                    },
-                    &s.bins,
-                    &s.targets,
-                    &scratch.weights,
-                    &scratch.node_of,
-                    mask,
-                    splits,
-                )?;
-                first += slots;
-            }
-            let records = splits.read_u32(0, u64::from(n_slots) * SPLIT_WORDS)?;
+            let records = self.decide_level(s, scratch, sizes, begin, count, &level)?;
 
             let mut next_slot = vec![NONE; n_slots as usize * 2];
             let mut next_level = Vec::new();

@@ -520,7 +520,9 @@ fn find_splits_rows() {
     // (wrapping sums); Few: targets 0, 2^31 and 2^32 - 1 only (pure slots with several
     // bins); Heavy: targets near 2^32 - 1 with weights up to 2^20 (sums near 2^64);
     // Xor: bins of features 0 and 1 are bits of the row, the target their XOR (impure
-    // slots whose best split gains nothing must still split).
+    // slots whose best split gains nothing must still split); Varying: features constant
+    // in a slot, or in the last bin only, among varying ones, every other slot pure (the
+    // records' `varying` and `impure` words are checked against the rows).
     use Targets::*;
     let cases = [
         (0, 2, 4, 3, 0, 2, 1, false, Full),
@@ -552,6 +554,14 @@ fn find_splits_rows() {
         (256, 2, 4, 2, 0, 16, 1, false, Xor),
         (1024, 2, 4, 2, 0, 4, 1, false, Xor),
         (8192, 2, 4, 1, 0, 2, 2, false, Xor),
+        // Varying counts: one invocation, one workgroup (16 and 256 bins) and dense; the
+        // last two with min-samples-leaf above any slot's size (leaves whose features vary).
+        (300, 6, 8, 2, 0, 40, 1, true, Varying),
+        (2000, 6, 16, 2, 1, 20, 1, true, Varying),
+        (3000, 7, 256, 2, 0, 6, 2, true, Varying),
+        (20_000, 5, 8, 1, 0, 2, 1, false, Varying),
+        (300, 6, 4, 2, 0, 40, 100, false, Varying),
+        (4000, 6, 16, 2, 0, 8, 5000, true, Varying),
     ];
     for (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, kind) in cases {
         let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };
@@ -579,14 +589,35 @@ fn find_splits_rows() {
                 }
             }
         }
-        // Few and Xor: slots per tree (see node_of).
+        // Few, Xor and Varying: slots per tree (see node_of).
         let per_tree = slot_count / tree_count.max(1);
+        if kind == Varying {
+            // Features 0 and 4..: any in-range bin (4.. one bin in every third slot);
+            // 1: one bin per slot (constant in the slot, not globally); 2: the last bin
+            // only (never a candidate); 3: bin 0 or the last bin.
+            bins.fill(0);
+            for r in 0..rows {
+                let q = r % per_tree;
+                for j in 0..features {
+                    let b = match j {
+                        1 => q % max_bins,
+                        2 => max_bins - 1,
+                        3 if rng.random_bool(0.5) => 0,
+                        3 => max_bins - 1,
+                        4.. if q % 3 == 0 => (q + j) % max_bins,
+                        _ => rng.random_range(0..max_bins),
+                    };
+                    bins[j as usize * words + r as usize / 4] |= b << ((r % 4) * 8);
+                }
+            }
+        }
         let targets: Vec<u32> = (0..rows)
             .map(|r| match kind {
                 Absurd if rng.random_bool(0.5) => rng.random(),
                 // Rows r in the even slots of their tree (r % per_tree even) share one target.
                 Few if (r % per_tree).is_multiple_of(2) => [0, 1 << 31, TARGET_MAX][(r % per_tree / 2 % 3) as usize],
                 Few => [0, 1 << 31, TARGET_MAX][rng.random_range(0..3)],
+                Varying if (r % per_tree).is_multiple_of(2) => 7 * (r % per_tree),
                 Heavy => TARGET_MAX - rng.random_range(0..4),
                 Xor => (xor_bit(r, 0) ^ xor_bit(r, 1)) * TARGET_MAX,
                 _ => rng.random_range(0..=TARGET_MAX),
@@ -606,7 +637,7 @@ fn find_splits_rows() {
             // Each tree has its own slots, each holding whole groups of four rows (every
             // combination of the two bits once): every split gains nothing.
             (0..n as u32).map(|i| slot_begin + i / rows * per_tree + (i % rows) / 4 % per_tree).collect()
-        } else if kind == Few {
+        } else if kind == Few || kind == Varying {
             // Each tree has its own slots; every other slot is pure.
             (0..n as u32).map(|i| slot_begin + i / rows * per_tree + (i % rows) % per_tree).collect()
         } else {
@@ -626,6 +657,31 @@ fn find_splits_rows() {
                 assert!(pure.clone().all(|(_, r)| r[0] == NONE), "pure slots are leaves");
                 assert!(pure.clone().any(|(_, r)| r[7] >= 10), "pure slots of many rows");
                 assert!(records.iter().any(|r| r[0] != NONE), "some slots split");
+            }
+            Varying => {
+                // From the rows alone: a feature varies in an impure slot iff its entries'
+                // bins differ and the lowest is a candidate (every bin is in range here).
+                let bin = |j: u32, r: u32| bins[j as usize * words + r as usize / 4] >> ((r % 4) * 8) & 0xff;
+                for (k, r) in records.iter().enumerate() {
+                    let mine: Vec<u32> =
+                        (0..n).filter(|&i| weights[i] != 0 && node_of[i] == slot_begin + k as u32).map(|i| i as u32 % rows).collect();
+                    let impure = mine.is_empty() || mine.iter().any(|&x| targets[x as usize] != targets[mine[0] as usize]);
+                    let allowed = |j: u32| mask_words == 0 || mask[(k as u32 * mask_words + j / 32) as usize] >> (j % 32) & 1 == 1;
+                    let varies = |j: u32| {
+                        let lo = mine.iter().map(|&x| bin(j, x)).min().unwrap_or(0);
+                        let hi = mine.iter().map(|&x| bin(j, x)).max().unwrap_or(0);
+                        lo < max_bins - 1 && lo != hi
+                    };
+                    let varying = if impure { (0..features).filter(|&j| allowed(j) && varies(j)).count() as u32 } else { 0 };
+                    assert_eq!(r[10..], [varying, impure as u32], "slot {k}: varying, impure");
+                }
+                assert!(records.iter().any(|r| r[11] == 0 && r[7] >= 10), "pure slots of many rows");
+                assert!(records.iter().any(|r| r[11] == 1 && r[10] > 1), "impure slots with varying features");
+                if min_leaf > rows / per_tree {
+                    assert!(records.iter().all(|r| r[0] == NONE), "no valid candidate");
+                } else {
+                    assert!(records.iter().any(|r| r[0] != NONE), "some slots split");
+                }
             }
             Full if min_leaf > 1 && slot_count > 0 => {
                 assert!(records.iter().any(|r| r[0] != NONE && r[2] != r[3]), "weighted counts differ from entries")
@@ -655,4 +711,5 @@ enum Targets {
     Few,
     Heavy,
     Xor,
+    Varying,
 }

@@ -12,8 +12,9 @@ pub const MAX_BINS: u32 = 256;
 /// Largest fixed-point target value `T = 2^32 - 1` (docs/algorithm.md §5): a node's
 /// weighted target sum stays below 2^64 and every score exact in 128 bits.
 pub const TARGET_MAX: u32 = u32::MAX;
-/// u32 words per split record: feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi.
-pub const SPLIT_WORDS: u32 = 10;
+/// u32 words per split record: feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi,
+/// varying (allowed features not constant in the slot), impure (docs/algorithm.md §7).
+pub const SPLIT_WORDS: u32 = 12;
 /// u32 words per histogram bin: count, entries, sum low, sum high, min target, max target.
 pub const HIST_WORDS: u32 = 6;
 /// u32 words per node given to `predict-forest`.

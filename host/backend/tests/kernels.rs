@@ -148,51 +148,56 @@ fn find_splits_picks_the_exact_best_split() {
     let rows: [(u32, u32, &[usize]); 6] =
         [(1, 0, &[0, 0]), (1, 0, &[0, 2]), (1, 0, &[1, 0]), (1, 100, &[3, 0]), (1, 100, &[3, 2]), (1, 100, &[3, 2])];
     let h = hist_of(2, 4, &rows);
-    let mut s = vec![0u32; 10];
+    let mut s = vec![0u32; 12];
     kernels::find_splits(&split_params(2, 4, 1), &h, &[], &mut s);
-    assert_eq!(s, [0, 1, 3, 3, 0, 0, 6, 6, 300, 0]);
+    assert_eq!(s, [0, 1, 3, 3, 0, 0, 6, 6, 300, 0, 2, 1]);
     // Bootstrap weights: counts and sums are weighted, entries count rows.
     let rows: [(u32, u32, &[usize]); 3] = [(3, 0, &[0, 1]), (1, 7, &[1, 1]), (2, 100, &[2, 0])];
     let h = hist_of(2, 4, &rows);
     kernels::find_splits(&split_params(2, 4, 1), &h, &[], &mut s);
-    assert_eq!(s, [0, 1, 4, 2, 7, 0, 6, 3, 207, 0]);
+    assert_eq!(s, [0, 1, 4, 2, 7, 0, 6, 3, 207, 0, 2, 1]);
 }
 
 #[test]
 fn find_splits_breaks_ties_to_lower_feature_then_lower_bin() {
     // Two identical features; bins 0, 1 and 2 of each give the same partition.
     let h = hist_of(2, 4, &[(1, 0, &[0, 0]), (1, 10, &[3, 3])]);
-    let mut s = vec![0u32; 10];
+    let mut s = vec![0u32; 12];
     kernels::find_splits(&split_params(2, 4, 1), &h, &[], &mut s);
     assert_eq!(&s[..4], &[0, 0, 1, 1]);
+    assert_eq!(&s[10..], &[2, 1]);
     // Masking feature 0 out moves the choice to feature 1.
     let p = SplitParams { mask_words: 1, ..split_params(2, 4, 1) };
     kernels::find_splits(&p, &h, &[0b10], &mut s);
     assert_eq!(&s[..4], &[1, 0, 1, 1]);
+    assert_eq!(&s[10..], &[1, 1]);
 }
 
 #[test]
 fn find_splits_reports_leaves_with_totals() {
-    let mut s = vec![0u32; 10];
-    // A pure slot is a leaf even though its rows fall in several bins.
+    let mut s = vec![0u32; 12];
+    // A pure slot is a leaf even though its rows fall in several bins; its features are
+    // not scanned, so none counts as varying.
     let h = hist_of(1, 4, &[(2, 10, &[0]), (2, 10, &[2]), (1, 10, &[1])]);
     kernels::find_splits(&split_params(1, 4, 1), &h, &[], &mut s);
-    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 5, 3, 50, 0]);
+    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 5, 3, 50, 0, 0, 0]);
     // min-samples-leaf counts distinct rows, not bootstrap draws: two rows drawn twice
     // each are two rows.
     let h = hist_of(1, 4, &[(2, 0, &[0]), (2, 50, &[2])]);
+    // No valid candidate, yet the feature varies in the slot.
     kernels::find_splits(&split_params(1, 4, 2), &h, &[], &mut s);
-    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 4, 2, 100, 0]);
+    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 4, 2, 100, 0, 1, 1]);
     kernels::find_splits(&split_params(1, 4, 1), &h, &[], &mut s);
-    assert_eq!(s, [0, 0, 2, 1, 0, 0, 4, 2, 100, 0]);
+    assert_eq!(s, [0, 0, 2, 1, 0, 0, 4, 2, 100, 0, 1, 1]);
     let h = hist_of(1, 4, &[(1, 0, &[0]), (1, 0, &[0]), (1, 50, &[2]), (1, 50, &[2])]);
     kernels::find_splits(&split_params(1, 4, 2), &h, &[], &mut s);
     assert_eq!(&s[..4], &[0, 0, 2, 2]);
     kernels::find_splits(&split_params(1, 4, 3), &h, &[], &mut s);
     assert_eq!(s[0], NONE);
-    // An empty slot.
+    assert_eq!(&s[10..], &[1, 1]);
+    // An empty slot: nothing varies; its target range is (NONE, 0), so min != max.
     kernels::find_splits(&split_params(1, 4, 1), &hist_of(1, 4, &[]), &[], &mut s);
-    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 }
 
 #[test]
@@ -200,9 +205,34 @@ fn find_splits_splits_impure_slots_without_gain() {
     // XOR-like: both halves have the mean of the whole slot, so the split gains nothing,
     // yet an impure slot splits (as scikit-learn does).
     let h = hist_of(1, 4, &[(1, 0, &[0]), (1, 10, &[0]), (1, 0, &[1]), (1, 10, &[1])]);
-    let mut s = vec![0u32; 10];
+    let mut s = vec![0u32; 12];
     kernels::find_splits(&split_params(1, 4, 1), &h, &[], &mut s);
-    assert_eq!(s, [0, 0, 2, 2, 10, 0, 4, 4, 20, 0]);
+    assert_eq!(s, [0, 0, 2, 2, 10, 0, 4, 4, 20, 0, 1, 1]);
+}
+
+#[test]
+fn find_splits_counts_features_not_constant_in_the_slot() {
+    // Feature 0 separates the targets; feature 1 varies but every candidate of it loses
+    // (and may be pruned); feature 2 keeps every row in one middle bin; feature 3 has
+    // every row in the last bin, which is no candidate; feature 4 splits rows between
+    // bin 0 and the last bin.
+    let rows: [(u32, u32, &[usize]); 4] =
+        [(1, 0, &[0, 0, 2, 4, 0]), (1, 0, &[0, 1, 2, 4, 4]), (1, 1000, &[1, 0, 2, 4, 0]), (1, 1000, &[1, 1, 2, 4, 4])];
+    let h = hist_of(5, 5, &rows);
+    let mut s = vec![0u32; 12];
+    kernels::find_splits(&split_params(5, 5, 1), &h, &[], &mut s);
+    assert_eq!(s, [0, 0, 2, 2, 0, 0, 4, 4, 2000, 0, 3, 1]);
+    assert_eq!(s, naive_split(&h, 5, 5, 1, None));
+    // Only masked-in features count.
+    let p = SplitParams { mask_words: 1, ..split_params(5, 5, 1) };
+    for (mask, varying) in [(0b00001, 1), (0b01100, 0), (0b10010, 2), (0, 0)] {
+        kernels::find_splits(&p, &h, &[mask], &mut s);
+        assert_eq!(s[10..], [varying, 1], "mask {mask:#b}");
+        assert_eq!(s, naive_split(&h, 5, 5, 1, Some(&[mask])));
+    }
+    // min-samples-leaf too large for any candidate: a leaf whose features still vary.
+    kernels::find_splits(&split_params(5, 5, 3), &h, &[], &mut s);
+    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 4, 4, 2000, 0, 3, 1]);
 }
 
 #[test]
@@ -211,7 +241,7 @@ fn find_splits_is_exact_with_full_width_targets_and_heavy_weights() {
     // Scores near 2^96: 0xfffffffe and 0xffffffff weighted by large bootstrap counts.
     let rows: [(u32, u32, &[usize]); 3] = [(1_000_000, t, &[0]), (3_000_000, t - 1, &[1]), (7, t, &[2])];
     let h = hist_of(1, 4, &rows);
-    let mut s = vec![0u32; 10];
+    let mut s = vec![0u32; 12];
     kernels::find_splits(&split_params(1, 4, 1), &h, &[], &mut s);
     let (s0, s1, s2) = (1_000_000 * t as u64, 3_000_000 * (t - 1) as u64, 7 * t as u64);
     let all = s0 + s1 + s2;
@@ -220,7 +250,7 @@ fn find_splits_is_exact_with_full_width_targets_and_heavy_weights() {
     let at0 = score(s0, 1_000_000) + score(s1 + s2, 3_000_007);
     let at1 = score(s0 + s1, 4_000_000) + score(s2, 7);
     let (bin, nl, sl) = if at1 > at0 { (1, 4_000_000, s0 + s1) } else { (0, 1_000_000, s0) };
-    assert_eq!(s, [0, bin, nl, bin + 1, sl as u32, (sl >> 32) as u32, 4_000_007, 3, all as u32, (all >> 32) as u32]);
+    assert_eq!(s, [0, bin, nl, bin + 1, sl as u32, (sl >> 32) as u32, 4_000_007, 3, all as u32, (all >> 32) as u32, 1, 1]);
     assert_eq!(s, naive_split(&h, 1, 4, 1, None));
 }
 
@@ -228,11 +258,11 @@ fn find_splits_is_exact_with_full_width_targets_and_heavy_weights() {
 fn find_splits_writes_at_slot_begin_and_survives_absurd_counts() {
     let mut h = vec![u32::MAX; 2 * 6];
     h[4] = 0;
-    let mut s = vec![7u32; 30];
+    let mut s = vec![7u32; 36];
     let p = SplitParams { slot_begin: 2, ..split_params(1, 2, 1) };
     kernels::find_splits(&p, &h, &[], &mut s);
-    assert_eq!(&s[..20], &[7; 20]);
-    assert_eq!(s[20..], naive_split(&h, 1, 2, 1, None));
+    assert_eq!(&s[..24], &[7; 24]);
+    assert_eq!(s[24..], naive_split(&h, 1, 2, 1, None));
 }
 
 #[test]
@@ -240,7 +270,7 @@ fn apply_splits_moves_rows_to_child_slots() {
     let rows = 5;
     let bins = pack_bins(rows, 2, |r, j| if j == 1 { r as u32 } else { 0 });
     // slot 0 splits on feature 1 at bin 2; slot 1 is a leaf; slot 2 names a bad feature.
-    let splits = [1, 2, 0, 0, 0, 0, 0, 0, 0, 0, NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let splits: Vec<u32> = [1, 2, NONE, 0, 9, 0].chunks(2).flat_map(|r| [r[0], r[1], 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]).collect();
     let next = [10, 11, 12, 13, 14, 15];
     let mut node_of = vec![0, 0, 0, 1, 0, /* tree 1 */ 2, NONE, 0, 77, 0];
     let p = ApplyParams { rows: rows as u32, features: 2, tree_count: 2, slot_count: 3 };
@@ -396,7 +426,7 @@ fn predict_forest_matches_naive_walks() {
 }
 
 /// docs/algorithm.md §7 written out with no pruning, on one slot's 6-word cells.
-fn naive_split(h: &[u32], features: usize, max_bins: usize, min_leaf: u32, mask: Option<&[u32]>) -> [u32; 10] {
+fn naive_split(h: &[u32], features: usize, max_bins: usize, min_leaf: u32, mask: Option<&[u32]>) -> [u32; 12] {
     let cell = |j: usize, b: usize| {
         let c = &h[(j * max_bins + b) * 6..][..6];
         (c[0], c[1], c[2] as u64 | (c[3] as u64) << 32, c[4], c[5])
@@ -413,16 +443,19 @@ fn naive_split(h: &[u32], features: usize, max_bins: usize, min_leaf: u32, mask:
     let min_leaf = min_leaf.max(1);
     let score = |s: u64, n: u32| (s as u128 * s as u128) / n as u128;
     let mut best: Option<(u128, u32, u32, u32, u32, u64)> = None;
+    let mut varying = 0;
     for j in 0..features {
         if mask.is_some_and(|m| m[j / 32] >> (j % 32) & 1 == 0) {
             continue;
         }
         let (mut nl, mut dl, mut sl) = (0u32, 0u32, 0u64);
+        let mut varies = false;
         for b in 0..max_bins - 1 {
             let (c, e, v, _, _) = cell(j, b);
             nl = nl.wrapping_add(c);
             dl = dl.wrapping_add(e);
             sl = sl.wrapping_add(v);
+            varies |= 0 < dl && dl < d;
             let (nr, dr, sr) = (n.wrapping_sub(nl), d.wrapping_sub(dl), s.wrapping_sub(sl));
             // Zero weighted counts only occur in wrapped or garbage histograms.
             if dl >= min_leaf && dr >= min_leaf && nl != 0 && nr != 0 {
@@ -432,11 +465,16 @@ fn naive_split(h: &[u32], features: usize, max_bins: usize, min_leaf: u32, mask:
                 }
             }
         }
+        varying += varies as u32;
     }
-    match best.filter(|_| lo != hi) {
-        Some((_, j, b, nl, dl, sl)) => [j, b, nl, dl, sl as u32, (sl >> 32) as u32, n, d, s as u32, (s >> 32) as u32],
-        None => [NONE, 0, 0, 0, 0, 0, n, d, s as u32, (s >> 32) as u32],
-    }
+    // A pure slot scans nothing: no feature varies.
+    let (impure, varying) = (lo != hi, if lo != hi { varying } else { 0 });
+    let tail = [n, d, s as u32, (s >> 32) as u32, varying, impure as u32];
+    let head = match best.filter(|_| impure) {
+        Some((_, j, b, nl, dl, sl)) => [j, b, nl, dl, sl as u32, (sl >> 32) as u32],
+        None => [NONE, 0, 0, 0, 0, 0],
+    };
+    std::array::from_fn(|i| if i < 6 { head[i] } else { tail[i - 6] })
 }
 
 #[test]
@@ -480,7 +518,7 @@ fn find_splits_matches_the_unpruned_definition_on_random_histograms() {
             min_samples_leaf: min_leaf,
             mask_words: if use_mask { words as u32 } else { 0 },
         };
-        let mut out = vec![0u32; 10];
+        let mut out = vec![0u32; 12];
         kernels::find_splits(&p, &h, &mask, &mut out);
         let expect = naive_split(&h, features, max_bins, min_leaf, use_mask.then_some(&mask[..]));
         assert_eq!(out, expect, "case {case}: {p:?}");

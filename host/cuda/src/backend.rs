@@ -19,9 +19,9 @@ use crate::errors::{describe, is_kernel_fault, to_gpu};
 
 // The kernels hard-code the cell and record layouts of docs/algorithm.md §6-§7:
 // BH_HIST_WORDS / FS_HIST_WORDS = 6 words per histogram cell (build_histograms.cu,
-// find_splits.cu) and FS_SPLIT_WORDS = 10 words per split record (find_splits.cu,
+// find_splits.cu) and FS_SPLIT_WORDS = 12 words per split record (find_splits.cu,
 // find_splits_rows.cu, apply_splits.cu).
-const _: () = assert!(HIST_WORDS == 6 && SPLIT_WORDS == 10, "the CUDA kernels assume 6-word cells and 10-word records");
+const _: () = assert!(HIST_WORDS == 6 && SPLIT_WORDS == 12, "the CUDA kernels assume 6-word cells and 12-word records");
 
 /// Threads per block of every grid-stride kernel.
 const BLOCK: u32 = 256;

@@ -21,8 +21,8 @@ extern "C" __global__ void apply_splits(
             node_of[i] = 0xffffffffu;
             continue;
         }
-        // 10-word records (SPLIT_WORDS): feature in word 0, bin in word 1.
-        const unsigned int* rec = splits + (unsigned long long)s * 10ull;
+        // 12-word records (SPLIT_WORDS): feature in word 0, bin in word 1.
+        const unsigned int* rec = splits + (unsigned long long)s * 12ull;
         const unsigned int feature = rec[0];
         if (feature >= features) {
             node_of[i] = 0xffffffffu;

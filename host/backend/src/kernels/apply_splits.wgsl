@@ -30,14 +30,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         node_of[i] = NONE;
         return;
     }
-    // Split records are 10 words; feature and bin are words 0 and 1.
-    let feature = splits[s * 10u];
+    // Split records are 12 words; feature and bin are words 0 and 1.
+    let feature = splits[s * 12u];
     if (feature >= p.features) {
         node_of[i] = NONE;
         return;
     }
     let row = i % p.rows;
     let b = (bins[feature * p.words + row / 4u] >> ((row % 4u) * 8u)) & 0xffu;
-    let side = select(0u, 1u, b > splits[s * 10u + 1u]);
+    let side = select(0u, 1u, b > splits[s * 12u + 1u]);
     node_of[i] = next_slot[s * 2u + side];
 }

@@ -9,7 +9,9 @@
 // entries); a shared-memory reduction then keeps the highest score, ties to the lower
 // feature. That is exactly the CPU order "highest score, ties to the lower feature, then
 // the lower bin". The slot splits at its best valid candidate when one exists and it is
-// impure (min target != max target); otherwise its record is a leaf.
+// impure (min target != max target); otherwise its record is a leaf. Each thread also
+// counts its allowed features that vary in the slot (fs_varies at some scanned cell), summed
+// into the record's word 10 through a shared counter; word 11 is the impure flag.
 // 128-bit values are (hi, lo) pairs; the division is schoolbook on 32-bit limbs, so no
 // compiler support for __int128 division is needed.
 //
@@ -21,9 +23,9 @@
 // u32 words per histogram cell: count, entries, sum lo, sum hi, min target, max target
 // (HIST_WORDS in params.rs).
 #define FS_HIST_WORDS 6ull
-// u32 words per split record: feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi
-// (SPLIT_WORDS in params.rs).
-#define FS_SPLIT_WORDS 10ull
+// u32 words per split record: feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi,
+// varying, impure (SPLIT_WORDS in params.rs).
+#define FS_SPLIT_WORDS 12ull
 
 struct fs_u128 {
     unsigned long long hi;
@@ -81,6 +83,13 @@ static __device__ __forceinline__ bool fs_valid(
     return dl >= min_leaf && d - dl >= min_leaf && nl != 0u && n - nl != 0u;
 }
 
+// Whether a feature whose scan has reached left entries dl (wrapping u32 sum) of a slot
+// with d entries is not constant in the slot: 0 < dl < d, whatever min_samples_leaf says.
+// Must match SplitSearch in find_splits.rs.
+static __device__ __forceinline__ bool fs_varies(unsigned int dl, unsigned int d) {
+    return 0u < dl && dl < d;
+}
+
 // The candidate's score floor(sl^2 / nl) + floor(sr^2 / nr), wrapping; nl, nr != 0.
 static __device__ __forceinline__ fs_u128 fs_candidate(
     unsigned long long sl, unsigned int nl, unsigned long long s, unsigned int n)
@@ -88,12 +97,13 @@ static __device__ __forceinline__ fs_u128 fs_candidate(
     return fs_add(fs_score(sl, nl), fs_score(s - sl, n - nl));
 }
 
-// Writes a slot's 10-word record at `rec`: a split at (feature, bin) with left
+// Writes a slot's 12-word record at `rec`: a split at (feature, bin) with left
 // (nl, dl, sl) when `split`, else a leaf (feature NONE, words 1-5 zero); words 6-9 are
-// the slot's totals (n, d, S).
+// the slot's totals (n, d, S), word 10 its count of varying allowed features, word 11
+// whether it is impure.
 static __device__ __forceinline__ void fs_write_record(
     unsigned int* rec, bool split, unsigned int feature, unsigned int bin, unsigned int nl, unsigned int dl,
-    unsigned long long sl, unsigned int n, unsigned int d, unsigned long long s)
+    unsigned long long sl, unsigned int n, unsigned int d, unsigned long long s, unsigned int varying, bool impure)
 {
     rec[0] = split ? feature : FS_NONE;
     rec[1] = split ? bin : 0u;
@@ -105,6 +115,8 @@ static __device__ __forceinline__ void fs_write_record(
     rec[7] = d;
     rec[8] = (unsigned int)s;
     rec[9] = (unsigned int)(s >> 32);
+    rec[10] = varying;
+    rec[11] = impure ? 1u : 0u;
 }
 
 extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
@@ -130,6 +142,7 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
     __shared__ unsigned int sh_min;
     __shared__ unsigned int sh_max;
     __shared__ unsigned long long sh_s;
+    __shared__ unsigned int sh_varying;
 
     const unsigned int tid = threadIdx.x;
     const unsigned int min_leaf = max(min_samples_leaf, 1u);
@@ -153,6 +166,7 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
             sh_s = s;
             sh_min = lo;
             sh_max = hi;
+            sh_varying = 0u;
         }
         __syncthreads();
         const unsigned int n = sh_n;
@@ -164,6 +178,7 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
         fs_u128 best_score = {0ull, 0ull};
         unsigned int best_feature = FS_NONE, best_bin = 0, best_nl = 0, best_dl = 0;
         unsigned long long best_sl = 0;
+        unsigned int varying = 0;
         for (unsigned int j = tid; impure && j < features; j += blockDim.x) {
             if (mask_words != 0 &&
                 ((feature_mask[(unsigned long long)slot * mask_words + j / 32u] >> (j % 32u)) & 1u) == 0) {
@@ -172,6 +187,7 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
             const unsigned int* hj = h + (unsigned long long)j * max_bins * FS_HIST_WORDS;
             unsigned int nl = 0, dl = 0;
             unsigned long long sl = 0;
+            bool varies = false;
             for (unsigned int b = 0; b + 1 < max_bins; ++b) {
                 const unsigned int* c = hj + (unsigned long long)b * FS_HIST_WORDS;
                 const unsigned int cn = c[0];
@@ -183,6 +199,7 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
                 nl += cn;
                 dl += cd;
                 sl += cv;
+                varies = varies || fs_varies(dl, d);
                 if (!fs_valid(nl, dl, n, d, min_leaf)) {
                     continue;
                 }
@@ -196,6 +213,11 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
                     best_sl = sl;
                 }
             }
+            varying += varies ? 1u : 0u;
+        }
+        // Read by thread 0 after the reduction's barriers.
+        if (varying != 0u) {
+            atomicAdd(&sh_varying, varying);
         }
         sh_hi[tid] = best_score.hi;
         sh_lo[tid] = best_score.lo;
@@ -236,7 +258,7 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
             // Split at the best valid candidate whenever the slot is impure.
             const bool split = sh_feature[0] != FS_NONE && impure;
             unsigned int* rec = splits + ((unsigned long long)slot_begin + slot) * FS_SPLIT_WORDS;
-            fs_write_record(rec, split, sh_feature[0], sh_bin[0], sh_nl[0], sh_dl[0], sh_sl[0], n, d, s);
+            fs_write_record(rec, split, sh_feature[0], sh_bin[0], sh_nl[0], sh_dl[0], sh_sl[0], n, d, s, sh_varying, impure);
         }
         // The shared totals and reduction arrays are reused by the next slot.
         __syncthreads();

@@ -25,6 +25,8 @@ pub(crate) struct SplitSearch {
     /// The slot's minimum target differs from its maximum; a pure slot is a leaf.
     impure: bool,
     min_leaf: u32,
+    /// Scanned features not constant in the slot: some bin leaves `0 < dL < d`.
+    varying: u32,
     /// (score, feature, bin, left count, left entries, left sum)
     best: Option<(u128, u32, u32, u32, u32, u64)>,
     /// f64 estimate of the best score, used only to skip candidates that cannot win;
@@ -42,6 +44,7 @@ impl SplitSearch {
             s,
             impure: min != max,
             min_leaf: min_samples_leaf.max(1),
+            varying: 0,
             best: None,
             best_estimate: f64::NEG_INFINITY,
         }
@@ -49,13 +52,15 @@ impl SplitSearch {
 
     /// Scans feature `feature`: `cells` yields (bin, count, entries, sum) for bins below
     /// `max_bins - 1` in ascending order. Empty bins may be left out: a bin that adds
-    /// nothing repeats the previous partition, whose equal score never wins a tie.
+    /// nothing repeats the previous partition, whose equal score never wins a tie (and
+    /// leaves `dL` as it was, so the feature's `varying` test sees the same values).
     pub(crate) fn feature(&mut self, feature: u32, cells: impl Iterator<Item = (u32, u32, u32, u64)>) {
         // A pure slot is a leaf whatever its candidates.
         if !self.impure {
             return;
         }
         let (mut nl, mut dl, mut sl) = (0u32, 0u32, 0u64);
+        let mut varies = false;
         for (b, c, e, v) in cells {
             if c == 0 && e == 0 && v == 0 {
                 continue;
@@ -63,6 +68,9 @@ impl SplitSearch {
             nl = nl.wrapping_add(c);
             dl = dl.wrapping_add(e);
             sl = sl.wrapping_add(v);
+            // Not constant in the slot: rows on both sides, whether or not the candidate
+            // is valid or pruned below.
+            varies |= dl != 0 && dl < self.d;
             let (nr, dr, sr) = (self.n.wrapping_sub(nl), self.d.wrapping_sub(dl), self.s.wrapping_sub(sl));
             // Valid: at least min_leaf distinct rows each side. The non-zero weighted
             // counts always hold for real inputs (every entry weighs at least 1); they only
@@ -83,17 +91,20 @@ impl SplitSearch {
                 self.best_estimate = if small { est } else { f64::NEG_INFINITY };
             }
         }
+        self.varying += varies as u32;
     }
 
-    /// The 10-word split record: the best valid candidate of an impure slot, else a leaf.
-    pub(crate) fn record(&self) -> [u32; 10] {
+    /// The 12-word split record: the best valid candidate of an impure slot, else a leaf;
+    /// then the number of varying features and whether the slot is impure.
+    pub(crate) fn record(&self) -> [u32; SPLIT_WORDS as usize] {
         let (n, d, s) = (self.n, self.d, self.s);
         let split = self.best.filter(|_| self.impure);
         let (feature, bin, nl, dl, sl) = match split {
             Some((_, j, b, nl, dl, sl)) => (j, b, nl, dl, sl),
             None => (NONE, 0, 0, 0, 0),
         };
-        [feature, bin, nl, dl, sl as u32, (sl >> 32) as u32, n, d, s as u32, (s >> 32) as u32]
+        let (varying, impure) = (self.varying, self.impure as u32);
+        [feature, bin, nl, dl, sl as u32, (sl >> 32) as u32, n, d, s as u32, (s >> 32) as u32, varying, impure]
     }
 }
 
@@ -103,7 +114,7 @@ pub(crate) fn allowed(feature_mask: &[u32], mask_words: u32, slot: usize, featur
     mask_words == 0 || feature_mask[slot * mask_words as usize + feature / 32] >> (feature % 32) & 1 == 1
 }
 
-/// Writes one 10-word record per slot to `splits[(slot_begin + k) * 10 ..]`
+/// Writes one 12-word record per slot to `splits[(slot_begin + k) * 12 ..]`
 /// (docs/algorithm.md §7). Ties go to the lower feature, then the lower bin.
 pub fn find_splits(p: &SplitParams, hist: &[u32], feature_mask: &[u32], splits: &mut [u32]) {
     let features = p.features as usize;

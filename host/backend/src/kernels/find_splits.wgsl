@@ -54,6 +54,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var best_nl = 0u;
     var best_dl = 0u;
     var best_sl = vec2<u32>(0u, 0u);
+    // Allowed features not constant in the slot (0 for a pure slot, which is not scanned).
+    var varied = 0u; // `varying` is a WGSL keyword
     // A pure slot is a leaf whatever its candidates.
     if (lo != hi) {
         for (var j = 0u; j < p.features; j++) {
@@ -66,11 +68,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             var nl = 0u;
             var dl = 0u;
             var sl = vec2<u32>(0u, 0u);
+            var varies = false;
             for (var b = 0u; b < p.max_bins - 1u; b++) {
                 let at = h0 + (j * p.max_bins + b) * 6u;
                 nl += hist[at];
                 dl += hist[at + 1u];
                 sl = add64(sl, vec2<u32>(hist[at + 2u], hist[at + 3u]));
+                // Rows on both sides, valid candidate or not (an empty bin leaves dl as
+                // it was, so testing it too changes nothing).
+                if (dl != 0u && dl < d) {
+                    varies = true;
+                }
                 let nr = n - nl;
                 let sr = sub64(s, sl);
                 if (valid(nl, dl, n, d, min_leaf)) {
@@ -86,7 +94,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                     }
                 }
             }
+            if (varies) {
+                varied += 1u;
+            }
         }
     }
-    write_record(slot, have, best_j, best_b, best_nl, best_dl, best_sl, n, d, s);
+    write_record(slot, have, best_j, best_b, best_nl, best_dl, best_sl, n, d, s, varied, lo != hi);
 }

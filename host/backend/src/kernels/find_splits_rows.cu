@@ -2,7 +2,7 @@
 // build-histograms + find-splits for one slot batch, computed from each slot's own rows,
 // with no histogram in device memory.
 //
-// Uses fs_u128, fs_greater, fs_empty, fs_valid, fs_candidate, fs_write_record, FS_NONE
+// Uses fs_u128, fs_greater, fs_empty, fs_valid, fs_varies, fs_candidate, fs_write_record, FS_NONE
 // and FS_SPLIT_WORDS from find_splits.cu, which precedes this file in the one NVRTC
 // translation unit, so both kernels apply the same candidate rules and record layout.
 //
@@ -27,7 +27,9 @@
 //                  128-bit score, strict > so the earliest (feature, bin) keeps a tie.
 //                  Threads then reduce with the same order (higher score, then lower
 //                  feature, then lower bin); the slot splits there when it is impure
-//                  (min target != max target).
+//                  (min target != max target). A feature varies when some lane's scanned
+//                  cell gives fs_varies (__any_sync); lane 0 adds it to a shared count,
+//                  the record's word 10 (word 11: the impure flag).
 //
 // Static shared memory of find_splits_rows (limit 48 KiB): histogram 2048 cells x 16 B
 // = 32 KiB, entry cache 512 x 16 B = 8 KiB, group list, partial totals and bests < 1 KiB.
@@ -266,6 +268,7 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
     __shared__ unsigned int group[FSR_GROUP_MAX];
     __shared__ unsigned int group_size;
     __shared__ unsigned long long next_feature;
+    __shared__ unsigned int varying_count;
     __shared__ unsigned int part_n[FSR_WARPS];
     __shared__ unsigned int part_d[FSR_WARPS];
     __shared__ unsigned int part_min[FSR_WARPS];
@@ -327,6 +330,7 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
         }
         if (tid == 0) {
             next_feature = 0;
+            varying_count = 0;
         }
         __syncthreads();
         unsigned int n = 0, d = 0, t_min = 0xffffffffu, t_max = 0u;
@@ -440,6 +444,7 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                 unsigned int nl = inc_n - mine_n;
                 unsigned int dl = inc_d - mine_d;
                 unsigned long long sl = inc_s - mine_s;
+                bool varies = false;
                 for (unsigned int b = lo; b < hi; ++b) {
                     const unsigned int c = hc[b];
                     const unsigned int e = he[b];
@@ -450,6 +455,7 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                     nl += c;
                     dl += e;
                     sl += v;
+                    varies = varies || fs_varies(dl, d);
                     if (!fs_valid(nl, dl, n, d, min_leaf)) {
                         continue;
                     }
@@ -463,6 +469,10 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                         best.dl = dl;
                         best.sl = sl;
                     }
+                }
+                // The whole warp reaches this (g is warp-uniform).
+                if (__any_sync(FSR_FULL, varies) && lane == 0) {
+                    atomicAdd(&varying_count, 1u);
                 }
             }
             // The group list and histograms are rewritten next round.
@@ -489,7 +499,7 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
             // Split at the best valid candidate whenever the slot is impure.
             const bool split = top.feature != FS_NONE && t_min != t_max;
             unsigned int* rec = splits + ((unsigned long long)slot_begin + slot) * FS_SPLIT_WORDS;
-            fs_write_record(rec, split, top.feature, top.bin, top.nl, top.dl, top.sl, n, d, s);
+            fs_write_record(rec, split, top.feature, top.bin, top.nl, top.dl, top.sl, n, d, s, varying_count, t_min != t_max);
         }
         // Shared totals, cache and partial bests are reused by the next slot.
         __syncthreads();

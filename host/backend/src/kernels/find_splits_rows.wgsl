@@ -234,6 +234,8 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var top_nl = 0u;
     var top_dl = 0u;
     var top_sl = vec2<u32>(0u);
+    // Allowed features not constant in the slot (0 for a pure slot, which is not scanned).
+    var varied = 0u;
     // A pure slot is a leaf whatever its candidates.
     if (lo != hi) {
         for (var j = 0u; j < p.features; j++) {
@@ -243,6 +245,7 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             for (var t = 0u; t < m; t++) {
                 e_b[t] = bin_at(j, e_row[t]);
             }
+            var varies = false;
             // Bins in any order: the tie rule below makes the result the first maximum
             // in (feature, bin) order, as SplitSearch's ascending scan with strict >.
             for (var t = 0u; t < m; t++) {
@@ -271,6 +274,11 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                         sl = add64(sl, e_v[u]);
                     }
                 }
+                // Rows on both sides, valid candidate or not: the feature varies (the
+                // non-empty bins' prefixes are those SplitSearch's ascending scan tests).
+                if (dl != 0u && dl < d) {
+                    varies = true;
+                }
                 if (!valid(nl, dl, n, d, min_leaf)) {
                     continue;
                 }
@@ -289,14 +297,17 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                     top_sl = sl;
                 }
             }
+            if (varies) {
+                varied += 1u;
+            }
         }
     }
-    write_record(k, found, top_j, top_b, top_nl, top_dl, top_sl, n, d, s);
+    write_record(k, found, top_j, top_b, top_nl, top_dl, top_sl, n, d, s, varied, lo != hi);
 }
 
 // ---- one workgroup per slot ----
 
-// 8344 bytes of workgroup memory in all, within WebGPU's 16 KiB default limit.
+// 8352 bytes of workgroup memory in all, within WebGPU's 16 KiB default limit.
 var<workgroup> h_count: array<atomic<u32>, 256>;
 var<workgroup> h_entries: array<atomic<u32>, 256>;
 var<workgroup> h_lo: array<atomic<u32>, 256>;
@@ -314,6 +325,10 @@ var<workgroup> total_d: u32;
 var<workgroup> total_s: vec2<u32>;
 var<workgroup> total_impure: u32;
 var<workgroup> slot_entries: u32;
+// 1 + the last feature found varying (features are scanned in ascending order), and how
+// many features were found varying: the first thread to see feature j vary counts it.
+var<workgroup> last_varying: atomic<u32>;
+var<workgroup> varying_total: atomic<u32>;
 var<workgroup> best_score: array<vec4<u32>, 64>;
 // (feature or NONE when the thread has no candidate, bin, left count, left sum lo)
 var<workgroup> best_key: array<vec4<u32>, 64>;
@@ -332,6 +347,8 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let end = range.y;
     if (lid == 0u) {
         slot_entries = end - begin;
+        atomicStore(&last_varying, 0u);
+        atomicStore(&varying_total, 0u);
     }
     // Small slots are split_small's.
     if (workgroupUniformLoad(&slot_entries) <= SMALL) {
@@ -473,6 +490,13 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 nl += c;
                 dl += e;
                 sl = add64(sl, v);
+                // Rows on both sides, valid candidate or not: feature j varies. Feature
+                // j - 1's last test came before this feature's barriers.
+                if (dl != 0u && dl < d) {
+                    if (atomicMax(&last_varying, j + 1u) < j + 1u) {
+                        atomicAdd(&varying_total, 1u);
+                    }
+                }
                 if (valid(nl, dl, n, d, min_leaf)) {
                     let sc = add128(score(sl, nl), score(sub64(s, sl), n - nl));
                     if (!have || gt128(sc, best)) {
@@ -522,5 +546,5 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             key_sh = best_sh[t];
         }
     }
-    write_record(k, found, key.x, key.y, key.z, key_sh.y, vec2<u32>(key.w, key_sh.x), n, d, s);
+    write_record(k, found, key.x, key.y, key.z, key_sh.y, vec2<u32>(key.w, key_sh.x), n, d, s, atomicLoad(&varying_total), impure);
 }

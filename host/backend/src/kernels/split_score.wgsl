@@ -106,11 +106,13 @@ fn valid(nl: u32, dl: u32, n: u32, d: u32, min_leaf: u32) -> bool {
     return dl >= min_leaf && d - dl >= min_leaf && nl != 0u && n - nl != 0u;
 }
 
-// Writes the 10-word record of local slot k (docs/algorithm.md §7): the candidate when
+// Writes the 12-word record of local slot k (docs/algorithm.md §7): the candidate when
 // `split` (a valid candidate of an impure slot was found), else a leaf whose words 1-5
-// are 0. Uses the including shader's `p.slot_begin` and `splits` binding.
-fn write_record(k: u32, split: bool, j: u32, b: u32, nl: u32, dl: u32, sl: vec2<u32>, n: u32, d: u32, s: vec2<u32>) {
-    let out = (p.slot_begin + k) * 10u;
+// are 0; then `varied` (the record's `varying`, a WGSL keyword: allowed features not
+// constant in the slot) and `impure`.
+// Uses the including shader's `p.slot_begin` and `splits` binding.
+fn write_record(k: u32, split: bool, j: u32, b: u32, nl: u32, dl: u32, sl: vec2<u32>, n: u32, d: u32, s: vec2<u32>, varied: u32, impure: bool) {
+    let out = (p.slot_begin + k) * 12u;
     if (split) {
         splits[out] = j;
         splits[out + 1u] = b;
@@ -130,4 +132,6 @@ fn write_record(k: u32, split: bool, j: u32, b: u32, nl: u32, dl: u32, sl: vec2<
     splits[out + 7u] = d;
     splits[out + 8u] = s.x;
     splits[out + 9u] = s.y;
+    splits[out + 10u] = varied;
+    splits[out + 11u] = select(0u, 1u, impure);
 }
