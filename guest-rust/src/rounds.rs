@@ -2,6 +2,13 @@
 //! (docs/algorithm.md §8): each node keeps drawing features, in rounds of `find-splits-rows`
 //! calls, until it has found `max_features` that are not constant in it or has drawn every
 //! candidate, and keeps the best split record over its rounds.
+//!
+//! How many features a round draws does not change the model, only the number of calls:
+//! the features evaluated are always the draws up to the `max_features`-th non-constant one
+//! (draws after it in the same round are constant, so they add no candidate), and the best
+//! record over disjoint rounds is the best over their union. So a round draws ahead, twice
+//! as many as the last accepted round, and a round that found too many non-constant
+//! features is undone (the shuffle rewound, its record dropped) and retried with half.
 
 use crate::model::NONE;
 use crate::rng::Shuffle;
@@ -29,8 +36,12 @@ pub fn better(a: &[u32], b: &[u32]) -> bool {
 /// One node's draws over the rounds of a level.
 struct Node {
     shuffle: Shuffle,
+    /// The shuffle before the round now running, to undo a round that overshoots.
+    before: Option<Shuffle>,
     /// Features drawn in the round now running.
     pending: u32,
+    /// Draws of the next round.
+    step: u32,
     /// Drawn features found not constant in the node, over the finished rounds.
     found: u32,
     /// Still drawing.
@@ -53,7 +64,15 @@ impl<'a> Rounds<'a> {
     /// Requires `0 < max_features < candidates.len()`.
     pub fn new(seed: u64, candidates: &'a [u32], features: u32, max_features: u32, slots: impl Iterator<Item = (u32, u32)>) -> Self {
         let nodes = slots
-            .map(|(t, k)| Node { shuffle: Shuffle::new(t, k), pending: 0, found: 0, active: true, record: None })
+            .map(|(t, k)| Node {
+                shuffle: Shuffle::new(t, k),
+                before: None,
+                pending: 0,
+                step: max_features,
+                found: 0,
+                active: true,
+                record: None,
+            })
             .collect();
         Rounds { seed, candidates, features, max_features, nodes }
     }
@@ -68,27 +87,31 @@ impl<'a> Rounds<'a> {
         self.nodes.iter().any(|n| n.active)
     }
 
-    /// Draws the next round's features of slots `first..first + count` and returns their
-    /// masks, or `None` when none of them is still drawing (the call can be skipped).
-    pub fn next_masks(&mut self, first: usize, count: usize) -> Option<Vec<u32>> {
+    /// Draws the next round's features of the slots in `first..first + count` that are still
+    /// drawing. Returns `(begin, masks)` for the shortest run of slots `begin..` that holds
+    /// them all (slots in between that are done get an empty mask), or `None` when none of
+    /// them is drawing, so the call can be skipped or narrowed.
+    pub fn next_masks(&mut self, first: usize, count: usize) -> Option<(usize, Vec<u32>)> {
         let words = self.mask_words() as usize;
         let len = self.candidates.len() as u32;
-        let mut masks = vec![0u32; count * words];
-        let mut any = false;
-        for (k, node) in self.nodes[first..first + count].iter_mut().enumerate() {
+        let nodes = &mut self.nodes[first..first + count];
+        let lo = nodes.iter().position(|n| n.active)?;
+        let hi = nodes.iter().rposition(|n| n.active).map_or(lo, |h| h + 1);
+        let mut masks = vec![0u32; (hi - lo) * words];
+        for (k, node) in nodes[lo..hi].iter_mut().enumerate() {
             node.pending = 0;
             if !node.active {
                 continue;
             }
-            any = true;
-            let take = (self.max_features - node.found).min(len - node.shuffle.drawn());
+            let take = node.step.max(self.max_features - node.found).min(len - node.shuffle.drawn());
+            node.before = Some(node.shuffle.clone());
             for _ in 0..take {
                 let j = node.shuffle.next(self.seed, self.candidates);
                 masks[k * words + (j / 32) as usize] |= 1 << (j % 32);
             }
             node.pending = take;
         }
-        any.then_some(masks)
+        Some((first + lo, masks))
     }
 
     /// Takes in the records of a round (all slots; only the slots that drew are read).
@@ -99,7 +122,18 @@ impl<'a> Rounds<'a> {
                 continue;
             }
             // At most the features this round allowed can be found (a device can only err).
-            node.found += rec[10].min(node.pending);
+            let varying = rec[10].min(node.pending);
+            let need = self.max_features - node.found;
+            if varying > need {
+                // Overshot: some non-constant feature here comes after the last one allowed.
+                // Undo the round and retry with half as many draws (never fewer than `need`,
+                // which cannot overshoot).
+                node.shuffle = node.before.take().unwrap_or_else(|| node.shuffle.clone());
+                node.step = (node.pending / 2).max(need);
+                continue;
+            }
+            node.found += varying;
+            node.step = node.pending.saturating_mul(2);
             let merged = match node.record {
                 None => {
                     let mut first = [0u32; SPLIT_WORDS];
@@ -149,28 +183,38 @@ mod tests {
     fn nodes_keep_drawing_until_m_varying_features() {
         let candidates: Vec<u32> = (0..8).collect();
         let mut r = Rounds::new(5, &candidates, 8, 3, [(0, 0), (0, 1), (1, 0)].into_iter());
-        let masks = r.next_masks(0, 3).unwrap();
-        assert!(masks.iter().all(|w| w.count_ones() == 3));
-        // Slot 0 found 3 varying (done), slot 1 found 1 (draws 2 more), slot 2 is pure.
+        let (at, masks) = r.next_masks(0, 3).unwrap();
+        assert_eq!(at, 0);
+        assert!(masks.iter().all(|w| w.count_ones() == 3), "round 1 draws max_features");
+        // Slot 0 found 3 varying (done), slot 1 found 1 (goes on), slot 2 is pure.
         let mut round = Vec::new();
         round.extend(rec(1, 4, 2, 6, 4, 10, 3, 1));
         round.extend(rec(NONE, 0, 0, 0, 4, 10, 1, 1));
         round.extend(rec(NONE, 0, 0, 0, 4, 8, 0, 0));
         r.absorb(&round);
         assert!(r.any_active());
-        let masks = r.next_masks(0, 3).unwrap();
-        assert_eq!((masks[0], masks[1].count_ones(), masks[2]), (0, 2, 0));
+        // Slot 1 draws ahead: twice the last round's 3, capped by the 5 left.
+        let (at, masks) = r.next_masks(0, 3).unwrap();
+        assert_eq!((at, masks.len(), masks[0].count_ones()), (1, 1, 5), "only slot 1 draws");
+        let drawn_ahead = masks[0];
         assert_eq!(r.next_masks(0, 1), None, "slot 0 draws no more");
-        // Round 2: slot 1 finds a split on one of its new features and 1 more varying.
+        // Those 5 hold 3 non-constant features, one more than the 2 still needed: undone.
+        let mut over = vec![0u32; 3 * SPLIT_WORDS];
+        over[SPLIT_WORDS..2 * SPLIT_WORDS].copy_from_slice(&rec(7, 0, 3, 9, 4, 10, 3, 1));
+        r.absorb(&over);
+        assert_eq!(r.records()[SPLIT_WORDS], NONE, "the overshooting round's split is dropped");
+        // The retry draws the same first 2 of those features again (half of 5, at least 2).
+        let (at, masks) = r.next_masks(0, 3).unwrap();
+        assert_eq!((at, masks[0].count_ones()), (1, 2));
+        assert_eq!(masks[0] & drawn_ahead, masks[0], "a prefix of the undone round's draws");
+        let j = masks[0].trailing_zeros();
         let mut round2 = vec![0u32; 3 * SPLIT_WORDS];
-        round2[SPLIT_WORDS..2 * SPLIT_WORDS].copy_from_slice(&rec(6, 2, 1, 1, 4, 10, 1, 1));
+        round2[SPLIT_WORDS..2 * SPLIT_WORDS].copy_from_slice(&rec(j, 2, 1, 1, 4, 10, 2, 1));
         r.absorb(&round2);
+        assert!(!r.any_active(), "slot 1 found its 3");
         let out = r.records();
         assert_eq!(&out[..SPLIT_WORDS], &rec(1, 4, 2, 6, 4, 10, 3, 1));
-        assert_eq!(&out[SPLIT_WORDS..SPLIT_WORDS + 6], &rec(6, 2, 1, 1, 4, 10, 1, 1)[..6]);
+        assert_eq!(&out[SPLIT_WORDS..SPLIT_WORDS + 6], &rec(j, 2, 1, 1, 4, 10, 2, 1)[..6]);
         assert_eq!(out[2 * SPLIT_WORDS], NONE);
-        // Slot 1 found 2 of 3 and has drawn 5 of 8: it goes on with one more draw.
-        let masks = r.next_masks(0, 3).unwrap();
-        assert_eq!(masks[1].count_ones(), 1);
     }
 }

@@ -262,10 +262,10 @@ impl GpuTrainer {
         let mut rounds = Rounds::new(p.seed, &s.candidates, s.features, s.max_features, slots);
         while rounds.any_active() {
             for (first, slots) in batches() {
-                if let Some(words) = rounds.next_masks(first as usize, slots as usize) {
+                if let Some((at, words)) = rounds.next_masks(first as usize, slots as usize) {
                     let mask = scratch.mask.at_least(words.len() as u64)?;
                     mask.write_u32(0, &words)?;
-                    call(first, slots, mask, rounds.mask_words())?;
+                    call(at as u32, words.len() as u32 / rounds.mask_words(), mask, rounds.mask_words())?;
                 }
             }
             rounds.absorb(&splits.read_u32(0, u64::from(n_slots) * SPLIT_WORDS)?);

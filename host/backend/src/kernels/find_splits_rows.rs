@@ -77,23 +77,34 @@ pub fn find_splits_rows(
             let mine = &order[start[slot] as usize..start[slot + 1] as usize];
             weighted.clear();
             slot_bins.clear();
-            for &i in mine {
-                let (i, row) = (i as usize, i as usize % rows);
-                weighted.push((weights[i], weights[i] as u64 * targets[row] as u64, targets[row]));
-                slot_bins.extend_from_slice(&row_bins[row * features..(row + 1) * features]);
-            }
-            let column = |j: usize| weighted.iter().zip(slot_bins.get(j..).unwrap_or(&[]).iter().step_by(features)).map(|(&(w, v, t), &b)| (b as usize, w, v, t));
             // Totals over feature 0's in-range bins, as find-splits takes them: every entry
             // is one distinct row of the slot's tree, so `d` counts entries.
             let (mut n, mut d, mut s, mut lo, mut hi) = (0u32, 0u32, 0u64, NONE, 0u32);
-            for (_, w, v, t) in column(0).filter(|&(b, ..)| b < max_bins) {
-                (n, d, s) = (n.wrapping_add(w), d.wrapping_add(1), s.wrapping_add(v));
-                (lo, hi) = (lo.min(t), hi.max(t));
+            for &i in mine {
+                let (i, row) = (i as usize, i as usize % rows);
+                let (w, t) = (weights[i], targets[row]);
+                let v = w as u64 * t as u64;
+                weighted.push((w, v, t));
+                if (row_bins[row * features] as usize) < max_bins {
+                    (n, d, s) = (n.wrapping_add(w), d.wrapping_add(1), s.wrapping_add(v));
+                    (lo, hi) = (lo.min(t), hi.max(t));
+                }
             }
+            // The slot's rows' bins are gathered only when some feature will be scanned: a
+            // pure slot is a leaf, and a slot may have no allowed feature (later rounds of
+            // the guests' feature draws give most slots an empty mask).
+            let mask = &feature_mask[slot * p.mask_words as usize..][..p.mask_words as usize];
+            let scanned = lo != hi && (p.mask_words == 0 || mask.iter().any(|&w| w != 0));
+            if scanned {
+                for &i in mine {
+                    let row = i as usize % rows;
+                    slot_bins.extend_from_slice(&row_bins[row * features..(row + 1) * features]);
+                }
+            }
+            let column = |j: usize| weighted.iter().zip(slot_bins.get(j..).unwrap_or(&[]).iter().step_by(features)).map(|(&(w, v, t), &b)| (b as usize, w, v, t));
             let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf);
             for j in 0..features {
-                // A pure slot is a leaf: no feature needs tallying.
-                if lo == hi || !allowed(feature_mask, p.mask_words, slot, j) {
+                if !scanned || !allowed(feature_mask, p.mask_words, slot, j) {
                     continue;
                 }
                 // Tally the slot's rows into the bins they touch, then scan only those bins
