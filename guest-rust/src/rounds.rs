@@ -6,9 +6,10 @@
 //! How many features a round draws does not change the model, only the number of calls:
 //! the features evaluated are always the draws up to the `max_features`-th non-constant one
 //! (draws after it in the same round are constant, so they add no candidate), and the best
-//! record over disjoint rounds is the best over their union. So a round draws ahead, twice
-//! as many as the last accepted round, and a round that found too many non-constant
-//! features is undone (the shuffle rewound, its record dropped) and retried with half.
+//! record over disjoint rounds is the best over their union. So where most draws so far
+//! were constant, a round draws ahead (twice as many as the last accepted round), and a
+//! round that found too many non-constant features is undone (the shuffle rewound, its
+//! record dropped) and retried with half; elsewhere it draws just the features still needed.
 
 use crate::model::NONE;
 use crate::rng::Shuffle;
@@ -133,7 +134,9 @@ impl<'a> Rounds<'a> {
                 continue;
             }
             node.found += varying;
-            node.step = node.pending.saturating_mul(2);
+            // Mostly non-constant so far: draw just what is needed (drawing ahead would only
+            // overshoot); mostly constant: draw twice as many as this round.
+            node.step = if 2 * u64::from(node.found) >= u64::from(node.shuffle.drawn()) { 0 } else { node.pending.saturating_mul(2) };
             let merged = match node.record {
                 None => {
                     let mut first = [0u32; SPLIT_WORDS];
