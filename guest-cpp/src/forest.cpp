@@ -624,8 +624,8 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     // find-splits-rows needs no histogram memory; slot batches only bound the mask upload
     // (the result does not depend on the batch size).
     const std::uint32_t slot_batch_max = SLOT_BATCH;
-    // Candidate features (§8): drawn from the non-constant ones per node until m are found
-    // not constant in it, or all features (mask-words 0) when m covers every non-constant one.
+    // Candidate features (§8): m drawn from the non-constant ones per node, more one at a time
+    // while every draw was constant in it, or all features (mask-words 0) when m covers them.
     const std::uint32_t candidate_count = static_cast<std::uint32_t>(candidates.size());
     const std::uint32_t m_draw = std::min(m_features, candidate_count);
     const std::uint32_t mask_words = m_draw < candidate_count ? (features + 31) / 32 : 0;
@@ -653,10 +653,10 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
             TRY(mask_p, mask_buf.at_least(mask_words != 0 ? std::uint64_t(sb_max) * mask_words * 4 : 4));
             const wasi_gpu::Buffer& mask_dev = *mask_p;
             // Rounds of find-splits-rows (§8). Round 1 decides every slot on its first m draws
-            // (or on all features); while m < len(C), a slot that is impure and has found fewer
-            // than m features not constant in it draws the next min(m - found, len(C) - drawn)
-            // features in a further round, and keeps the best record over its rounds in
-            // `split_words`. `take[s]` is slot s's draws this round (0: not taking part).
+            // (or on all features); while m < len(C), a slot that is impure and found every
+            // draw so far constant in it draws one more feature in a further round, and keeps
+            // the best record over its rounds in `split_words`. `take[s]` is slot s's draws
+            // this round (0: not taking part).
             split_words.resize(std::size_t(slots) * SPLIT_WORDS);
             take.assign(slots, mask_words != 0 ? m_draw : 0);
             drawn.assign(slots, 0);
@@ -710,13 +710,11 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                 }
                 if (!first && called) merged = true;
                 if (mask_words == 0) break;
-                // The next round: impure slots with found < m and drawn < len(C).
+                // The next round: impure slots whose draws were all constant, drawn < len(C).
                 bool more = false;
                 for (std::uint32_t s = 0; s < slots; ++s) {
                     const std::uint32_t* best = &split_words[std::size_t(s) * SPLIT_WORDS];
-                    take[s] = best[11] == 1 && found[s] < m_draw && drawn[s] < candidate_count
-                                  ? std::min(m_draw - found[s], candidate_count - drawn[s])
-                                  : 0;
+                    take[s] = best[11] == 1 && found[s] == 0 && drawn[s] < candidate_count ? 1 : 0;
                     more = more || take[s] != 0;
                 }
                 if (!more) break;

@@ -1,10 +1,11 @@
 //! Feature draws of one level when `max_features` is below the candidate count
-//! (docs/algorithm.md §8): each node keeps drawing features, in rounds of `find-splits-rows`
-//! calls, until it has found `max_features` that are not constant in it or has drawn every
-//! candidate, and keeps the best split record over its rounds.
+//! (docs/algorithm.md §8), as scikit-learn draws them: each node draws `max_features`
+//! features, and while every feature it drew is constant in it, it draws more, in further
+//! rounds of `find-splits-rows` calls, until one is not or every candidate is drawn; it keeps
+//! the best split record over its rounds.
 //!
-//! How many features a round draws does not change the model, only the number of calls:
-//! the features evaluated are always the draws up to the `max_features`-th non-constant one
+//! How many features a later round draws does not change the model, only the number of
+//! calls: the features evaluated are always the draws up to the first non-constant one
 //! (draws after it in the same round are constant, so they add no candidate), and the best
 //! record over disjoint rounds is the best over their union. So where most draws so far
 //! were constant, a round draws ahead (twice as many as the last accepted round), and a
@@ -41,6 +42,9 @@ struct Node {
     before: Option<Shuffle>,
     /// Features drawn in the round now running.
     pending: u32,
+    /// Non-constant features to find: `max_features` in round 1 (all of its draws count),
+    /// then 1.
+    goal: u32,
     /// Draws of the next round.
     step: u32,
     /// Drawn features found not constant in the node, over the finished rounds.
@@ -56,7 +60,6 @@ pub struct Rounds<'a> {
     seed: u64,
     candidates: &'a [u32],
     features: u32,
-    max_features: u32,
     nodes: Vec<Node>,
 }
 
@@ -69,13 +72,14 @@ impl<'a> Rounds<'a> {
                 shuffle: Shuffle::new(t, k),
                 before: None,
                 pending: 0,
+                goal: max_features,
                 step: max_features,
                 found: 0,
                 active: true,
                 record: None,
             })
             .collect();
-        Rounds { seed, candidates, features, max_features, nodes }
+        Rounds { seed, candidates, features, nodes }
     }
 
     /// u32 words of feature mask per slot.
@@ -104,7 +108,7 @@ impl<'a> Rounds<'a> {
             if !node.active {
                 continue;
             }
-            let take = node.step.max(self.max_features - node.found).min(len - node.shuffle.drawn());
+            let take = node.step.max(node.goal - node.found).min(len - node.shuffle.drawn());
             node.before = Some(node.shuffle.clone());
             for _ in 0..take {
                 let j = node.shuffle.next(self.seed, self.candidates);
@@ -124,8 +128,8 @@ impl<'a> Rounds<'a> {
             }
             // At most the features this round allowed can be found (a device can only err).
             let varying = rec[10].min(node.pending);
-            let need = self.max_features - node.found;
-            if varying > need {
+            let need = node.goal - node.found;
+            if node.record.is_some() && varying > need {
                 // Overshot: some non-constant feature here comes after the last one allowed.
                 // Undo the round and retry with half as many draws (never fewer than `need`,
                 // which cannot overshoot).
@@ -151,7 +155,9 @@ impl<'a> Rounds<'a> {
                 }
             };
             node.record = Some(merged);
-            node.active = rec[11] == 1 && node.found < self.max_features && node.shuffle.drawn() < len;
+            // After round 1 only a node whose draws were all constant goes on, for one more.
+            node.goal = 1;
+            node.active = rec[11] == 1 && node.found < node.goal && node.shuffle.drawn() < len;
         }
     }
 
@@ -183,41 +189,46 @@ mod tests {
     }
 
     #[test]
-    fn nodes_keep_drawing_until_m_varying_features() {
+    fn nodes_draw_more_only_while_every_draw_was_constant() {
         let candidates: Vec<u32> = (0..8).collect();
-        let mut r = Rounds::new(5, &candidates, 8, 3, [(0, 0), (0, 1), (1, 0)].into_iter());
-        let (at, masks) = r.next_masks(0, 3).unwrap();
+        let mut r = Rounds::new(5, &candidates, 8, 3, [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter());
+        let (at, masks) = r.next_masks(0, 4).unwrap();
         assert_eq!(at, 0);
         assert!(masks.iter().all(|w| w.count_ones() == 3), "round 1 draws max_features");
-        // Slot 0 found 3 varying (done), slot 1 found 1 (goes on), slot 2 is pure.
+        // Slot 0 found 3 varying, slot 1 found 1 (both done, as in scikit-learn), slot 2 is
+        // pure, slot 3 drew 3 constant features: it alone goes on.
         let mut round = Vec::new();
         round.extend(rec(1, 4, 2, 6, 4, 10, 3, 1));
-        round.extend(rec(NONE, 0, 0, 0, 4, 10, 1, 1));
+        round.extend(rec(2, 1, 1, 3, 4, 10, 1, 1));
         round.extend(rec(NONE, 0, 0, 0, 4, 8, 0, 0));
+        round.extend(rec(NONE, 0, 0, 0, 4, 10, 0, 1));
         r.absorb(&round);
-        assert!(r.any_active());
-        // Slot 1 draws ahead: twice the last round's 3, capped by the 5 left.
-        let (at, masks) = r.next_masks(0, 3).unwrap();
-        assert_eq!((at, masks.len(), masks[0].count_ones()), (1, 1, 5), "only slot 1 draws");
+        // Mostly constant so far: slot 3 draws ahead, twice the last round's 3, capped by 5.
+        let (at, masks) = r.next_masks(0, 4).unwrap();
+        assert_eq!((at, masks.len(), masks[0].count_ones()), (3, 1, 5), "only slot 3 draws");
         let drawn_ahead = masks[0];
-        assert_eq!(r.next_masks(0, 1), None, "slot 0 draws no more");
-        // Those 5 hold 3 non-constant features, one more than the 2 still needed: undone.
-        let mut over = vec![0u32; 3 * SPLIT_WORDS];
-        over[SPLIT_WORDS..2 * SPLIT_WORDS].copy_from_slice(&rec(7, 0, 3, 9, 4, 10, 3, 1));
+        assert_eq!(r.next_masks(0, 3), None, "slots 0-2 draw no more");
+        // Those 5 hold 2 non-constant features, one more than the 1 needed: undone.
+        let mut over = vec![0u32; 4 * SPLIT_WORDS];
+        over[3 * SPLIT_WORDS..].copy_from_slice(&rec(7, 0, 3, 9, 4, 10, 2, 1));
         r.absorb(&over);
-        assert_eq!(r.records()[SPLIT_WORDS], NONE, "the overshooting round's split is dropped");
-        // The retry draws the same first 2 of those features again (half of 5, at least 2).
-        let (at, masks) = r.next_masks(0, 3).unwrap();
-        assert_eq!((at, masks[0].count_ones()), (1, 2));
-        assert_eq!(masks[0] & drawn_ahead, masks[0], "a prefix of the undone round's draws");
+        assert_eq!(r.records()[3 * SPLIT_WORDS], NONE, "the overshooting round's split is dropped");
+        // The retry draws a prefix of the undone round's draws: 2 (half of 5), still 2 varying.
+        let (at, masks) = r.next_masks(0, 4).unwrap();
+        assert_eq!((at, masks[0].count_ones(), masks[0] & drawn_ahead), (3, 2, masks[0]));
+        r.absorb(&over);
+        // Then 1, which cannot overshoot.
+        let (_, masks) = r.next_masks(0, 4).unwrap();
+        assert_eq!(masks[0].count_ones(), 1);
         let j = masks[0].trailing_zeros();
-        let mut round2 = vec![0u32; 3 * SPLIT_WORDS];
-        round2[SPLIT_WORDS..2 * SPLIT_WORDS].copy_from_slice(&rec(j, 2, 1, 1, 4, 10, 2, 1));
-        r.absorb(&round2);
-        assert!(!r.any_active(), "slot 1 found its 3");
+        let mut last = vec![0u32; 4 * SPLIT_WORDS];
+        last[3 * SPLIT_WORDS..].copy_from_slice(&rec(j, 2, 1, 1, 4, 10, 1, 1));
+        r.absorb(&last);
+        assert!(!r.any_active());
         let out = r.records();
         assert_eq!(&out[..SPLIT_WORDS], &rec(1, 4, 2, 6, 4, 10, 3, 1));
-        assert_eq!(&out[SPLIT_WORDS..SPLIT_WORDS + 6], &rec(j, 2, 1, 1, 4, 10, 2, 1)[..6]);
+        assert_eq!(&out[SPLIT_WORDS..SPLIT_WORDS + 6], &rec(2, 1, 1, 3, 4, 10, 1, 1)[..6]);
         assert_eq!(out[2 * SPLIT_WORDS], NONE);
+        assert_eq!(&out[3 * SPLIT_WORDS..3 * SPLIT_WORDS + 6], &rec(j, 2, 1, 1, 4, 10, 1, 1)[..6]);
     }
 }
