@@ -522,7 +522,9 @@ fn find_splits_rows() {
     // Xor: bins of features 0 and 1 are bits of the row, the target their XOR (impure
     // slots whose best split gains nothing must still split); Varying: features constant
     // in a slot, or in the last bin only, among varying ones, every other slot pure (the
-    // records' `varying` and `impure` words are checked against the rows).
+    // records' `varying` and `impure` words are checked against the rows); Gaps: every bin
+    // one of 1, 5, max_bins / 2 and the last, so the records' bins lie in the middle of wide
+    // gaps (across workgroup threads' bins, and up to the last bin).
     use Targets::*;
     let cases = [
         (0, 2, 4, 3, 0, 2, 1, false, Full),
@@ -562,6 +564,13 @@ fn find_splits_rows() {
         (20_000, 5, 8, 1, 0, 2, 1, false, Varying),
         (300, 6, 4, 2, 0, 40, 100, false, Varying),
         (4000, 6, 16, 2, 0, 8, 5000, true, Varying),
+        // Thresholds in the middle of gaps: one invocation, one workgroup (16 and 256 bins)
+        // and dense; min-samples-leaf above 1 too.
+        (600, 3, 256, 2, 0, 100, 1, false, Gaps),
+        (3000, 3, 256, 2, 0, 40, 1, true, Gaps),
+        (3000, 4, 16, 2, 1, 40, 3, false, Gaps),
+        (20_000, 3, 256, 2, 0, 6, 1, false, Gaps),
+        (20_000, 2, 16, 1, 0, 3, 2, false, Gaps),
     ];
     for (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, kind) in cases {
         let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };
@@ -607,6 +616,16 @@ fn find_splits_rows() {
                         4.. if q % 3 == 0 => (q + j) % max_bins,
                         _ => rng.random_range(0..max_bins),
                     };
+                    bins[j as usize * words + r as usize / 4] |= b << ((r % 4) * 8);
+                }
+            }
+        }
+        let spots = [1, 5, max_bins / 2, max_bins - 1];
+        if kind == Gaps {
+            bins.fill(0);
+            for r in 0..rows {
+                for j in 0..features {
+                    let b = spots[rng.random_range(0..4)];
                     bins[j as usize * words + r as usize / 4] |= b << ((r % 4) * 8);
                 }
             }
@@ -683,6 +702,11 @@ fn find_splits_rows() {
                     assert!(records.iter().any(|r| r[0] != NONE), "some slots split");
                 }
             }
+            Gaps => {
+                let split = || records.iter().filter(|r| r[0] != NONE);
+                assert!(split().any(|r| !spots.contains(&r[1])), "bins in gaps");
+                assert!(split().any(|r| r[1] > spots[2]), "bins in the gap before the last bin");
+            }
             Full if min_leaf > 1 && slot_count > 0 => {
                 assert!(records.iter().any(|r| r[0] != NONE && r[2] != r[3]), "weighted counts differ from entries")
             }
@@ -712,4 +736,5 @@ enum Targets {
     Heavy,
     Xor,
     Varying,
+    Gaps,
 }

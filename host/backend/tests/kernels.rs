@@ -160,16 +160,17 @@ fn find_splits_picks_the_exact_best_split() {
 
 #[test]
 fn find_splits_breaks_ties_to_lower_feature_then_lower_bin() {
-    // Two identical features; bins 0, 1 and 2 of each give the same partition.
+    // Two identical features; bins 0, 1 and 2 of each give the same partition, reported
+    // as the middle bin 1 of the gap 0..=2.
     let h = hist_of(2, 4, &[(1, 0, &[0, 0]), (1, 10, &[3, 3])]);
     let mut s = vec![0u32; 12];
     kernels::find_splits(&split_params(2, 4, 1), &h, &[], &mut s);
-    assert_eq!(&s[..4], &[0, 0, 1, 1]);
+    assert_eq!(&s[..4], &[0, 1, 1, 1]);
     assert_eq!(&s[10..], &[2, 1]);
     // Masking feature 0 out moves the choice to feature 1.
     let p = SplitParams { mask_words: 1, ..split_params(2, 4, 1) };
     kernels::find_splits(&p, &h, &[0b10], &mut s);
-    assert_eq!(&s[..4], &[1, 0, 1, 1]);
+    assert_eq!(&s[..4], &[1, 1, 1, 1]);
     assert_eq!(&s[10..], &[1, 1]);
 }
 
@@ -198,6 +199,68 @@ fn find_splits_reports_leaves_with_totals() {
     // An empty slot: nothing varies; its target range is (NONE, 0), so min != max.
     kernels::find_splits(&split_params(1, 4, 1), &hist_of(1, 4, &[]), &[], &mut s);
     assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+}
+
+/// find-splits on the histogram of one slot holding `rows` = (weight, target, bin of each
+/// feature), checked equal to find-splits-rows on the same rows.
+fn split_both(features: usize, max_bins: u32, min_leaf: u32, rows: &[(u32, u32, &[usize])]) -> Vec<u32> {
+    let h = hist_of(features, max_bins as usize, rows);
+    let mut s = vec![0u32; 12];
+    kernels::find_splits(&split_params(features as u32, max_bins, min_leaf), &h, &[], &mut s);
+    assert_eq!(s, naive_split(&h, features, max_bins as usize, min_leaf, None));
+    let n = rows.len() as u32;
+    let p = RowSplitParams {
+        rows: n,
+        features: features as u32,
+        max_bins,
+        tree_count: 1,
+        slot_begin: 0,
+        slot_count: 1,
+        min_samples_leaf: min_leaf,
+        mask_words: 0,
+    };
+    let bins = pack_bins(rows.len(), features, |r, j| rows[r].2[j] as u32);
+    let targets: Vec<u32> = rows.iter().map(|r| r.1).collect();
+    let weights: Vec<u32> = rows.iter().map(|r| r.0).collect();
+    let mut got = vec![0u32; 12];
+    kernels::find_splits_rows(&p, &bins, &targets, &weights, &vec![0; rows.len()], &[], &mut got);
+    assert_eq!(got, s);
+    s
+}
+
+#[test]
+fn find_splits_reports_the_threshold_in_the_middle_of_the_gap() {
+    // Bins 3..=8 are empty: every bin 2..=8 partitions alike; the middle one is reported.
+    let s = split_both(1, 16, 1, &[(1, 0, &[2]), (1, 10, &[9])]);
+    assert_eq!(s, [0, 5, 1, 1, 0, 0, 2, 2, 10, 0, 1, 1]);
+    // No gap: the candidate's own bin.
+    let s = split_both(1, 16, 1, &[(1, 0, &[2]), (1, 10, &[3])]);
+    assert_eq!(&s[..4], &[0, 2, 1, 1]);
+    // A gap of even width rounds down: bins 2..=5 -> 3.
+    let s = split_both(1, 16, 1, &[(1, 0, &[2]), (1, 10, &[6])]);
+    assert_eq!(&s[..4], &[0, 3, 1, 1]);
+    // Nothing after bin 2 but the last bin, which is no candidate: c = max_bins - 1 = 15.
+    // Feature 1 (noise) is scanned after feature 0's best and keeps it.
+    let s = split_both(2, 16, 1, &[(1, 0, &[2, 4]), (1, 10, &[15, 4]), (2, 10, &[15, 7])]);
+    assert_eq!(&s[..4], &[0, 8, 1, 1]);
+    // The best candidate is followed by later non-empty bins that lose: c is the next one.
+    let s = split_both(1, 16, 1, &[(1, 0, &[1]), (1, 0, &[4]), (1, 100, &[10]), (1, 100, &[12])]);
+    assert_eq!(&s[..4], &[0, 6, 2, 2]);
+    // min-samples-leaf 2: bin 3 is the only valid candidate; bin 8, invalid, still ends
+    // its gap: 3 + (8 - 1 - 3) / 2 = 5.
+    let rows: [(u32, u32, &[usize]); 4] = [(1, 0, &[1]), (1, 100, &[3]), (1, 0, &[8]), (1, 100, &[12])];
+    let s = split_both(1, 16, 2, &rows);
+    assert_eq!(&s[..4], &[0, 5, 2, 2]);
+    // min-samples-leaf 1: bins 1 and 8 tie (40000/3 = 3333 + 10000); the lower one wins,
+    // reported in its own gap 1..=2.
+    let s = split_both(1, 16, 1, &rows);
+    assert_eq!(&s[..4], &[0, 1, 1, 1]);
+    // min-samples-leaf 3: no valid candidate, a leaf.
+    let s = split_both(1, 16, 3, &rows);
+    assert_eq!(&s[..2], &[NONE, 0]);
+    // A later feature with a better split whose gap runs to the last bin.
+    let s = split_both(2, 16, 1, &[(1, 0, &[0, 2]), (1, 100, &[1, 15]), (1, 100, &[0, 15])]);
+    assert_eq!(&s[..4], &[1, 8, 1, 1]);
 }
 
 #[test]
@@ -470,8 +533,19 @@ fn naive_split(h: &[u32], features: usize, max_bins: usize, min_leaf: u32, mask:
     // A pure slot scans nothing: no feature varies.
     let (impure, varying) = (lo != hi, if lo != hi { varying } else { 0 });
     let tail = [n, d, s as u32, (s >> 32) as u32, varying, impure as u32];
+    // The threshold in the middle of the gap: c is the first non-empty cell after b below
+    // max_bins - 1, else max_bins - 1.
+    let middle = |j: u32, b: u32| {
+        let c = (b as usize + 1..max_bins - 1)
+            .find(|&c| {
+                let (n, e, v, _, _) = cell(j as usize, c);
+                n != 0 || e != 0 || v != 0
+            })
+            .unwrap_or(max_bins - 1) as u32;
+        b + (c - 1 - b) / 2
+    };
     let head = match best.filter(|_| impure) {
-        Some((_, j, b, nl, dl, sl)) => [j, b, nl, dl, sl as u32, (sl >> 32) as u32],
+        Some((_, j, b, nl, dl, sl)) => [j, middle(j, b), nl, dl, sl as u32, (sl >> 32) as u32],
         None => [NONE, 0, 0, 0, 0, 0],
     };
     std::array::from_fn(|i| if i < 6 { head[i] } else { tail[i - 6] })

@@ -9,9 +9,11 @@
 // entries); a shared-memory reduction then keeps the highest score, ties to the lower
 // feature. That is exactly the CPU order "highest score, ties to the lower feature, then
 // the lower bin". The slot splits at its best valid candidate when one exists and it is
-// impure (min target != max target); otherwise its record is a leaf. Each thread also
-// counts its allowed features that vary in the slot (fs_varies at some scanned cell), summed
-// into the record's word 10 through a shared counter; word 11 is the impure flag.
+// impure (min target != max target); otherwise its record is a leaf. A candidate's bin is
+// the middle of the gap after its last non-empty left bin (fs_gap_bin), resolved at the
+// next non-empty bin of the scan or at the feature's end. Each thread also counts its
+// allowed features that vary in the slot (fs_varies at some scanned cell), summed into
+// the record's word 10 through a shared counter; word 11 is the impure flag.
 // 128-bit values are (hi, lo) pairs; the division is schoolbook on 32-bit limbs, so no
 // compiler support for __int128 division is needed.
 //
@@ -95,6 +97,15 @@ static __device__ __forceinline__ fs_u128 fs_candidate(
     unsigned long long sl, unsigned int nl, unsigned long long s, unsigned int n)
 {
     return fs_add(fs_score(sl, nl), fs_score(s - sl, n - nl));
+}
+
+// The record's bin for a candidate whose last non-empty left bin is b and whose first
+// non-empty bin after b (among the candidate bins, else max_bins - 1) is c: the middle of
+// the gap, b + (c - 1 - b) / 2. Monotone in b across a feature's candidates, so comparing
+// reported bins orders candidates as comparing b does. Must match SplitSearch in
+// find_splits.rs.
+static __device__ __forceinline__ unsigned int fs_gap_bin(unsigned int b, unsigned int c) {
+    return b + (c - 1u - b) / 2u;
 }
 
 // Writes a slot's 12-word record at `rec`: a split at (feature, bin) with left
@@ -188,6 +199,9 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
             unsigned int nl = 0, dl = 0;
             unsigned long long sl = 0;
             bool varies = false;
+            // Whether best_bin is this feature's candidate b still waiting for the first
+            // non-empty bin c after it (fs_gap_bin).
+            bool open = false;
             for (unsigned int b = 0; b + 1 < max_bins; ++b) {
                 const unsigned int* c = hj + (unsigned long long)b * FS_HIST_WORDS;
                 const unsigned int cn = c[0];
@@ -195,6 +209,10 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
                 const unsigned long long cv = (unsigned long long)c[2] | ((unsigned long long)c[3] << 32);
                 if (fs_empty(cn, cd, cv)) {
                     continue;
+                }
+                if (open) {
+                    best_bin = fs_gap_bin(best_bin, b);
+                    open = false;
                 }
                 nl += cn;
                 dl += cd;
@@ -211,7 +229,11 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
                     best_nl = nl;
                     best_dl = dl;
                     best_sl = sl;
+                    open = true;
                 }
+            }
+            if (open) {
+                best_bin = fs_gap_bin(best_bin, max_bins - 1u);
             }
             varying += varies ? 1u : 0u;
         }

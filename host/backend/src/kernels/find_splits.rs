@@ -25,10 +25,16 @@ pub(crate) struct SplitSearch {
     /// The slot's minimum target differs from its maximum; a pure slot is a leaf.
     impure: bool,
     min_leaf: u32,
+    max_bins: u32,
     /// Scanned features not constant in the slot: some bin leaves `0 < dL < d`.
     varying: u32,
-    /// (score, feature, bin, left count, left entries, left sum)
+    /// (score, feature, bin, left count, left entries, left sum); `bin` is the reported one,
+    /// in the middle of the gap after the candidate's last non-empty left bin once
+    /// `pending` is cleared.
     best: Option<(u128, u32, u32, u32, u32, u64)>,
+    /// The best candidate was found in the feature being scanned and its bin is still its
+    /// last non-empty left bin `b`: the first non-empty bin `c` after it is not known yet.
+    pending: bool,
     /// f64 estimate of the best score, used only to skip candidates that cannot win;
     /// -inf disables skipping (no best yet, or a best whose exact score may have wrapped).
     best_estimate: f64,
@@ -36,16 +42,18 @@ pub(crate) struct SplitSearch {
 
 impl SplitSearch {
     /// A slot with total weighted count `n`, entries `d`, sum `s` and target range
-    /// `min..=max` (all over feature 0's in-range bins).
-    pub(crate) fn new(n: u32, d: u32, s: u64, min: u32, max: u32, min_samples_leaf: u32) -> Self {
+    /// `min..=max` (all over feature 0's in-range bins), with `max_bins` bins per feature.
+    pub(crate) fn new(n: u32, d: u32, s: u64, min: u32, max: u32, min_samples_leaf: u32, max_bins: u32) -> Self {
         SplitSearch {
             n,
             d,
             s,
             impure: min != max,
             min_leaf: min_samples_leaf.max(1),
+            max_bins,
             varying: 0,
             best: None,
+            pending: false,
             best_estimate: f64::NEG_INFINITY,
         }
     }
@@ -54,6 +62,8 @@ impl SplitSearch {
     /// `max_bins - 1` in ascending order. Empty bins may be left out: a bin that adds
     /// nothing repeats the previous partition, whose equal score never wins a tie (and
     /// leaves `dL` as it was, so the feature's `varying` test sees the same values).
+    /// The best candidate reports `b + (c - 1 - b) / 2` (docs/algorithm.md §7, threshold in
+    /// the middle of the gap): `c` is the next non-empty bin, else `max_bins - 1`.
     pub(crate) fn feature(&mut self, feature: u32, cells: impl Iterator<Item = (u32, u32, u32, u64)>) {
         // A pure slot is a leaf whatever its candidates.
         if !self.impure {
@@ -64,6 +74,10 @@ impl SplitSearch {
         for (b, c, e, v) in cells {
             if c == 0 && e == 0 && v == 0 {
                 continue;
+            }
+            // The first non-empty bin after the best candidate's: report the gap's middle.
+            if self.pending {
+                self.settle(b);
             }
             nl = nl.wrapping_add(c);
             dl = dl.wrapping_add(e);
@@ -89,9 +103,22 @@ impl SplitSearch {
             if self.best.is_none_or(|best| sc > best.0) {
                 self.best = Some((sc, feature, b, nl, dl, sl));
                 self.best_estimate = if small { est } else { f64::NEG_INFINITY };
+                self.pending = true;
             }
         }
+        // No non-empty bin after the best candidate's below max_bins - 1.
+        if self.pending {
+            self.settle(self.max_bins.wrapping_sub(1));
+        }
         self.varying += varies as u32;
+    }
+
+    /// Moves the pending best's bin `b` to the middle of `b ..= c - 1`.
+    fn settle(&mut self, c: u32) {
+        if let Some(best) = self.best.as_mut() {
+            best.2 += (c - 1 - best.2) / 2;
+        }
+        self.pending = false;
     }
 
     /// The 12-word split record: the best valid candidate of an impure slot, else a leaf;
@@ -137,7 +164,7 @@ pub fn find_splits(p: &SplitParams, hist: &[u32], feature_mask: &[u32], splits: 
                 (n, d, s) = (n.wrapping_add(c), d.wrapping_add(e), s.wrapping_add(v));
                 (lo, hi) = (lo.min(mn), hi.max(mx));
             }
-            let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf);
+            let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf, p.max_bins);
             for j in 0..features {
                 if allowed(feature_mask, p.mask_words, slot, j) {
                     search.feature(j as u32, (0..max_bins - 1).map(|b| {

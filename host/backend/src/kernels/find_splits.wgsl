@@ -54,6 +54,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var best_nl = 0u;
     var best_dl = 0u;
     var best_sl = vec2<u32>(0u, 0u);
+    // best_b is still the candidate's last non-empty left bin, whose next non-empty bin in
+    // this feature is not seen yet (SplitSearch's `pending`); once it is, best_b is moved to
+    // the middle of the gap (docs/algorithm.md §7).
+    var pending = false;
     // Allowed features not constant in the slot (0 for a pure slot, which is not scanned).
     var varied = 0u; // `varying` is a WGSL keyword
     // A pure slot is a leaf whatever its candidates.
@@ -71,6 +75,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             var varies = false;
             for (var b = 0u; b < p.max_bins - 1u; b++) {
                 let at = h0 + (j * p.max_bins + b) * 6u;
+                if (pending && (hist[at] | hist[at + 1u] | hist[at + 2u] | hist[at + 3u]) != 0u) {
+                    best_b += (b - 1u - best_b) / 2u;
+                    pending = false;
+                }
                 nl += hist[at];
                 dl += hist[at + 1u];
                 sl = add64(sl, vec2<u32>(hist[at + 2u], hist[at + 3u]));
@@ -91,8 +99,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                         best_nl = nl;
                         best_dl = dl;
                         best_sl = sl;
+                        pending = true;
                     }
                 }
+            }
+            // No non-empty bin after the best candidate's below max_bins - 1.
+            if (pending) {
+                best_b += (p.max_bins - 2u - best_b) / 2u;
+                pending = false;
             }
             if (varies) {
                 varied += 1u;

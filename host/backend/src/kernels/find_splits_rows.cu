@@ -2,7 +2,7 @@
 // build-histograms + find-splits for one slot batch, computed from each slot's own rows,
 // with no histogram in device memory.
 //
-// Uses fs_u128, fs_greater, fs_empty, fs_valid, fs_varies, fs_candidate, fs_write_record, FS_NONE
+// Uses fs_u128, fs_greater, fs_empty, fs_valid, fs_varies, fs_candidate, fs_gap_bin, fs_write_record, FS_NONE
 // and FS_SPLIT_WORDS from find_splits.cu, which precedes this file in the one NVRTC
 // translation unit, so both kernels apply the same candidate rules and record layout.
 //
@@ -25,6 +25,9 @@
 //                  ascending order, empty bins skipped (fs_empty), valid candidates only
 //                  (fs_valid: both sides at least max(1, min_samples_leaf) entries), exact
 //                  128-bit score, strict > so the earliest (feature, bin) keeps a tie.
+//                  A candidate's bin is the middle of the gap after it (fs_gap_bin); the
+//                  first non-empty bin after a lane's range comes from a warp suffix
+//                  minimum of each lane's first non-empty bin.
 //                  Threads then reduce with the same order (higher score, then lower
 //                  feature, then lower bin); the slot splits there when it is impure
 //                  (min target != max target). A feature varies when some lane's scanned
@@ -421,12 +424,28 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                 const unsigned int hi = min(lo + per_lane, candidates);
                 unsigned int mine_n = 0, mine_d = 0;
                 unsigned long long mine_s = 0;
+                // This lane's first non-empty bin, `candidates` (max_bins - 1) when none.
+                unsigned int mine_first = candidates;
                 for (unsigned int b = lo; b < hi; ++b) {
                     if (!fs_empty(hc[b], he[b], hs[b])) {
                         mine_n += hc[b];
                         mine_d += he[b];
                         mine_s += hs[b];
+                        mine_first = min(mine_first, b);
                     }
+                }
+                // Inclusive suffix minimum of mine_first; shifted down one lane it is the
+                // first non-empty bin after this lane's range (`candidates` when none).
+                unsigned int suffix_first = mine_first;
+                for (unsigned int off = 1; off < 32; off *= 2) {
+                    const unsigned int y = __shfl_down_sync(FSR_FULL, suffix_first, off);
+                    if (lane + off < 32u) {
+                        suffix_first = min(suffix_first, y);
+                    }
+                }
+                unsigned int next_first = __shfl_down_sync(FSR_FULL, suffix_first, 1);
+                if (lane == 31u) {
+                    next_first = candidates;
                 }
                 // Inclusive warp scan; subtracting our own part leaves the bins before `lo`.
                 unsigned int inc_n = mine_n, inc_d = mine_d;
@@ -445,12 +464,19 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                 unsigned int dl = inc_d - mine_d;
                 unsigned long long sl = inc_s - mine_s;
                 bool varies = false;
+                // Whether best.bin is this feature's candidate b still waiting for the first
+                // non-empty bin after it (fs_gap_bin): in this range, else next_first.
+                bool open = false;
                 for (unsigned int b = lo; b < hi; ++b) {
                     const unsigned int c = hc[b];
                     const unsigned int e = he[b];
                     const unsigned long long v = hs[b];
                     if (fs_empty(c, e, v)) {
                         continue;
+                    }
+                    if (open) {
+                        best.bin = fs_gap_bin(best.bin, b);
+                        open = false;
                     }
                     nl += c;
                     dl += e;
@@ -468,7 +494,11 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                         best.nl = nl;
                         best.dl = dl;
                         best.sl = sl;
+                        open = true;
                     }
+                }
+                if (open) {
+                    best.bin = fs_gap_bin(best.bin, next_first);
                 }
                 // The whole warp reaches this (g is warp-uniform).
                 if (__any_sync(FSR_FULL, varies) && lane == 0) {

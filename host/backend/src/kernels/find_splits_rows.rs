@@ -102,7 +102,7 @@ pub fn find_splits_rows(
                 }
             }
             let column = |j: usize| weighted.iter().zip(slot_bins.get(j..).unwrap_or(&[]).iter().step_by(features)).map(|(&(w, v, t), &b)| (b as usize, w, v, t));
-            let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf);
+            let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf, p.max_bins);
             for j in 0..features {
                 if !scanned || !allowed(feature_mask, p.mask_words, slot, j) {
                     continue;

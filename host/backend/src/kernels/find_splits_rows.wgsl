@@ -231,6 +231,9 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var top = vec4<u32>(0u);
     var top_j = 0u;
     var top_b = 0u;
+    // The first non-empty bin after top_b in feature top_j, else max_bins - 1: the record
+    // reports the middle of the gap between them (docs/algorithm.md §7).
+    var top_c = 0u;
     var top_nl = 0u;
     var top_dl = 0u;
     var top_sl = vec2<u32>(0u);
@@ -288,10 +291,17 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                     better = j < top_j || (j == top_j && b < top_b);
                 }
                 if (better) {
+                    var c = candidates;
+                    for (var u = 0u; u < m; u++) {
+                        if (e_b[u] > b && e_b[u] < c) {
+                            c = e_b[u];
+                        }
+                    }
                     found = true;
                     top = sc;
                     top_j = j;
                     top_b = b;
+                    top_c = c;
                     top_nl = nl;
                     top_dl = dl;
                     top_sl = sl;
@@ -302,12 +312,12 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             }
         }
     }
-    write_record(k, found, top_j, top_b, top_nl, top_dl, top_sl, n, d, s, varied, lo != hi);
+    write_record(k, found, top_j, top_b + (top_c - 1u - top_b) / 2u, top_nl, top_dl, top_sl, n, d, s, varied, lo != hi);
 }
 
 // ---- one workgroup per slot ----
 
-// 8352 bytes of workgroup memory in all, within WebGPU's 16 KiB default limit.
+// 8608 bytes of workgroup memory in all, within WebGPU's 16 KiB default limit.
 var<workgroup> h_count: array<atomic<u32>, 256>;
 var<workgroup> h_entries: array<atomic<u32>, 256>;
 var<workgroup> h_lo: array<atomic<u32>, 256>;
@@ -317,6 +327,8 @@ var<workgroup> part_d: array<u32, 64>;
 var<workgroup> part_s: array<vec2<u32>, 64>;
 // Per-thread target (min, max) of the totals.
 var<workgroup> part_range: array<vec2<u32>, 64>;
+// Per-thread first non-empty candidate bin of its own bins, or NONE.
+var<workgroup> part_first: array<u32, 64>;
 var<workgroup> group_n: array<u32, 8>;
 var<workgroup> group_d: array<u32, 8>;
 var<workgroup> group_s: array<vec2<u32>, 8>;
@@ -441,11 +453,19 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             var cn = 0u;
             var cd = 0u;
             var cs = vec2<u32>(0u);
+            var first_bin = NONE;
             for (var b = lo_bin; b < hi_bin; b++) {
-                cn += atomicLoad(&h_count[b]);
-                cd += atomicLoad(&h_entries[b]);
-                cs = add64(cs, vec2<u32>(atomicLoad(&h_lo[b]), atomicLoad(&h_hi[b])));
+                let c = atomicLoad(&h_count[b]);
+                let e = atomicLoad(&h_entries[b]);
+                let v = vec2<u32>(atomicLoad(&h_lo[b]), atomicLoad(&h_hi[b]));
+                cn += c;
+                cd += e;
+                cs = add64(cs, v);
+                if (first_bin == NONE && (c | e | v.x | v.y) != 0u) {
+                    first_bin = b;
+                }
             }
+            part_first[lid] = first_bin;
             part_n[lid] = cn;
             part_d[lid] = cd;
             part_s[lid] = cs;
@@ -478,6 +498,11 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 dl += part_d[t];
                 sl = add64(sl, part_s[t]);
             }
+            // best_b is still the candidate's last non-empty left bin, whose next non-empty
+            // bin is not seen yet (SplitSearch's `pending`); once it is, best_b is moved to
+            // the middle of the gap (docs/algorithm.md §7). Moving it keeps the order of
+            // bins within a feature, so the reduction's tie rule is unchanged.
+            var pending = false;
             for (var b = lo_bin; b < hi_bin; b++) {
                 let c = atomicLoad(&h_count[b]);
                 let e = atomicLoad(&h_entries[b]);
@@ -486,6 +511,10 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 // wins the strict comparison (as in SplitSearch).
                 if (c == 0u && e == 0u && v.x == 0u && v.y == 0u) {
                     continue;
+                }
+                if (pending) {
+                    best_b += (b - 1u - best_b) / 2u;
+                    pending = false;
                 }
                 nl += c;
                 dl += e;
@@ -507,8 +536,20 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                         best_nl = nl;
                         best_dl = dl;
                         best_sl = sl;
+                        pending = true;
                     }
                 }
+            }
+            // The next non-empty bin lies in a later thread's bins, else it is max_bins - 1.
+            if (pending) {
+                var c = candidates;
+                for (var t = lid + 1u; t < WG; t++) {
+                    if (part_first[t] != NONE) {
+                        c = part_first[t];
+                        break;
+                    }
+                }
+                best_b += (c - 1u - best_b) / 2u;
             }
             // The histogram and partial sums are reused by the next feature.
             workgroupBarrier();
