@@ -51,7 +51,7 @@ const SETS: &[(&str, &str)] = &[
 const EXTRA_SETS: &[(&str, &str)] = &[("outliers-random", "1.0")];
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    wasi_gpu_tests::parity::build_workspace_root()
 }
 
 /// Writes straight to the process's stderr: libtest captures `eprintln!` of passing tests,
@@ -63,7 +63,7 @@ fn report(text: &str) {
 }
 
 fn artefact(var: &str, default: &str) -> PathBuf {
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace().join(default));
+    let path = wasi_gpu_tests::parity::artefact_path(var, &workspace(), default);
     assert!(
         path.is_file(),
         "{var}: {} does not exist; build it with `cargo xtask build-all` (or run `cargo xtask test`)",
