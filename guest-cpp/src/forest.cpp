@@ -22,7 +22,7 @@ constexpr std::uint32_t VERSION = 2;
 constexpr std::uint32_t TASK_REGRESSION = 0;
 /// Model file checksum kind 1: SHA-256 of every preceding byte.
 constexpr std::uint32_t CHECKSUM_SHA256 = 1;
-/// Bytes before the label table (§10).
+/// Bytes of the fixed header and the label-table length that follows it (§10: 80 + 4).
 constexpr std::size_t HEADER_BYTES = 84;
 /// Bytes per node for regression (K = 1): 24 + 8.
 constexpr std::size_t NODE_BYTES = 32;

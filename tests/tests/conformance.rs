@@ -684,7 +684,8 @@ fn find_splits_rows() {
                 for (k, r) in records.iter().enumerate() {
                     let mine: Vec<u32> =
                         (0..n).filter(|&i| weights[i] != 0 && node_of[i] == slot_begin + k as u32).map(|i| i as u32 % rows).collect();
-                    let impure = mine.is_empty() || mine.iter().any(|&x| targets[x as usize] != targets[mine[0] as usize]);
+                    // An empty slot counts as pure.
+                    let impure = mine.iter().any(|&x| targets[x as usize] != targets[mine[0] as usize]);
                     let allowed = |j: u32| mask_words == 0 || mask[(k as u32 * mask_words + j / 32) as usize] >> (j % 32) & 1 == 1;
                     let varies = |j: u32| {
                         let lo = mine.iter().map(|&x| bin(j, x)).min().unwrap_or(0);

@@ -196,9 +196,9 @@ fn find_splits_reports_leaves_with_totals() {
     kernels::find_splits(&split_params(1, 4, 3), &h, &[], &mut s);
     assert_eq!(s[0], NONE);
     assert_eq!(&s[10..], &[1, 1]);
-    // An empty slot: nothing varies; its target range is (NONE, 0), so min != max.
+    // An empty slot: nothing varies; its target range is (NONE, 0), not min < max: pure.
     kernels::find_splits(&split_params(1, 4, 1), &hist_of(1, 4, &[]), &[], &mut s);
-    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(s, [NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 }
 
 /// find-splits on the histogram of one slot holding `rows` = (weight, target, bin of each
@@ -531,7 +531,7 @@ fn naive_split(h: &[u32], features: usize, max_bins: usize, min_leaf: u32, mask:
         varying += varies as u32;
     }
     // A pure slot scans nothing: no feature varies.
-    let (impure, varying) = (lo != hi, if lo != hi { varying } else { 0 });
+    let (impure, varying) = (lo < hi, if lo < hi { varying } else { 0 });
     let tail = [n, d, s as u32, (s >> 32) as u32, varying, impure as u32];
     // The threshold in the middle of the gap: c is the first non-empty cell after b below
     // max_bins - 1, else max_bins - 1.

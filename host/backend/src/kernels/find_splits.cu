@@ -9,7 +9,7 @@
 // entries); a shared-memory reduction then keeps the highest score, ties to the lower
 // feature. That is exactly the CPU order "highest score, ties to the lower feature, then
 // the lower bin". The slot splits at its best valid candidate when one exists and it is
-// impure (min target != max target); otherwise its record is a leaf. A candidate's bin is
+// impure (min target < max target); otherwise its record is a leaf. A candidate's bin is
 // the middle of the gap after its last non-empty left bin (fs_gap_bin), resolved at the
 // next non-empty bin of the scan or at the feature's end. Each thread also counts its
 // allowed features that vary in the slot (fs_varies at some scanned cell), summed into
@@ -184,7 +184,7 @@ extern "C" __global__ void __launch_bounds__(FS_THREADS) find_splits(
         const unsigned int d = sh_d;
         const unsigned long long s = sh_s;
         // A pure slot is a leaf whatever its candidates: skip the scan (block-uniform).
-        const bool impure = sh_min != sh_max;
+        const bool impure = sh_min < sh_max;
 
         fs_u128 best_score = {0ull, 0ull};
         unsigned int best_feature = FS_NONE, best_bin = 0, best_nl = 0, best_dl = 0;

@@ -22,7 +22,7 @@ pub(crate) struct SplitSearch {
     n: u32,
     d: u32,
     s: u64,
-    /// The slot's minimum target differs from its maximum; a pure slot is a leaf.
+    /// The slot's minimum target is below its maximum; a pure (or empty) slot is a leaf.
     impure: bool,
     min_leaf: u32,
     max_bins: u32,
@@ -48,7 +48,7 @@ impl SplitSearch {
             n,
             d,
             s,
-            impure: min != max,
+            impure: min < max,
             min_leaf: min_samples_leaf.max(1),
             max_bins,
             varying: 0,

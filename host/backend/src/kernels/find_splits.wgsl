@@ -61,7 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Allowed features not constant in the slot (0 for a pure slot, which is not scanned).
     var varied = 0u; // `varying` is a WGSL keyword
     // A pure slot is a leaf whatever its candidates.
-    if (lo != hi) {
+    if (lo < hi) {
         for (var j = 0u; j < p.features; j++) {
             if (p.mask_words != 0u) {
                 let word = feature_mask[slot * p.mask_words + j / 32u];
@@ -113,5 +113,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
-    write_record(slot, have, best_j, best_b, best_nl, best_dl, best_sl, n, d, s, varied, lo != hi);
+    write_record(slot, have, best_j, best_b, best_nl, best_dl, best_sl, n, d, s, varied, lo < hi);
 }

@@ -30,7 +30,7 @@
 //                  minimum of each lane's first non-empty bin.
 //                  Threads then reduce with the same order (higher score, then lower
 //                  feature, then lower bin); the slot splits there when it is impure
-//                  (min target != max target). A feature varies when some lane's scanned
+//                  (min target < max target). A feature varies when some lane's scanned
 //                  cell gives fs_varies (__any_sync); lane 0 adds it to a shared count,
 //                  the record's word 10 (word 11: the impure flag).
 //
@@ -357,7 +357,7 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
         // count, t_min and t_max are the same in every thread, so the whole block takes this
         // branch or none. A pure slot is a leaf whatever its candidates, and a slot without
         // entries has none (dl stays 0).
-        while (count != 0 && t_min != t_max) {
+        while (count != 0 && t_min < t_max) {
             if (tid == 0) {
                 // The next group_cap features allowed by this slot's mask, ascending.
                 unsigned long long j = next_feature;
@@ -527,9 +527,9 @@ extern "C" __global__ void __launch_bounds__(FSR_THREADS) find_splits_rows(
                 }
             }
             // Split at the best valid candidate whenever the slot is impure.
-            const bool split = top.feature != FS_NONE && t_min != t_max;
+            const bool split = top.feature != FS_NONE && t_min < t_max;
             unsigned int* rec = splits + ((unsigned long long)slot_begin + slot) * FS_SPLIT_WORDS;
-            fs_write_record(rec, split, top.feature, top.bin, top.nl, top.dl, top.sl, n, d, s, varying_count, t_min != t_max);
+            fs_write_record(rec, split, top.feature, top.bin, top.nl, top.dl, top.sl, n, d, s, varying_count, t_min < t_max);
         }
         // Shared totals, cache and partial bests are reused by the next slot.
         __syncthreads();

@@ -94,7 +94,7 @@ pub fn find_splits_rows(
             // pure slot is a leaf, and a slot may have no allowed feature (later rounds of
             // the guests' feature draws give most slots an empty mask).
             let mask = &feature_mask[slot * p.mask_words as usize..][..p.mask_words as usize];
-            let scanned = lo != hi && (p.mask_words == 0 || mask.iter().any(|&w| w != 0));
+            let scanned = lo < hi && (p.mask_words == 0 || mask.iter().any(|&w| w != 0));
             if scanned {
                 for &i in mine {
                     let row = i as usize % rows;
@@ -103,8 +103,9 @@ pub fn find_splits_rows(
             }
             let column = |j: usize| weighted.iter().zip(slot_bins.get(j..).unwrap_or(&[]).iter().step_by(features)).map(|(&(w, v, t), &b)| (b as usize, w, v, t));
             let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf, p.max_bins);
-            for j in 0..features {
-                if !scanned || !allowed(feature_mask, p.mask_words, slot, j) {
+            // An empty slot counts as pure (`lo < hi` fails), so it costs nothing per feature.
+            for j in 0..if scanned { features } else { 0 } {
+                if !allowed(feature_mask, p.mask_words, slot, j) {
                     continue;
                 }
                 // Tally the slot's rows into the bins they touch, then scan only those bins

@@ -240,7 +240,7 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     // Allowed features not constant in the slot (0 for a pure slot, which is not scanned).
     var varied = 0u;
     // A pure slot is a leaf whatever its candidates.
-    if (lo != hi) {
+    if (lo < hi) {
         for (var j = 0u; j < p.features; j++) {
             if (!allowed(k, j)) {
                 continue;
@@ -312,7 +312,7 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             }
         }
     }
-    write_record(k, found, top_j, top_b + (top_c - 1u - top_b) / 2u, top_nl, top_dl, top_sl, n, d, s, varied, lo != hi);
+    write_record(k, found, top_j, top_b + (top_c - 1u - top_b) / 2u, top_nl, top_dl, top_sl, n, d, s, varied, lo < hi);
 }
 
 // ---- one workgroup per slot ----
@@ -399,7 +399,7 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         total_n = n;
         total_d = d;
         total_s = s;
-        total_impure = select(0u, 1u, range_t.x != range_t.y);
+        total_impure = select(0u, 1u, range_t.x < range_t.y);
     }
     // A pure slot is a leaf whatever its candidates: it skips the search.
     let impure = workgroupUniformLoad(&total_impure) != 0u;
