@@ -633,7 +633,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     const std::uint32_t min_split = std::max<std::uint32_t>(2, p.min_samples_split);
 
     model.trees.reserve(p.trees);
-    std::vector<std::uint32_t> perm, mask, split_words, round_words, next_slot, take, drawn, found;
+    std::vector<std::uint32_t> perm, mask, split_words, round_words, next_slot, take, drawn, found, step;
     Growable splits_buf, mask_buf, next_buf;
     for (std::uint32_t tb = 0; tb < p.trees; tb += tree_batch) {
         const std::uint32_t tc = std::min(tree_batch, p.trees - tb);
@@ -654,13 +654,17 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
             const wasi_gpu::Buffer& mask_dev = *mask_p;
             // Rounds of find-splits-rows (§8). Round 1 decides every slot on its first m draws
             // (or on all features); while m < len(C), a slot that is impure and found every
-            // draw so far constant in it draws one more feature in a further round, and keeps
-            // the best record over its rounds in `split_words`. `take[s]` is slot s's draws
-            // this round (0: not taking part).
+            // draw so far constant in it draws more in further rounds, and keeps the best
+            // record over its rounds in `split_words`. `take[s]` is slot s's draws this round
+            // (0: not taking part). How many a later round draws cannot change the model: a
+            // round that finds more than one non-constant feature is undone (`drawn` not
+            // advanced) and retried with half as many draws, down to 1; a slot whose draws
+            // were mostly constant draws twice as many as its last round (`step`).
             split_words.resize(std::size_t(slots) * SPLIT_WORDS);
             take.assign(slots, mask_words != 0 ? m_draw : 0);
             drawn.assign(slots, 0);
             found.assign(slots, 0);
+            step.assign(slots, 0);
             bool merged = false;  // a later round ran: the device's records are no longer the result
             for (bool first = true;; first = false) {
                 bool called = false;
@@ -700,12 +704,20 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                         TRY_VOID(check_record(rec, s, features, edge_count, mask_words != 0 ? take[s] : features,
                                               mask_words != 0 ? &mask[std::size_t(k) * mask_words] : nullptr,
                                               first ? nullptr : best));
+                        if (!first && rec[10] > 1) {
+                            // Overshot: a non-constant feature after the first one was drawn.
+                            step[s] = std::max<std::uint32_t>(take[s] / 2, 1);
+                            continue;
+                        }
                         // The best record over the rounds: the higher exact score, ties to the
                         // lower feature, then the lower bin; NONE only while every round says so.
                         if (first || (rec[0] != NONE && (best[0] == NONE || better_split(rec, best))))
                             std::copy(rec, rec + SPLIT_WORDS, best);
                         found[s] += rec[10];
                         drawn[s] += take[s];
+                        step[s] = 2 * std::uint64_t(found[s]) >= drawn[s]
+                                      ? 0
+                                      : std::uint32_t(std::min<std::uint64_t>(2 * std::uint64_t(take[s]), candidate_count));
                     }
                 }
                 if (!first && called) merged = true;
@@ -714,7 +726,9 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                 bool more = false;
                 for (std::uint32_t s = 0; s < slots; ++s) {
                     const std::uint32_t* best = &split_words[std::size_t(s) * SPLIT_WORDS];
-                    take[s] = best[11] == 1 && found[s] == 0 && drawn[s] < candidate_count ? 1 : 0;
+                    take[s] = best[11] == 1 && found[s] == 0 && drawn[s] < candidate_count
+                                  ? std::min(std::max<std::uint32_t>(step[s], 1), candidate_count - drawn[s])
+                                  : 0;
                     more = more || take[s] != 0;
                 }
                 if (!more) break;
