@@ -624,8 +624,9 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     // find-splits-rows needs no histogram memory; slot batches only bound the mask upload
     // (the result does not depend on the batch size).
     const std::uint32_t slot_batch_max = SLOT_BATCH;
-    // Candidate features (§8): m drawn from the non-constant ones per node, more one at a time
-    // while every draw was constant in it, or all features (mask-words 0) when m covers them.
+    // Candidate features (§8): m drawn from the non-constant ones per node, then more, up to the
+    // first one not constant in it, while every draw was constant; or all features
+    // (mask-words 0) when m covers them.
     const std::uint32_t candidate_count = static_cast<std::uint32_t>(candidates.size());
     const std::uint32_t m_draw = std::min(m_features, candidate_count);
     const std::uint32_t mask_words = m_draw < candidate_count ? (features + 31) / 32 : 0;
