@@ -260,7 +260,9 @@ impl GpuTrainer {
         }
         let slots = level.iter().map(|&(t, k)| (begin + t, k));
         let mut rounds = Rounds::new(p.seed, &s.candidates, s.features, s.max_features, slots);
+        let mut count_rounds = 0u32;
         while rounds.any_active() {
+            count_rounds += 1;
             for (first, slots) in batches() {
                 if let Some((at, words)) = rounds.next_masks(first as usize, slots as usize) {
                     let mask = scratch.mask.at_least(words.len() as u64)?;
@@ -270,9 +272,12 @@ impl GpuTrainer {
             }
             rounds.absorb(&splits.read_u32(0, u64::from(n_slots) * SPLIT_WORDS)?);
         }
-        // apply-splits reads the merged records, not the last round's.
+        // apply-splits reads the device's records: after a later round they are no longer the
+        // merged ones (a single round's are).
         let records = rounds.records();
-        splits.write_u32(0, &records)?;
+        if count_rounds > 1 {
+            splits.write_u32(0, &records)?;
+        }
         Ok(records)
     }
 
