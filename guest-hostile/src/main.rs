@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Non-fatal attacks end with PASS/FAIL and exit 0/1. Fatal attacks (`use-after-drop`,
-//! `linear-memory`, `forever`, `forever-gpu`) are meant to be stopped by the host (a trap,
-//! `--max-memory`, `--timeout`); if they ever return, they print FAIL and exit 1.
+//! `linear-memory`, `forever`, `forever-gpu`, `endless-predict`) are meant to be stopped by
+//! the host (a trap, `--max-memory`, `--timeout`); if they ever return, they print FAIL and
+//! exit 1.
 //! `tests/tests/hostile.rs` runs each one under the host binary on every backend.
 
 mod bindings {
@@ -44,13 +45,15 @@ const NON_FATAL: &[(&str, Attack)] = &[
     ("planted-bins", planted_bins),
     ("device-memory", device_memory),
     ("max-buffers", max_buffers),
+    ("empty-slots", empty_slots),
+    ("scratch-hog", scratch_hog),
     ("valid", valid),
 ];
 
 fn usage() -> ! {
     let names: Vec<&str> = NON_FATAL.iter().map(|(n, _)| *n).collect();
     eprintln!(
-        "usage: guest-hostile ATTACK [ARG]\n  non-fatal: {} all\n  fatal: use-after-drop linear-memory forever forever-gpu\n  transfers: big-write\n  sandbox: env [NAME] escape net [PORT]",
+        "usage: guest-hostile ATTACK [ARG]\n  non-fatal: {} all\n  fatal: use-after-drop linear-memory forever forever-gpu endless-predict endless-histograms\n  transfers: big-write\n  sandbox: env [NAME] escape write-here net [PORT] stdin",
         names.join(" ")
     );
     std::process::exit(1);
@@ -77,6 +80,10 @@ fn main() {
         "linear-memory" => run("linear-memory", &linear_memory),
         "forever" => run("forever", &forever),
         "forever-gpu" => run("forever-gpu", &forever_gpu),
+        "endless-predict" => run("endless-predict", &endless_predict),
+        "endless-histograms" => run("endless-histograms", &endless_histograms),
+        "write-here" => run("write-here", &write_here),
+        "stdin" => run("stdin", &stdin),
         "env" => run("env", &|r| env(r, extra)),
         "escape" => run("escape", &escape),
         "net" => run("net", &|r| net(r, extra)),
@@ -773,6 +780,148 @@ fn forever_gpu(r: &mut Report) {
         }
     }
     r.fail("spin", "the loop ended");
+}
+
+/// One `predict-forest` call whose work is far beyond its buffers: 2^20 rows x 2^24 trees
+/// (every root a leaf), about 2^44 steps, hours on any device, from 100 MiB of buffers that
+/// need no writes (zero-filled roots all name node 0). Only `--timeout` can stop it; the
+/// host must stop it between launches, not by killing itself after the grace period.
+fn endless_predict(r: &mut Report) {
+    const ROWS: u32 = 1 << 20;
+    const TREES: u32 = 1 << 24;
+    let p = k::PredictParams { rows: ROWS, features: 1, tree_count: TREES, node_count: 1, max_depth: 1 };
+    let Some(x) = r.ok("create x", Buffer::create(ROWS as u64 * 4)) else { return };
+    let Some(nodes) = filled(r, "nodes", &words(&[NONE, 1, 0, 0])) else { return };
+    let Some(roots) = r.ok("create roots", Buffer::create(TREES as u64 * 4)) else { return };
+    let Some(sums) = r.ok("create sums", Buffer::create(ROWS as u64 * 16)) else { return };
+    r.line("predict", "2^20 rows x 2^24 trees");
+    let result = k::predict_forest(p, &x, &nodes, &roots, &sums);
+    r.fail("predict", &format!("the call returned ({:?})", result.map_err(|e| kind(&e).0)));
+}
+
+/// One `build-histograms` call of 2^9 trees x 2^16 rows x 2^11 features (2^36 steps) from
+/// 400 MiB of buffers: minutes on a CPU. `--timeout` must still end the run.
+fn endless_histograms(r: &mut Report) {
+    const ROWS: u32 = 1 << 16;
+    const FEATURES: u32 = 1 << 11;
+    const TREES: u32 = 1 << 9;
+    let p = k::HistogramParams { rows: ROWS, features: FEATURES, max_bins: 256, tree_count: TREES, slot_begin: 0, slot_count: 1 };
+    let Some(bins) = r.ok("create bins", Buffer::create(FEATURES as u64 * ROWS as u64)) else { return };
+    let Some(targets) = r.ok("create targets", Buffer::create(ROWS as u64 * 4)) else { return };
+    let entries = TREES as u64 * ROWS as u64;
+    let Some(weights) = r.ok("create weights", Buffer::create(entries * 4)) else { return };
+    let ones = words(&vec![1u32; 1 << 22]);
+    for chunk in 0..entries * 4 / ones.len() as u64 {
+        if r.ok("write weights", weights.write(chunk * ones.len() as u64, &ones)).is_none() {
+            return;
+        }
+    }
+    // Zero-filled: every entry in slot 0.
+    let Some(node_of) = r.ok("create node-of", Buffer::create(entries * 4)) else { return };
+    let Some(hist) = r.ok("create hist", Buffer::create(FEATURES as u64 * 256 * 6 * 4)) else { return };
+    r.line("build-histograms", "2^36 steps");
+    let result = k::build_histograms(p, &bins, &targets, &weights, &node_of, &hist);
+    r.fail("build-histograms", &format!("the call returned ({:?})", result.map_err(|e| kind(&e).0)));
+}
+
+/// `find-splits-rows` with no rows, 2^28 features and 4 slots: 192 bytes of buffers. Its
+/// work must scale with those buffers (empty slots cost nothing per feature), so it
+/// answers at once.
+fn empty_slots(r: &mut Report) {
+    let p = k::RowSplitParams {
+        rows: 0,
+        features: 1 << 28,
+        max_bins: 256,
+        tree_count: 1,
+        slot_begin: 0,
+        slot_count: 4,
+        min_samples_leaf: 1,
+        mask_words: 0,
+    };
+    let empty: Vec<Buffer> = (0..5).filter_map(|i| r.ok(&format!("create empty buffer {i}"), Buffer::create(0))).collect();
+    let Some(splits) = r.ok("create splits", Buffer::create(4 * 12 * 4)) else { return };
+    if empty.len() < 5 {
+        return;
+    }
+    let res = k::find_splits_rows(p, &empty[0], &empty[1], &empty[2], &empty[3], &empty[4], &splits);
+    if r.either("find-splits-rows, 0 rows x 2^28 features x 4 slots", res).is_some()
+        && let Some(s) = read_words(r, "read splits", &splits)
+    {
+        let leaves = s.chunks_exact(12).all(|rec| rec[0] == NONE && rec[4] == 0 && rec[8] == 0);
+        r.check("every slot is an empty leaf", leaves, format!("{:?}", &s[..12]));
+    }
+}
+
+/// `find-splits-rows` over 2^16 features and 4 slots of 64 rows: a dense histogram of
+/// these slots would take 1.5 GiB of scratch, far over the 64 MiB the tests grant. The
+/// backend must stay within the guest's --max-device-memory (a sparser path, smaller
+/// batches) or refuse with `limit-exceeded`; `--profile`'s peak shows what it held.
+fn scratch_hog(r: &mut Report) {
+    const ROWS: u32 = 64;
+    const FEATURES: u32 = 1 << 16;
+    let p = k::RowSplitParams {
+        rows: ROWS,
+        features: FEATURES,
+        max_bins: 256,
+        tree_count: 1,
+        slot_begin: 0,
+        slot_count: 4,
+        min_samples_leaf: 1,
+        mask_words: 0,
+    };
+    // Bin byte of row i in every feature: i * 4 (64 distinct bins); targets vary.
+    let column: Vec<u32> = (0..ROWS / 4).map(|w| (0..4).map(|b| ((w * 4 + b) * 4) << (8 * b)).sum()).collect();
+    let bins: Vec<u32> = (0..FEATURES).flat_map(|_| column.iter().copied()).collect();
+    let targets: Vec<u32> = (0..ROWS).map(|i| i * 1000).collect();
+    let weights = vec![1u32; ROWS as usize];
+    let node_of: Vec<u32> = (0..ROWS).map(|i| i % 4).collect();
+    let (Some(bins), Some(targets), Some(weights), Some(node_of)) = (
+        filled(r, "bins", &words(&bins)),
+        filled(r, "targets", &words(&targets)),
+        filled(r, "weights", &words(&weights)),
+        filled(r, "node-of", &words(&node_of)),
+    ) else {
+        return;
+    };
+    let Some(mask) = r.ok("create mask", Buffer::create(0)) else { return };
+    let Some(splits) = r.ok("create splits", Buffer::create(4 * 12 * 4)) else { return };
+    let res = k::find_splits_rows(p, &bins, &targets, &weights, &node_of, &mask, &splits);
+    match res {
+        Ok(()) => {
+            if let Some(s) = read_words(r, "read splits", &splits) {
+                // Slot 0 holds rows 0, 4, .., 60 (bins 0, 16, .., 240): the best cut is between
+                // its 8th and 9th row, in the middle of the empty bins 113..127; every feature
+                // varies, every slot is impure (docs/algorithm.md §7).
+                let slot0 = [0, 119, 8, 8, 112_000, 0, 16, 16, 480_000, 0, FEATURES, 1];
+                let varying = s.chunks_exact(12).all(|rec| rec[6] == 16 && rec[10] == FEATURES && rec[11] == 1);
+                r.check("find-splits-rows within the limit: slot 0's record", s[..12] == slot0, format!("{:?}", &s[..12]));
+                r.check("every slot has 16 rows and 2^16 varying features", varying, format!("{s:?}"));
+            }
+        }
+        Err(e) => r.rejected("find-splits-rows over the limit", Err::<(), _>(e), &["limit-exceeded"]),
+    }
+}
+
+/// Tries to create a file in the current directory (a preopen): only `--dir-rw` allows it.
+fn write_here(r: &mut Report) {
+    match std::fs::write("written-by-guest-hostile", b"x") {
+        Ok(()) => r.line("create ./written-by-guest-hostile", "ok wrote"),
+        Err(e) => r.line("create ./written-by-guest-hostile", &format!("blocked: {e}")),
+    }
+    match std::fs::OpenOptions::new().append(true).open("inside.txt") {
+        Ok(_) => r.line("open ./inside.txt for writing", "ok opened"),
+        Err(e) => r.line("open ./inside.txt for writing", &format!("blocked: {e}")),
+    }
+}
+
+/// Reads standard input to the end: closed unless the host passes `--stdin`.
+fn stdin(r: &mut Report) {
+    use std::io::Read as _;
+    let mut text = String::new();
+    match std::io::stdin().read_to_string(&mut text) {
+        Ok(n) => r.line("read", &format!("{n} bytes: {:?}", text.trim())),
+        Err(e) => r.line("read", &format!("failed: {e}")),
+    }
 }
 
 /// Lists the visible environment; with NAME, also says whether NAME is visible.

@@ -556,7 +556,7 @@ fn run_guest(opts: &Options, guest: Guest, backend: Backend, dir: &Path, args: &
     };
     Command::new(&opts.host)
         .current_dir(dir)
-        .args(["run", "--backend", backend.name(), "--timeout", "900", "--dir", "."])
+        .args(["run", "--backend", backend.name(), "--timeout", "900", "--dir-rw", "."])
         .arg(wasm)
         .arg("--")
         .args(args)

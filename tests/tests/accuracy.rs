@@ -171,7 +171,7 @@ fn run_guest(host: &Path, guest: &Path, dir: &Path, set: &str, max_features: &st
     let start = Instant::now();
     let out = Command::new(host)
         .current_dir(dir)
-        .args(["run", "--backend", "cpu", "--dir", "."])
+        .args(["run", "--backend", "cpu", "--dir-rw", "."])
         .arg(guest)
         .arg("--")
         .args(args)

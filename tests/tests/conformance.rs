@@ -365,6 +365,14 @@ fn predict_forest() {
         let sums = garbage_indices(&mut rng, rows as usize * 4 + 1, 5);
         let bufs = [words_to_bytes(&x), words_to_bytes(&nodes), words_to_bytes(&roots), words_to_bytes(&sums)];
         check(&mut devs, &format!("predict-forest {p:?}"), &bufs, |d, ids| d.predict_forest(&p, ids[0], ids[1], ids[2], ids[3]));
+        // The same call split into many launches (row blocks, tree blocks, single walks).
+        let steps = [1, (p.max_depth as u64 + 1) * 3, (p.max_depth as u64 + 1) * p.rows as u64 + 1][rng.random_range(0..3)];
+        check(&mut devs, &format!("predict-forest {p:?} in launches of {steps} steps"), &bufs, |d, ids| {
+            d.set_predict_steps_per_launch(Some(steps));
+            let r = d.predict_forest(&p, ids[0], ids[1], ids[2], ids[3]);
+            d.set_predict_steps_per_launch(None);
+            r
+        });
     }
 
     // Hand-built forests whose CPU answer is asserted before the backends are compared.

@@ -58,7 +58,7 @@ fn workdir(name: &str) -> PathBuf {
 fn run_guest(dir: &Path, guest: &Path, args: &[&str]) -> Output {
     Command::new(host())
         .current_dir(dir)
-        .args(["run", "--backend", "cpu", "--dir", "."])
+        .args(["run", "--backend", "cpu", "--dir-rw", "."])
         .arg(guest)
         .arg("--")
         .args(args)

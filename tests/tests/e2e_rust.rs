@@ -73,7 +73,7 @@ impl Sandbox {
     /// Runs the guest with `args` on the CPU backend.
     fn run(&self, args: &[&str]) -> Output {
         Command::new(host())
-            .args(["run", "--backend", "cpu", "--dir"])
+            .args(["run", "--backend", "cpu", "--dir-rw"])
             .arg(format!("{}::.", self.dir.display()))
             .arg(guest())
             .arg("--")

@@ -1,5 +1,6 @@
 //! The host against a hostile guest (`guest-hostile.wasm`) run under the host binary, on
-//! the CPU backend and on wgpu (software adapters allowed): every attack must end with a
+//! the CPU backend, on wgpu (software adapters allowed) and on CUDA wherever it opens
+//! (`WASI_GPU_REQUIRE=cuda,wgpu` makes an absent one a failure): every attack must end with a
 //! typed error the guest can print, or, for the fatal ones, with exit status 3 and one
 //! clear line naming the cause; the host never prints Rust panic text. Also checks the
 //! WASI sandbox: no host environment, no files outside `--dir`, no network.
@@ -49,6 +50,8 @@ const NON_FATAL: &[&str] = &[
     "planted-bins",
     "device-memory",
     "max-buffers",
+    "empty-slots",
+    "scratch-hog",
     "valid",
 ];
 
@@ -96,10 +99,13 @@ fn run_with(backend: &str, host_args: &[&str], guest_args: &[&str], tweak: impl 
     Run { out, stdout, stderr, elapsed }
 }
 
-/// Whether `backend` opens here; wgpu needs a Vulkan driver (llvmpipe counts).
+/// Whether `backend` opens here; wgpu needs a Vulkan driver (llvmpipe counts), CUDA a
+/// driver and a GPU. A backend named in `WASI_GPU_REQUIRE` must open.
 fn available(backend: &str) -> bool {
     let r = run(backend, &[], &["valid"]);
     if r.code() == Some(1) && r.stdout.is_empty() && r.stderr.contains(backend) {
+        let required = std::env::var("WASI_GPU_REQUIRE").unwrap_or_default();
+        assert!(!required.split(',').any(|b| b.trim() == backend), "{backend} is required but does not open:\n{}", r.stderr);
         eprintln!("skipping the {backend} backend: it does not open here:\n{}", r.stderr);
         return false;
     }
@@ -157,6 +163,11 @@ fn all_attacks_wgpu() {
     all_attacks("wgpu");
 }
 
+#[test]
+fn all_attacks_cuda() {
+    all_attacks("cuda");
+}
+
 /// Each attack also runs on its own (a fresh guest), with the same outcome.
 #[test]
 fn each_attack_alone_cpu() {
@@ -194,6 +205,25 @@ fn fatal_attacks(backend: &str) {
     fatal(backend, &["--max-memory", "64M"], "linear-memory", &["--max-memory"]);
     fatal(backend, &["--timeout", "1.5"], "forever", &["--timeout"]);
     fatal(backend, &["--timeout", "1.5"], "forever-gpu", &["--timeout"]);
+    endless_predict(backend);
+}
+
+/// One kernel call with hours of work is stopped by `--timeout` between its launches: the
+/// ordinary trap line, soon after the limit, not the grace-period kill.
+fn endless_predict(backend: &str) {
+    let limit = 2.0;
+    let args = ["--timeout", "2", "--max-device-memory", "512M"];
+    fatal(backend, &args, "endless-predict", &["--timeout", "wall-clock limit exceeded"]);
+    let r = run(backend, &args, &["endless-predict"]);
+    assert!(!r.stderr.contains("grace period"), "endless-predict on {backend} was killed, not stopped\n{}", r.context());
+    assert!(r.stdout.contains("endless-predict: predict: 2^20 rows x 2^24 trees"), "{}", r.context());
+    assert!(r.elapsed.as_secs_f64() < limit + 6.0, "endless-predict on {backend} stopped after {:?}", r.elapsed);
+}
+
+fn fatal_attacks_cuda_or_skip() {
+    if available("cuda") {
+        fatal_attacks("cuda");
+    }
 }
 
 #[test]
@@ -204,6 +234,75 @@ fn fatal_attacks_cpu() {
 #[test]
 fn fatal_attacks_wgpu() {
     fatal_attacks("wgpu");
+}
+
+#[test]
+fn fatal_attacks_cuda() {
+    fatal_attacks_cuda_or_skip();
+}
+
+/// The time limit holds even inside one call that is not split into launches: a CPU
+/// `build-histograms` call with 2^36 steps outlives `--timeout` 2 s; the watchdog ends the
+/// process after the grace period with one trap line and exit 3.
+#[test]
+fn timeout_ends_a_call_that_does_not_stop() {
+    let r = run("cpu", &["--timeout", "2", "--max-device-memory", "512M"], &["endless-histograms"]);
+    r.assert_no_panic();
+    assert_eq!(r.code(), Some(3), "{}", r.context());
+    let line = r.stderr.lines().find(|l| l.starts_with("error: guest trapped: ")).unwrap_or_else(|| panic!("{}", r.context()));
+    assert!(line.contains("--timeout") && line.contains("grace period"), "{line}");
+    assert!(r.stdout.contains("endless-histograms: build-histograms: 2^36 steps"), "{}", r.context());
+    assert!(r.elapsed < Duration::from_secs(10), "took {:?}", r.elapsed);
+}
+
+/// Work scales with the buffers passed: a call with 192 bytes of buffers but 2^28 features
+/// answers at once on every backend.
+#[test]
+fn work_scales_with_buffers() {
+    for backend in ["cpu", "wgpu", "cuda"] {
+        if !available(backend) {
+            continue;
+        }
+        let r = run(backend, &["--timeout", "20"], &["empty-slots"]);
+        r.assert_no_panic();
+        assert!(r.stdout.contains("empty-slots: PASS"), "{backend}\n{}", r.context());
+        assert_eq!(r.code(), Some(0), "{backend}\n{}", r.context());
+        assert!(r.elapsed < Duration::from_secs(5), "empty-slots on {backend} took {:?}", r.elapsed);
+    }
+}
+
+/// Backend scratch counts against --max-device-memory: a call whose dense histogram would
+/// need 1.5 GiB either fits the guest's 64 MiB or is refused, and the profile's peak
+/// (buffers and scratch held) stays within the limit.
+#[test]
+fn scratch_is_charged_to_the_guest() {
+    for backend in ["cpu", "wgpu", "cuda"] {
+        if !available(backend) {
+            continue;
+        }
+        let r = run(backend, &["--max-device-memory", "64M", "--profile"], &["scratch-hog"]);
+        r.assert_no_panic();
+        assert!(r.stdout.contains("scratch-hog: PASS"), "{backend}\n{}", r.context());
+        assert_eq!(r.code(), Some(0), "{backend}\n{}", r.context());
+        let peak: u64 = r
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("peak device memory held: "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no peak line\n{}", r.context()));
+        assert!(peak <= 64 << 20, "{backend} held {peak} bytes, over the 64 MiB limit\n{}", r.context());
+    }
+}
+
+/// `run` has a time limit even when none is given, and `--timeout none` lifts it.
+#[test]
+fn default_timeout_is_documented_and_overridable() {
+    let out = Command::new(host()).args(["run", "--help"]).output().expect("run --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("[default: 3600]"), "{help}");
+    let r = run("cpu", &["--timeout", "none"], &["valid"]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
 }
 
 /// The timeout really bounds the run: a 1.5 s limit stops a busy loop within a few seconds.
@@ -246,7 +345,7 @@ fn files_outside_dir_are_unreachable() {
     std::fs::write(sandbox.join("inside.txt"), b"inside").expect("write sandbox file");
     std::fs::write(base.join("outside.txt"), b"outside").expect("write outside file");
     let dir = format!("{}::.", sandbox.display());
-    let r = run("cpu", &["--dir", &dir], &["escape"]);
+    let r = run("cpu", &["--dir-rw", &dir], &["escape"]);
     r.assert_no_panic();
     assert!(!r.stdout.contains("UNEXPECTED"), "{}", r.context());
     assert!(r.stdout.contains("escape: read /etc/passwd: blocked"), "{}", r.context());
@@ -258,6 +357,62 @@ fn files_outside_dir_are_unreachable() {
     assert!(!base.join("escaped-by-guest-hostile").exists(), "the guest created a file next to its --dir");
     assert!(!Path::new("/tmp/escaped-by-guest-hostile").exists(), "the guest created /tmp/escaped-by-guest-hostile");
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `--dir` is read-only: nothing can be created or opened for writing there; `--dir-rw`
+/// allows both.
+#[test]
+fn dir_is_read_only_unless_dir_rw() {
+    let sandbox = std::env::temp_dir().join(format!("hostile-ro-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&sandbox);
+    std::fs::create_dir_all(&sandbox).expect("create sandbox");
+    std::fs::write(sandbox.join("inside.txt"), b"inside").expect("write sandbox file");
+    let dir = format!("{}::.", sandbox.display());
+    let r = run("cpu", &["--dir", &dir], &["write-here"]);
+    r.assert_no_panic();
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert!(r.stdout.contains("write-here: create ./written-by-guest-hostile: blocked"), "{}", r.context());
+    assert!(r.stdout.contains("write-here: open ./inside.txt for writing: blocked"), "{}", r.context());
+    assert!(!sandbox.join("written-by-guest-hostile").exists());
+    assert_eq!(std::fs::read(sandbox.join("inside.txt")).unwrap(), b"inside");
+    let r = run("cpu", &["--dir-rw", &dir], &["write-here"]);
+    assert!(r.stdout.contains("write-here: create ./written-by-guest-hostile: ok wrote"), "{}", r.context());
+    assert!(r.stdout.contains("write-here: open ./inside.txt for writing: ok opened"), "{}", r.context());
+    assert!(sandbox.join("written-by-guest-hostile").exists());
+    let _ = std::fs::remove_dir_all(&sandbox);
+}
+
+/// A writable preopen may not contain the host binary (or the compilation cache): the
+/// guest could otherwise change code the host runs next time.
+#[test]
+fn dir_rw_over_the_host_binary_is_refused() {
+    let bin_dir = host().canonicalize().unwrap().parent().unwrap().to_path_buf();
+    let r = run("cpu", &["--dir-rw", &format!("{}::.", bin_dir.display())], &["valid"]);
+    r.assert_no_panic();
+    assert_eq!(r.code(), Some(1), "{}", r.context());
+    assert!(r.stderr.contains("--dir-rw") && r.stderr.contains("this host binary"), "{}", r.context());
+    let r = run("cpu", &["--dir", &format!("{}::.", bin_dir.display())], &["valid"]);
+    assert_eq!(r.code(), Some(0), "read-only access is fine\n{}", r.context());
+}
+
+/// Standard input is closed unless `--stdin` passes it through.
+#[test]
+fn stdin_is_closed_unless_asked() {
+    let feed = |extra: &[&str]| {
+        let mut cmd = Command::new(host());
+        cmd.args(["run", "--backend", "cpu"]).args(extra).arg(hostile()).args(["--", "stdin"]);
+        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("start the host");
+        use std::io::Write as _;
+        let _ = child.stdin.take().unwrap().write_all(b"host secret\n");
+        let out = child.wait_with_output().expect("host output");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let closed = feed(&[]);
+    assert!(closed.contains("stdin: read: 0 bytes") || closed.contains("stdin: read: failed"), "{closed}");
+    assert!(!closed.contains("host secret"), "{closed}");
+    let open = feed(&["--stdin"]);
+    assert!(open.contains("stdin: read: 12 bytes: \"host secret\""), "{open}");
 }
 
 /// No TCP, UDP or name lookup, even to a port that is listening on the host.

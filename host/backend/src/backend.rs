@@ -1,5 +1,8 @@
 //! The trait each device implementation (CPU, wgpu, CUDA) provides.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::error::GpuError;
 use crate::params::*;
 
@@ -12,6 +15,47 @@ pub const SCRATCH_ID_BASE: BufferId = 1 << 63;
 
 /// Largest scratch histogram the default `find_splits_rows` allocates at once.
 const SCRATCH_HIST_BYTES: u64 = 256 << 20;
+
+/// Set once when the run must stop (the `--timeout` deadline passed). [`crate::Device`]
+/// checks it between the launches of a split kernel call; backends that loop over launches
+/// themselves check it between them too. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every holder to stop at its next check.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `Err(Cancelled)` once cancelled, naming what was interrupted.
+    pub fn check(&self, what: &str) -> Result<(), GpuError> {
+        if self.is_cancelled() {
+            return Err(GpuError::Cancelled(format!("{what} was stopped: the run's time limit passed")));
+        }
+        Ok(())
+    }
+}
+
+/// What one kernel call may use beyond the guest's own buffers, set by [`crate::Device`]
+/// before every kernel call ([`Backend::begin_call`]).
+#[derive(Debug, Clone, Default)]
+pub struct CallBudget {
+    /// Device bytes of scratch the backend may hold during and after this call: the
+    /// guest's `--max-device-memory` less the bytes of its live buffers. A backend that
+    /// cannot do the call within it answers `limit-exceeded`; it never allocates more.
+    pub scratch_bytes: u64,
+    /// Set when the run must stop; checked between the launches of a long call.
+    pub cancel: CancelToken,
+}
 
 /// Which implementation runs the kernels; mirrors WIT `backend-kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +94,31 @@ pub struct DeviceInfo {
 /// *contents* (indices read from device memory are range-checked in every kernel).
 pub trait Backend: Send {
     fn info(&self) -> DeviceInfo;
+
+    /// Called before every kernel call with what the call may use beyond its buffers. A
+    /// backend that allocates scratch keeps it within `budget.scratch_bytes` (choosing a
+    /// smaller batch, or answering `limit-exceeded`), and one that loops over launches
+    /// checks `budget.cancel` between them.
+    fn begin_call(&mut self, budget: &CallBudget) {
+        let _ = budget;
+    }
+
+    /// Device bytes the backend holds now as scratch of its own (kept between calls to
+    /// save re-allocations). [`crate::Device`] charges them to the guest's limit.
+    fn scratch_bytes(&self) -> u64 {
+        0
+    }
+
+    /// Frees the scratch kept between calls; [`crate::Device`] calls it when the guest
+    /// needs that memory for a buffer of its own.
+    fn release_scratch(&mut self) {}
+
+    /// Most walk steps (row x tree x step) one `predict-forest` launch may take: a call
+    /// above it is split into launches of at most this much work, with a cancel check
+    /// between them. Sized so that one launch takes well under a second on this device.
+    fn predict_steps_per_launch(&self) -> u64 {
+        1 << 26
+    }
     /// Allocates `size` zero-filled bytes under the given id.
     fn alloc(&mut self, id: BufferId, size: u64) -> Result<(), GpuError>;
     fn free(&mut self, id: BufferId);
@@ -135,9 +204,13 @@ pub trait Backend: Send {
         next_slot: BufferId,
         node_of: BufferId,
     ) -> Result<(), GpuError>;
+    /// `predict-forest` for the rows and trees of `span` only: the sums of rows in
+    /// `span.rows()` are set (tree_begin = 0) or added to (tree_begin > 0) with the leaf
+    /// values of trees `span.trees()`; other rows are left alone (docs/algorithm.md §9).
     fn predict_forest(
         &mut self,
         p: &PredictParams,
+        span: &PredictSpan,
         x: BufferId,
         nodes: BufferId,
         roots: BufferId,

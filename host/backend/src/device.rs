@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::backend::{Backend, BufferId, DeviceInfo};
+use crate::backend::{Backend, BufferId, CallBudget, CancelToken, DeviceInfo};
 use crate::error::GpuError;
 use crate::params::*;
 
@@ -25,17 +25,55 @@ impl Default for Limits {
 
 /// A backend plus the bookkeeping that makes it safe to hand to an untrusted guest:
 /// the size of every live buffer, the bytes in use, and the limits.
+///
+/// The backend's own scratch memory counts against the same `max_device_bytes` as the
+/// guest's buffers: every kernel call gets what is left as its scratch budget, and an
+/// allocation that only fails because of kept scratch first releases that scratch.
 pub struct Device {
     backend: Box<dyn Backend>,
     limits: Limits,
     sizes: HashMap<BufferId, u64>,
     used: u64,
     next_id: BufferId,
+    cancel: CancelToken,
+    predict_steps: Option<u64>,
 }
 
 impl Device {
     pub fn new(backend: Box<dyn Backend>, limits: Limits) -> Self {
-        Device { backend, limits, sizes: HashMap::new(), used: 0, next_id: 1 }
+        Device { backend, limits, sizes: HashMap::new(), used: 0, next_id: 1, cancel: CancelToken::new(), predict_steps: None }
+    }
+
+    /// Uses `token` (e.g. the run's watchdog's) to stop long calls between launches.
+    pub fn set_cancel_token(&mut self, token: CancelToken) {
+        self.cancel = token;
+    }
+
+    /// Overrides the backend's `predict_steps_per_launch` (tests use tiny values to make
+    /// every backend split calls into many launches); `None` restores it.
+    pub fn set_predict_steps_per_launch(&mut self, steps: Option<u64>) {
+        self.predict_steps = steps;
+    }
+
+    /// The token that stops this device's long calls (between launches) once cancelled.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Device bytes held for this guest now: its buffers plus the backend's scratch.
+    pub fn held_bytes(&self) -> u64 {
+        self.used.saturating_add(self.backend.scratch_bytes())
+    }
+
+    /// Tells the backend what the next kernel call may use beyond its buffers.
+    fn begin_call(&mut self, kernel: &str) -> Result<(), GpuError> {
+        self.cancel.check(kernel)?;
+        let budget = CallBudget {
+            scratch_bytes: self.limits.max_device_bytes.saturating_sub(self.used),
+            cancel: self.cancel.clone(),
+        };
+        self.backend.begin_call(&budget);
+        Ok(())
     }
 
     /// Device facts, with memory capped by this guest's limit.
@@ -73,10 +111,16 @@ impl Device {
                 "a buffer of {size} bytes is larger than the device's largest buffer ({max_buffer} bytes); split the data"
             )));
         }
-        let total = self.used.saturating_add(size);
-        if total > self.limits.max_device_bytes {
+        let mut total = self.used.saturating_add(size);
+        if total.saturating_add(self.backend.scratch_bytes()) > self.limits.max_device_bytes {
+            // Scratch kept from earlier calls gives way to the guest's own buffers.
+            self.backend.release_scratch();
+        }
+        let scratch = self.backend.scratch_bytes();
+        if total.saturating_add(scratch) > self.limits.max_device_bytes {
+            total = total.saturating_add(scratch);
             return Err(GpuError::LimitExceeded(format!(
-                "allocating {size} bytes would bring this guest to {total} bytes of device memory, over its limit of {} (--max-device-memory)",
+                "allocating {size} bytes would bring this guest to {total} bytes of device memory (its buffers and the backend's scratch), over its limit of {} (--max-device-memory)",
                 self.limits.max_device_bytes
             )));
         }
@@ -84,7 +128,7 @@ impl Device {
         self.next_id += 1;
         self.backend.alloc(id, size)?;
         self.sizes.insert(id, size);
-        self.used = total;
+        self.used += size;
         Ok(id)
     }
 
@@ -109,6 +153,12 @@ impl Device {
             .get(&id)
             .copied()
             .ok_or_else(|| GpuError::invalid(format!("buffer {id} does not exist (already dropped?)")))
+    }
+
+    /// Checks a write of `len` bytes at `offset` (limits and bounds) without its data, so a
+    /// host can refuse it before copying the bytes out of the guest.
+    pub fn check_write(&self, id: BufferId, offset: u64, len: u64) -> Result<(), GpuError> {
+        self.check_range(id, "write", offset, len)
     }
 
     fn check_range(&self, id: BufferId, what: &str, offset: u64, len: u64) -> Result<(), GpuError> {
@@ -178,12 +228,14 @@ impl Device {
     pub fn bin_features(&mut self, p: &BinFeaturesParams, x: BufferId, edges: BufferId, bins: BufferId) -> Result<(), GpuError> {
         let [nx, ne, nb] = p.check()?;
         self.check_args("bin-features", &[("x", x, nx), ("edges", edges, ne), ("bins", bins, nb)])?;
+        self.begin_call("bin-features")?;
         self.backend.bin_features(p, x, edges, bins)
     }
 
     pub fn bootstrap(&mut self, p: &BootstrapParams, weights: BufferId, node_of: BufferId) -> Result<(), GpuError> {
         let [nw, nn] = p.check()?;
         self.check_args("bootstrap", &[("weights", weights, nw), ("node-of", node_of, nn)])?;
+        self.begin_call("bootstrap")?;
         self.backend.bootstrap(p, weights, node_of)
     }
 
@@ -201,12 +253,14 @@ impl Device {
             "build-histograms",
             &[("bins", bins, nb), ("targets", targets, nt), ("weights", weights, nw), ("node-of", node_of, nn), ("hist", hist, nh)],
         )?;
+        self.begin_call("build-histograms")?;
         self.backend.build_histograms(p, bins, targets, weights, node_of, hist)
     }
 
     pub fn find_splits(&mut self, p: &SplitParams, hist: BufferId, feature_mask: BufferId, splits: BufferId) -> Result<(), GpuError> {
         let [nh, nm, ns] = p.check()?;
         self.check_args("find-splits", &[("hist", hist, nh), ("feature-mask", feature_mask, nm), ("splits", splits, ns)])?;
+        self.begin_call("find-splits")?;
         self.backend.find_splits(p, hist, feature_mask, splits)
     }
 
@@ -233,6 +287,7 @@ impl Device {
                 ("splits", splits, ns),
             ],
         )?;
+        self.begin_call("find-splits-rows")?;
         self.backend.find_splits_rows(p, bins, targets, weights, node_of, feature_mask, splits)
     }
 
@@ -249,6 +304,7 @@ impl Device {
             "apply-splits",
             &[("bins", bins, nb), ("splits", splits, ns), ("next-slot", next_slot, nx), ("node-of", node_of, nn)],
         )?;
+        self.begin_call("apply-splits")?;
         self.backend.apply_splits(p, bins, splits, next_slot, node_of)
     }
 
@@ -265,7 +321,18 @@ impl Device {
             "predict-forest",
             &[("x", x, nx), ("nodes", nodes, nn), ("roots", roots, nr), ("sums", sums, ns)],
         )?;
-        self.backend.predict_forest(p, x, nodes, roots, sums)
+        // Work is rows x trees x walk length, more than the buffers: split it into
+        // launches of bounded work, with a cancel check (and a wait) between them.
+        let steps = self.predict_steps.unwrap_or_else(|| self.backend.predict_steps_per_launch());
+        let mut spans = PredictSpan::split(p, steps).peekable();
+        while let Some(span) = spans.next() {
+            self.begin_call("predict-forest")?;
+            self.backend.predict_forest(p, &span, x, nodes, roots, sums)?;
+            if spans.peek().is_some() {
+                self.backend.synchronize()?;
+            }
+        }
+        Ok(())
     }
 }
 

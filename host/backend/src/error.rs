@@ -13,6 +13,10 @@ pub enum GpuError {
     KernelFailure(String),
     #[error("device lost: {0}")]
     DeviceLost(String),
+    /// The run was cancelled (`--timeout` passed) while the call was under way. Never
+    /// shown to a guest: the host ends the guest with a trap instead.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }
 
 impl GpuError {

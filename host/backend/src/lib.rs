@@ -12,7 +12,7 @@ pub mod error;
 pub mod kernels;
 pub mod params;
 
-pub use backend::{Backend, BackendKind, BufferId, DeviceInfo};
+pub use backend::{Backend, BackendKind, BufferId, CallBudget, CancelToken, DeviceInfo};
 pub use cpu::CpuBackend;
 pub use device::{Device, Limits};
 pub use error::GpuError;

@@ -218,6 +218,63 @@ impl PredictParams {
     }
 }
 
+/// The part of a `predict-forest` call one launch does: rows `row_begin..row_end` and trees
+/// `tree_begin..tree_end` ([`crate::Device`] splits long calls into such launches). Not part
+/// of the WIT: a guest always asks for every row and tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PredictSpan {
+    pub row_begin: u32,
+    pub row_end: u32,
+    pub tree_begin: u32,
+    pub tree_end: u32,
+}
+
+impl PredictSpan {
+    /// Every row and every tree of `p`.
+    pub fn all(p: &PredictParams) -> Self {
+        PredictSpan { row_begin: 0, row_end: p.rows, tree_begin: 0, tree_end: p.tree_count }
+    }
+
+    pub fn rows(&self) -> std::ops::Range<u32> {
+        self.row_begin..self.row_end
+    }
+
+    pub fn trees(&self) -> std::ops::Range<u32> {
+        self.tree_begin..self.tree_end
+    }
+
+    /// The launches of `p` with at most `steps` walk steps (row x tree x (max_depth + 1))
+    /// each where possible (one row and one tree is the least a launch does), in the order
+    /// they run: row blocks outermost, trees in ascending blocks within a row block, so a
+    /// row's sum is set by its first launch and added to by the rest. Lazy: a hostile call
+    /// may have billions of launches, which the caller stops early when cancelled.
+    pub fn split(p: &PredictParams, steps: u64) -> impl Iterator<Item = PredictSpan> + use<> {
+        let (rows, trees) = (p.rows, p.tree_count);
+        let depth = p.max_depth as u64 + 1;
+        let steps = steps.max(1);
+        let rows_per = (steps / depth).clamp(1, rows.max(1) as u64) as u32;
+        let trees_per = (steps / (depth * rows_per as u64)).clamp(1, trees.max(1) as u64) as u32;
+        let mut next = (rows > 0).then_some((0u32, 0u32));
+        std::iter::from_fn(move || {
+            let (r, t) = next?;
+            let span = PredictSpan {
+                row_begin: r,
+                row_end: r + rows_per.min(rows - r),
+                tree_begin: t,
+                tree_end: t + trees_per.min(trees - t),
+            };
+            next = if span.tree_end < trees {
+                Some((r, span.tree_end))
+            } else if span.row_end < rows {
+                Some((span.row_end, 0))
+            } else {
+                None
+            };
+            Some(span)
+        })
+    }
+}
+
 /// Mirror of WIT `row-split-params`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowSplitParams {

@@ -485,6 +485,21 @@ fn predict_forest_matches_naive_walks() {
         let mut sums = vec![0xeeu32; rows as usize * 4];
         kernels::predict_forest(&p, &x, &nodes, &roots, &mut sums);
         assert_eq!(sums, naive_predict(&p, &x, &nodes, &roots), "case {case}: {p:?}");
+        // Split into launches (docs/algorithm.md §9): the same bits, every row and tree once.
+        let steps = [1, 2, (max_depth as u64 + 1) * 5, u64::MAX][case % 4];
+        let spans: Vec<PredictSpan> = PredictSpan::split(&p, steps).collect();
+        for pair in spans.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let next_trees = a.row_begin == b.row_begin && a.tree_end == b.tree_begin;
+            let next_rows = a.row_end == b.row_begin && a.tree_end == tree_count && b.tree_begin == 0;
+            assert!(next_trees || next_rows, "case {case}: {a:?} then {b:?}");
+        }
+        assert!(rows == 0 || (spans[0].row_begin == 0 && spans[0].tree_begin == 0 && spans.last().unwrap().row_end == rows));
+        let mut split = vec![0xeeu32; rows as usize * 4];
+        for span in &spans {
+            kernels::predict_forest_span(&p, span, &x, &nodes, &roots, &mut split);
+        }
+        assert_eq!(split, sums, "case {case}: {p:?} in launches of {steps} steps");
     }
 }
 

@@ -44,9 +44,18 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
 
-    /// Give the guest a host directory: HOST (seen as HOST) or HOST::GUEST. Repeatable.
+    /// Give the guest a host directory, read-only: HOST (seen as HOST) or HOST::GUEST. Repeatable.
     #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
     pub dirs: Vec<DirMapping>,
+
+    /// Give the guest a host directory it may also write (create, replace, delete files in).
+    /// Refused for a directory holding wasmtime's compilation cache or this host binary.
+    #[arg(long = "dir-rw", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    pub dirs_rw: Vec<DirMapping>,
+
+    /// Let the guest read the host's standard input (closed otherwise).
+    #[arg(long)]
+    pub stdin: bool,
 
     /// Set an environment variable in the guest (the host's are not passed). Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
@@ -68,9 +77,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "4G")]
     pub max_memory: u64,
 
-    /// Wall-clock limit in seconds (fractions allowed); the guest traps when it passes.
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
-    pub timeout: Option<Duration>,
+    /// Wall-clock limit for the whole run, compiling the guest included, in seconds
+    /// (fractions allowed), or `none`. When it passes the guest is stopped, a kernel in
+    /// flight at its next launch boundary, and the host exits with status 3; a device that
+    /// does not stop within the grace period (2 s) ends the process with the same status.
+    #[arg(long, value_name = "SECONDS|none", value_parser = parse_timeout, default_value = "3600")]
+    pub timeout: TimeLimit,
 
     /// Print per-function call counts and times to stderr at exit.
     #[arg(long)]
@@ -85,13 +97,27 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-/// One `--dir`: a host directory and the path the guest opens it by.
+/// One `--dir` or `--dir-rw`: a host directory and the path the guest opens it by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirMapping {
     /// Directory on the host.
     pub host: PathBuf,
     /// Name of the preopen inside the guest.
     pub guest: String,
+    /// Whether the guest may write there (`--dir-rw`); `--dir` is read-only.
+    pub writable: bool,
+}
+
+/// `--timeout`: a wall-clock limit, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeLimit(pub Option<Duration>);
+
+/// Parses `--timeout`: a positive number of seconds or `none`.
+pub fn parse_timeout(s: &str) -> Result<TimeLimit, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(TimeLimit(None));
+    }
+    parse_seconds(s).map(|d| TimeLimit(Some(d)))
 }
 
 /// Parses `HOST` or `HOST::GUEST`.
@@ -103,7 +129,7 @@ pub fn parse_dir(s: &str) -> Result<DirMapping, String> {
     if host.is_empty() || guest.is_empty() {
         return Err(format!("`{s}` is not HOST or HOST::GUEST (both parts must be non-empty)"));
     }
-    Ok(DirMapping { host: PathBuf::from(host), guest: guest.to_string() })
+    Ok(DirMapping { host: PathBuf::from(host), guest: guest.to_string(), writable: false })
 }
 
 /// Parses `KEY=VALUE` (the value may be empty or contain `=`).
@@ -177,9 +203,10 @@ mod tests {
 
     #[test]
     fn dirs() {
-        assert_eq!(parse_dir("."), Ok(DirMapping { host: ".".into(), guest: ".".into() }));
-        assert_eq!(parse_dir("/data::/in"), Ok(DirMapping { host: "/data".into(), guest: "/in".into() }));
-        assert_eq!(parse_dir("out::out"), Ok(DirMapping { host: "out".into(), guest: "out".into() }));
+        let ro = |h: &str, g: &str| Ok(DirMapping { host: h.into(), guest: g.into(), writable: false });
+        assert_eq!(parse_dir("."), ro(".", "."));
+        assert_eq!(parse_dir("/data::/in"), ro("/data", "/in"));
+        assert_eq!(parse_dir("out::out"), ro("out", "out"));
         assert!(parse_dir("::x").is_err());
         assert!(parse_dir("x::").is_err());
     }
@@ -194,26 +221,30 @@ mod tests {
         assert!(parse_seconds("0").is_err());
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("nan").is_err());
+        assert_eq!(parse_timeout("none"), Ok(TimeLimit(None)));
+        assert_eq!(parse_timeout("2"), Ok(TimeLimit(Some(Duration::from_secs(2)))));
+        assert!(parse_timeout("0").is_err());
     }
 
     #[test]
     fn full_command_line() {
         let cli = Cli::try_parse_from([
-            "wasmtime-gpu-host", "run", "--backend", "cpu", "--dir", ".", "--dir", "/tmp::/scratch", "--env", "K=V",
+            "wasmtime-gpu-host", "run", "--backend", "cpu", "--dir", ".", "--dir-rw", "/tmp::/scratch", "--stdin", "--env", "K=V",
             "--max-device-memory", "512M", "--max-buffers", "7", "--max-transfer", "1M", "--max-memory", "64M",
             "--timeout", "2", "--profile", "g.wasm", "--", "--trees", "10", "-v",
         ])
         .unwrap();
         let Command::Run(r) = cli.command else { panic!("expected run") };
         assert_eq!(r.backend, BackendChoice::Cpu);
-        assert_eq!(r.dirs.len(), 2);
-        assert_eq!(r.dirs[1].guest, "/scratch");
+        assert_eq!(r.dirs.len(), 1);
+        assert_eq!(r.dirs_rw[0].guest, "/scratch");
+        assert!(r.stdin);
         assert_eq!(r.envs, vec![("K".to_string(), "V".to_string())]);
         assert_eq!(r.max_device_memory, Some(512 << 20));
         assert_eq!(r.max_buffers, Some(7));
         assert_eq!(r.max_transfer, Some(1 << 20));
         assert_eq!(r.max_memory, 64 << 20);
-        assert_eq!(r.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(r.timeout, TimeLimit(Some(Duration::from_secs(2))));
         assert!(r.profile);
         assert_eq!(r.wasm, PathBuf::from("g.wasm"));
         assert_eq!(r.args, ["--trees", "10", "-v"]);
@@ -225,8 +256,8 @@ mod tests {
         let Command::Run(r) = cli.command else { panic!("expected run") };
         assert_eq!(r.backend, BackendChoice::Auto);
         assert_eq!(r.max_memory, 4 << 30);
-        assert_eq!(r.timeout, None);
-        assert!(r.dirs.is_empty() && r.envs.is_empty() && r.args.is_empty() && !r.profile);
+        assert_eq!(r.timeout, TimeLimit(Some(Duration::from_secs(3600))));
+        assert!(r.dirs.is_empty() && r.dirs_rw.is_empty() && r.envs.is_empty() && r.args.is_empty() && !r.profile && !r.stdin);
         assert!(Cli::try_parse_from(["wasmtime-gpu-host", "run", "--backend", "tpu", "g.wasm"]).is_err());
     }
 }

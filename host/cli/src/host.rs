@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use wasi_gpu_backend::{BufferId, Device, GpuError};
+use wasi_gpu_backend::{BufferId, CancelToken, Device, GpuError};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -35,8 +35,9 @@ pub struct GpuBuffer {
     pub id: BufferId,
 }
 
-/// Marker error for a host call made after the `--timeout` deadline; the runner
-/// recognises it to report the timeout rather than a generic trap.
+/// Marker error for a host call made after the `--timeout` deadline, or stopped by it
+/// between launches; the runner recognises it to report the timeout rather than a
+/// generic trap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeadlineExceeded;
 
@@ -58,13 +59,14 @@ pub struct HostState {
     pub limiter: GuestLimiter,
     /// Per-function timings and the device-memory high-water mark.
     pub profile: Profile,
-    deadline: Option<Instant>,
+    /// Cancelled by the run's watchdog when `--timeout` passes.
+    cancel: CancelToken,
 }
 
 impl HostState {
-    /// Creates the state of one guest; `deadline` is when `--timeout` expires, if set.
-    pub fn new(wasi: WasiCtx, device: Device, limiter: GuestLimiter, deadline: Option<Instant>) -> Self {
-        HostState { wasi, table: ResourceTable::new(), device, limiter, profile: Profile::default(), deadline }
+    /// Creates the state of one guest; `cancel` is set when its time limit passes.
+    pub fn new(wasi: WasiCtx, device: Device, limiter: GuestLimiter, cancel: CancelToken) -> Self {
+        HostState { wasi, table: ResourceTable::new(), device, limiter, profile: Profile::default(), cancel }
     }
 
     /// The validating device this guest uses.
@@ -79,6 +81,17 @@ impl HostState {
         let _ = crate::catch_panic(|| device.release_all());
     }
 
+    /// The checks of `buffer.write` that need only the data's length: the run linker calls
+    /// it before copying the bytes out of guest memory, so an oversized write is refused
+    /// without the host ever holding a copy.
+    pub fn precheck_write(&self, this: &Resource<GpuBuffer>, offset: u64, len: u64) -> wasmtime::Result<Result<(), compute::Error>> {
+        if self.cancel.is_cancelled() {
+            return Err(wasmtime::Error::new(DeadlineExceeded));
+        }
+        let id = buffer_id(&self.table, this)?;
+        Ok(self.device.check_write(id, offset, len).map_err(to_wit_error))
+    }
+
     /// Runs one host call against the device: checks the deadline, catches panics,
     /// and records the time under `name`.
     fn guarded<R>(
@@ -86,9 +99,7 @@ impl HostState {
         name: &'static str,
         f: impl FnOnce(&mut Device, &mut ResourceTable) -> wasmtime::Result<Result<R, GpuError>>,
     ) -> wasmtime::Result<Result<R, compute::Error>> {
-        if let Some(deadline) = self.deadline
-            && Instant::now() >= deadline
-        {
+        if self.cancel.is_cancelled() {
             return Err(wasmtime::Error::new(DeadlineExceeded));
         }
         let start = Instant::now();
@@ -97,8 +108,9 @@ impl HostState {
         let outcome = crate::catch_panic(|| f(device, table));
         let elapsed = start.elapsed();
         self.profile.record(name, elapsed);
-        self.profile.observe_device_bytes(self.device.used_bytes());
+        self.profile.observe_device_bytes(self.device.held_bytes());
         match outcome {
+            Ok(Ok(Err(GpuError::Cancelled(_)))) => Err(wasmtime::Error::new(DeadlineExceeded)),
             Ok(Ok(r)) => Ok(r.map_err(to_wit_error)),
             Ok(Err(trap)) => Err(trap),
             Err(panic) => Ok(Err(compute::Error::KernelFailure(format!(
@@ -127,6 +139,8 @@ pub fn to_wit_error(e: GpuError) -> compute::Error {
         GpuError::LimitExceeded(m) => compute::Error::LimitExceeded(m),
         GpuError::KernelFailure(m) => compute::Error::KernelFailure(m),
         GpuError::DeviceLost(m) => compute::Error::DeviceLost(m),
+        // `guarded` turns a cancelled call into a trap before it reaches here.
+        GpuError::Cancelled(m) => compute::Error::KernelFailure(m),
     }
 }
 
@@ -406,7 +420,7 @@ mod tests {
     use wasi_gpu_backend::{CpuBackend, Limits};
 
     fn state_with(backend: Box<dyn wasi_gpu_backend::Backend>, limits: Limits) -> HostState {
-        HostState::new(WasiCtx::builder().build(), Device::new(backend, limits), GuestLimiter::new(1 << 30), None)
+        HostState::new(WasiCtx::builder().build(), Device::new(backend, limits), GuestLimiter::new(1 << 30), CancelToken::new())
     }
 
     fn state() -> HostState {
@@ -468,7 +482,7 @@ mod tests {
     #[test]
     fn deadline_turns_host_calls_into_traps() {
         let mut s = state();
-        s.deadline = Some(Instant::now());
+        s.cancel.cancel();
         let e = s.create(8).unwrap_err();
         assert!(e.downcast_ref::<DeadlineExceeded>().is_some());
     }
@@ -521,7 +535,7 @@ mod tests {
         fn apply_splits(&mut self, _: &wasi_gpu_backend::ApplyParams, _: BufferId, _: BufferId, _: BufferId, _: BufferId) -> Result<(), GpuError> {
             unreachable!()
         }
-        fn predict_forest(&mut self, _: &wasi_gpu_backend::PredictParams, _: BufferId, _: BufferId, _: BufferId, _: BufferId) -> Result<(), GpuError> {
+        fn predict_forest(&mut self, _: &wasi_gpu_backend::PredictParams, _: &wasi_gpu_backend::PredictSpan, _: BufferId, _: BufferId, _: BufferId, _: BufferId) -> Result<(), GpuError> {
             unreachable!()
         }
     }

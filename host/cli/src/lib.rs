@@ -91,10 +91,13 @@ pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunRep
     let start = std::time::Instant::now();
     let bytes = run::read_component_bytes(&opts.wasm)?;
     let (backend, skipped) = backends::open_backend(choice)?;
-    let engine = run::engine(opts.timeout.is_some())?;
+    let engine = run::engine(opts)?;
+    // The time limit covers compiling the guest too.
+    let mut watchdog = run::Watchdog::start(&engine, opts.timeout, opts.grace);
     let component = run::compile(&engine, &opts.wasm, &bytes)?;
     let startup = start.elapsed();
-    let mut report = run::run_component(&engine, &component, backend, opts)?;
+    let mut report = run::run_component(&engine, &component, backend, opts, &watchdog)?;
+    watchdog.stop();
     report.startup = startup;
     report.skipped_backends = skipped;
     Ok(report)

@@ -1,10 +1,19 @@
-//! `--max-memory`: caps the guest's linear memories (all of them together) and tables.
+//! `--max-memory`: caps the guest's linear memories and tables, all of them together, and
+//! the number of instances, tables and memories it may create.
 
 use wasmtime::ResourceLimiter;
 
 /// Most elements any one guest table may hold; generous for real programs, bounded
 /// so a guest cannot exhaust host memory through `table.grow`.
 pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Host bytes charged to `--max-memory` per table element (a reference is one pointer).
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// Most core instances, tables and memories one guest (a component with all its core
+/// modules) may create. Our guests use under 10 of each; every instance's own host
+/// bookkeeping is bounded by the module that defines it.
+pub const MAX_INSTANCES: usize = 100;
 
 /// A [`ResourceLimiter`] that refuses linear-memory growth past a byte budget shared by
 /// every memory of the guest, and remembers that it did so the runner can explain a
@@ -54,8 +63,31 @@ impl ResourceLimiter for GuestLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|m| desired <= m))
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS || maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        // Tables share the linear-memory budget, at one pointer per element.
+        let grow = (desired as u64).saturating_sub(current as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        let total = self.used_bytes.saturating_add(grow);
+        if total > self.max_bytes {
+            self.refused.get_or_insert((self.used_bytes, total));
+            return Ok(false);
+        }
+        self.used_bytes = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_INSTANCES
     }
 }
 
@@ -82,5 +114,16 @@ mod tests {
         assert_eq!(l.refused(), None, "a module's own maximum is not the --max-memory limit");
         assert!(l.table_growing(0, 100, None).unwrap());
         assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+    }
+
+    #[test]
+    fn tables_share_the_memory_budget() {
+        let mut l = GuestLimiter::new(1 << 16);
+        assert!(l.memory_growing(0, 1 << 15, None).unwrap());
+        assert!(l.table_growing(0, 1 << 11, None).unwrap());
+        assert_eq!(l.used_bytes(), (1 << 15) + (1 << 14));
+        assert!(!l.table_growing(1 << 11, 1 << 13, None).unwrap());
+        assert!(l.refused().is_some());
+        assert!(!l.memory_growing(1 << 15, 1 << 16, None).unwrap());
     }
 }

@@ -1,20 +1,22 @@
 //! `run`: loads a component, wires WASI and `wasi:gpu` into it, runs `wasi:cli/run`,
 //! and classifies how it ended.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use wasi_gpu_backend::{Backend, Device, Limits};
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, OptLevel, Store, Trap};
+use wasi_gpu_backend::{Backend, CancelToken, Device, Limits};
+use wasmtime::component::{Component, Linker, Resource, WasmList};
+use wasmtime::{Config, Engine, OptLevel, Store, StoreContextMut, Trap};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 use crate::cli::{DirMapping, RunArgs};
-use crate::host::{DeadlineExceeded, HostState, bindings::MlCompute};
+use crate::host::bindings::{MlCompute, wasi::gpu::compute};
+use crate::host::{DeadlineExceeded, GpuBuffer, HostState};
 use crate::limits::GuestLimiter;
 use crate::profile::Profile;
 
@@ -38,9 +40,18 @@ pub struct RunOptions {
     pub limits: Limits,
     /// Guest linear memory budget in bytes.
     pub max_memory: u64,
-    /// Wall-clock limit.
+    /// Wall-clock limit for the whole run, compiling included.
     pub timeout: Option<Duration>,
+    /// After the limit, how long the device gets to stop before the process ends itself
+    /// ([`GRACE`] from the command line; `None` in-process, e.g. tests and fuzzing).
+    pub grace: Option<Duration>,
+    /// Whether the guest may read the host's stdin.
+    pub stdin: bool,
 }
+
+/// How long a run may overrun `--timeout` while a device call is under way before the
+/// host ends the process (exit status [`EXIT_TRAP`]).
+pub const GRACE: Duration = Duration::from_secs(2);
 
 impl RunOptions {
     /// Converts parsed arguments, filling unset limits from [`Limits::default`].
@@ -49,7 +60,7 @@ impl RunOptions {
         RunOptions {
             wasm: a.wasm.clone(),
             args: a.args.clone(),
-            dirs: a.dirs.clone(),
+            dirs: a.dirs.iter().cloned().chain(a.dirs_rw.iter().map(|d| DirMapping { writable: true, ..d.clone() })).collect(),
             envs: a.envs.clone(),
             limits: Limits {
                 max_device_bytes: a.max_device_memory.unwrap_or(d.max_device_bytes),
@@ -57,7 +68,9 @@ impl RunOptions {
                 max_transfer_bytes: a.max_transfer.unwrap_or(d.max_transfer_bytes),
             },
             max_memory: a.max_memory,
-            timeout: a.timeout,
+            timeout: a.timeout.0,
+            grace: Some(GRACE),
+            stdin: a.stdin,
         }
     }
 }
@@ -123,19 +136,115 @@ pub fn check_component_header(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Builds the wasmtime engine: optimising Cranelift, epoch interruption only for `--timeout`,
-/// and the on-disk compile cache when its configuration loads.
-pub fn engine(timeout: bool) -> Result<Engine, String> {
+/// Builds the wasmtime engine: optimising Cranelift, epoch interruption (for `--timeout`),
+/// and the on-disk compile cache when its configuration loads and no writable preopen of
+/// `opts` reaches it (a guest that could write there could plant machine code the host
+/// would later run).
+pub fn engine(opts: &RunOptions) -> Result<Engine, String> {
     let mut config = Config::new();
     config.cranelift_opt_level(OptLevel::Speed);
-    config.epoch_interruption(timeout);
+    config.epoch_interruption(opts.timeout.is_some());
     config.wasm_component_model(true);
     if std::env::var_os("WASMTIME_GPU_HOST_NO_CACHE").is_none()
         && let Ok(cache) = wasmtime::Cache::from_file(None)
     {
+        check_writable_dirs(opts, Some(cache.directory()))?;
         config.cache(Some(cache));
+    } else {
+        check_writable_dirs(opts, None)?;
     }
     Engine::new(&config).map_err(|e| format!("cannot configure wasmtime: {}", one_line(&e)))
+}
+
+/// Refuses a `--dir-rw` that contains the compilation cache or the host binary itself.
+fn check_writable_dirs(opts: &RunOptions, cache: Option<&PathBuf>) -> Result<(), String> {
+    let exe = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+    for d in opts.dirs.iter().filter(|d| d.writable) {
+        let Ok(host) = d.host.canonicalize() else { continue };
+        let guarded = [(cache.and_then(|c| c.canonicalize().ok()), "wasmtime's compilation cache"), (exe.clone(), "this host binary")];
+        for (path, what) in guarded {
+            if let Some(path) = path
+                && path.starts_with(&host)
+            {
+                return Err(format!(
+                    "--dir-rw {}: it contains {what} ({}); a guest able to write there could change code the host runs. \
+                     Grant a narrower directory (or --dir for read-only access)",
+                    d.host.display(),
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Enforces `--timeout` over the whole run, compiling included: when the limit passes it
+/// cancels device work (checked between launches), interrupts wasm (epoch), and, if the
+/// run has still not ended after the grace period, ends the process with one `error:`
+/// line and [`EXIT_TRAP`] whatever the device is doing.
+pub struct Watchdog {
+    fired: Arc<AtomicBool>,
+    cancel: CancelToken,
+    done: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Starts the clock now.
+    pub fn start(engine: &Engine, timeout: Option<Duration>, grace: Option<Duration>) -> Self {
+        let fired = Arc::new(AtomicBool::new(false));
+        let cancel = CancelToken::new();
+        let (done, finished) = mpsc::channel::<()>();
+        let thread = timeout.map(|t| {
+            let (engine, fired, cancel) = (engine.clone(), fired.clone(), cancel.clone());
+            std::thread::spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(t) {
+                    fired.store(true, Ordering::SeqCst);
+                    cancel.cancel();
+                    engine.increment_epoch();
+                    if let Some(g) = grace
+                        && let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(g)
+                    {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "error: guest trapped: wall-clock limit exceeded: the run took longer than --timeout {}s \
+                             and did not stop within the {}s grace period; the host ended it",
+                            t.as_secs_f64(),
+                            g.as_secs_f64()
+                        );
+                        // Not `exit`: destructors and atexit handlers could wait for the device.
+                        // SAFETY: `_exit` ends the process at once; nothing runs after it.
+                        unsafe { libc::_exit(EXIT_TRAP) };
+                    }
+                }
+            })
+        });
+        Watchdog { fired, cancel, done: Some(done), thread }
+    }
+
+    /// Whether the limit has passed.
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// The token a [`Device`] checks between launches.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// The run has ended: stops the clock.
+    pub fn stop(&mut self) {
+        self.done.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Compiles the component bytes.
@@ -150,6 +259,25 @@ pub fn linker(engine: &Engine) -> Result<Linker<HostState>, String> {
         .map_err(|e| format!("cannot link WASI: {}", one_line(&e)))?;
     MlCompute::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
         .map_err(|e| format!("cannot link wasi:gpu: {}", one_line(&e)))?;
+    // The generated `buffer.write` copies the whole list out of the guest before any check;
+    // this one checks the length against --max-transfer and the buffer first.
+    linker.allow_shadowing(true);
+    linker
+        .instance("wasi:gpu/compute@0.1.0")
+        .and_then(|mut i| {
+            i.func_wrap(
+                "[method]buffer.write",
+                |mut store: StoreContextMut<'_, HostState>, (this, offset, data): (Resource<GpuBuffer>, u64, WasmList<u8>)| {
+                    if let Err(e) = store.data().precheck_write(&this, offset, data.len() as u64)? {
+                        return Ok((Err(e),));
+                    }
+                    let bytes = data.as_le_slice(&store).to_vec();
+                    compute::HostBuffer::write(store.data_mut(), this, offset, bytes).map(|r| (r,))
+                },
+            )
+        })
+        .map_err(|e| format!("cannot link wasi:gpu: {}", one_line(&e)))?;
+    linker.allow_shadowing(false);
     Ok(linker)
 }
 
@@ -161,15 +289,20 @@ pub fn wasi_ctx(opts: &RunOptions) -> Result<WasiCtx, String> {
     b.arg(argv0);
     b.args(&opts.args);
     b.envs(&opts.envs);
-    b.inherit_stdio();
+    b.inherit_stdout().inherit_stderr();
+    if opts.stdin {
+        b.inherit_stdin();
+    }
     b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
     b.socket_addr_check(|_, _| Box::pin(async { false }));
     for d in &opts.dirs {
+        let flag = if d.writable { "--dir-rw" } else { "--dir" };
         if !d.host.is_dir() {
-            return Err(format!("--dir {}: not a directory on the host", d.host.display()));
+            return Err(format!("{flag} {}: not a directory on the host", d.host.display()));
         }
-        b.preopened_dir(&d.host, &d.guest, FsPerms::ReadWrite)
-            .map_err(|e| format!("--dir {}: cannot open it: {}", d.host.display(), one_line(&e)))?;
+        let perms = if d.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        b.preopened_dir(&d.host, &d.guest, perms)
+            .map_err(|e| format!("{flag} {}: cannot open it: {}", d.host.display(), one_line(&e)))?;
     }
     Ok(b.build())
 }
@@ -181,6 +314,7 @@ pub fn run_component(
     component: &Component,
     backend: Box<dyn Backend>,
     opts: &RunOptions,
+    watchdog: &Watchdog,
 ) -> Result<RunReport, String> {
     let linker = linker(engine)?;
     let pre = linker
@@ -191,49 +325,38 @@ pub fn run_component(
     })?;
 
     let wasi = wasi_ctx(opts)?;
-    let device = Device::new(backend, opts.limits);
+    let mut device = Device::new(backend, opts.limits);
+    device.set_cancel_token(watchdog.cancel_token());
     let backend_name = device.info().backend.name();
     let start = Instant::now();
-    let deadline = opts.timeout.map(|t| start + t);
-    let state = HostState::new(wasi, device, GuestLimiter::new(opts.max_memory), deadline);
+    let state = HostState::new(wasi, device, GuestLimiter::new(opts.max_memory), watchdog.cancel_token());
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     // wasmtime caps the bytes a guest may pass into one host call (128 MiB by default) and
-    // traps beyond it. Our bounds are --max-transfer, answered with a typed `limit-exceeded`,
+    // traps beyond it. Our bounds are --max-transfer, answered with a typed `limit-exceeded`
+    // (`buffer.write`, linked in `linker`, checks its list's length in place before copying),
     // and the guest's own memory (--max-memory), which no list can exceed: let a call carry
     // up to the larger of the two, so oversized transfers get the typed answer, not a trap.
     let most = opts.limits.max_transfer_bytes.max(opts.max_memory);
     store.set_hostcall_fuel(usize::try_from(most).unwrap_or(usize::MAX).saturating_add(1 << 20));
 
-    // The ticker bumps the epoch once when the deadline passes; the guest then traps at
-    // its next epoch check. It is cancelled as soon as the guest ends.
-    let fired = Arc::new(AtomicBool::new(false));
-    let (cancel, cancelled) = mpsc::channel::<()>();
-    let ticker = opts.timeout.map(|t| {
-        store.set_epoch_deadline(1);
-        let engine = engine.clone();
-        let fired = fired.clone();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(t) {
-                fired.store(true, Ordering::SeqCst);
-                engine.increment_epoch();
-            }
-        })
-    });
+    // The watchdog bumps the epoch once when the limit passes; the guest then traps at
+    // its next epoch check. If the limit already passed (while compiling), the deadline is
+    // the current epoch: the guest traps at its first check. (The watchdog sets `fired`
+    // before it bumps the epoch, so no order of the two misses the bump.)
+    if opts.timeout.is_some() {
+        store.set_epoch_deadline(if watchdog.fired() { 0 } else { 1 });
+    }
 
     let result = pre.instantiate(&mut store).and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store));
     let wall = start.elapsed();
-    drop(cancel);
-    if let Some(t) = ticker {
-        let _ = t.join();
-    }
 
     let mut trap_details = None;
     let outcome = match result {
         Ok(Ok(())) => Outcome::Exited(0),
         Ok(Err(())) => Outcome::Exited(1),
         Err(e) => {
-            let outcome = classify(&e, fired.load(Ordering::SeqCst), opts, store.data());
+            let outcome = classify(&e, watchdog.fired(), opts, store.data());
             if matches!(outcome, Outcome::Trapped(_)) {
                 trap_details = Some(format!("{e:?}"));
             }
@@ -264,7 +387,7 @@ fn classify(e: &wasmtime::Error, timeout_fired: bool, opts: &RunOptions, state: 
     let deadline_call = e.chain().any(|c| c.is::<DeadlineExceeded>());
     if deadline_call || (timeout_fired && trap == Some(Trap::Interrupt)) {
         let t = opts.timeout.unwrap_or_default();
-        return Outcome::Trapped(format!("wall-clock limit exceeded: the guest ran longer than --timeout {}s", t.as_secs_f64()));
+        return Outcome::Trapped(format!("wall-clock limit exceeded: the run took longer than --timeout {}s", t.as_secs_f64()));
     }
     let what = match trap {
         Some(t) => t.to_string(),

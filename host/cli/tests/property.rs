@@ -87,6 +87,19 @@ fn random_call_sequences_on_wgpu_software() {
     }
 }
 
+/// The same on CUDA wherever it opens (`WASI_GPU_REQUIRE=cuda` makes its absence a failure).
+#[test]
+fn random_call_sequences_on_cuda() {
+    match wasi_gpu_cuda::open() {
+        Ok(backend) => run_cases(Harness::new(backend), 600, 0xc0da),
+        Err(why) => {
+            let required = std::env::var("WASI_GPU_REQUIRE").unwrap_or_default();
+            assert!(!required.split(',').any(|b| b.trim() == "cuda"), "cuda is required but does not open: {why}");
+            eprintln!("skipping: CUDA does not open here: {why}");
+        }
+    }
+}
+
 /// A handful of fixed corner sequences, so the basic properties are checked even with
 /// `PROPERTY_CASES=0`: empty input, all-zero and all-0xff bytes.
 #[test]

@@ -21,8 +21,11 @@ fn bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
+/// Every output buffer of a level and the milliseconds of each kernel.
+type LevelRun = (Vec<Vec<u8>>, Vec<(&'static str, f64)>);
+
 /// Runs the level on one device; returns every output buffer and the time per kernel.
-fn level(d: &mut Device, rows: u32, features: u32, trees: u32, seed: u64) -> Result<(Vec<Vec<u8>>, Vec<(&'static str, f64)>), GpuError> {
+fn level(d: &mut Device, rows: u32, features: u32, trees: u32, seed: u64) -> Result<LevelRun, GpuError> {
     let mut rng = StdRng::seed_from_u64(seed);
     let max_bins = 64u32;
     let x: Vec<u32> = (0..rows * features).map(|_| rng.random_range(-10.0f32..10.0).to_bits()).collect();

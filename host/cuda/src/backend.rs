@@ -10,8 +10,8 @@ use cudarc::driver::sys::{self, CUdevice_attribute, CUdeviceptr};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DriverError};
 use cudarc::nvrtc::Ptx;
 use wasi_gpu_backend::{
-    ApplyParams, Backend, BackendKind, BinFeaturesParams, BootstrapParams, BufferId, DeviceInfo, GpuError,
-    HistogramParams, PredictParams, RowSplitParams, SplitParams, HIST_WORDS, SPLIT_WORDS,
+    ApplyParams, Backend, BackendKind, BinFeaturesParams, BootstrapParams, BufferId, CallBudget, DeviceInfo, GpuError,
+    HistogramParams, PredictParams, PredictSpan, RowSplitParams, SplitParams, HIST_WORDS, SPLIT_WORDS,
 };
 
 use crate::compile;
@@ -46,6 +46,18 @@ const DENSE_HIST_BYTES: u64 = 256 << 20;
 const DENSE_MAX_SLOTS_PER_SM: u64 = 2;
 /// ...and at least this many entries per slot on average.
 const DENSE_MIN_ENTRIES_PER_SLOT: u64 = 16384;
+/// Most walk steps (row x tree x (max_depth + 1)) of one `predict-forest` launch. A step
+/// is two dependent loads: a 16-byte node and a 4-byte feature of the row. At worst each
+/// touches its own 32-byte sector in DRAM, missing the TLB too: 2^28 steps are 16 GiB of
+/// sector traffic, 5 ms at the H100's 3.35 TB/s and still about 0.15 s should random
+/// access and TLB misses cut that to 1/30. (Measured on an H100: 6.8 ms per launch for
+/// 1M rows walking 64 full depth-20 trees, 2 GiB of nodes, a random one of 2048 features
+/// per step.) The kernel spreads a launch over at least a full grid of work items where
+/// the span has that many (row, tree) pairs (see `predict_forest`), so no thread walks
+/// more than about 2^28 / (full grid) steps plus one tree. 2^30 would be 4x that (over
+/// half a second at the 1/30 rate), while at 2^28 the launch and the synchronize between
+/// launches (tens of microseconds) already cost under 1% of a launch's work.
+const PREDICT_STEPS_PER_LAUNCH: u64 = 1 << 28;
 
 /// Facts about device 0, read without creating a context.
 pub(crate) struct DeviceFacts {
@@ -125,7 +137,8 @@ struct Kernels {
 }
 
 /// A device allocation the backend keeps for itself between calls (find-splits-rows'
-/// slot offsets and entry lists, or its dense histogram); grown on demand, never shrunk.
+/// slot offsets and entry lists, or its dense histogram); grown on demand within the
+/// call's scratch budget, freed by `release_scratch` (or when a later budget is smaller).
 #[derive(Default)]
 struct Scratch {
     ptr: CUdeviceptr,
@@ -145,6 +158,9 @@ pub struct CudaBackend {
     lost: Option<String>,
     max_blocks: u32,
     scratch: Scratch,
+    /// What the current kernel call may use beyond its buffers ([`Backend::begin_call`]);
+    /// no scratch at all until the first call says otherwise.
+    budget: CallBudget,
 }
 
 impl CudaBackend {
@@ -189,6 +205,7 @@ impl CudaBackend {
                 lost: None,
                 max_blocks,
                 scratch: Scratch::default(),
+                budget: CallBudget::default(),
             })
         })
     }
@@ -308,15 +325,27 @@ impl CudaBackend {
         }));
     }
 
-    /// The scratch allocation, at least `bytes` long; grows it (to 1.5x, whole MiB) when
-    /// smaller. Its contents are undefined.
+    /// The scratch allocation, at least `bytes` long; grows it (to 1.5x, whole MiB, at most
+    /// the call's scratch budget) when smaller, freeing the old one first so that the two
+    /// are never held together. More than the budget is `limit-exceeded`. Its contents
+    /// are undefined.
     fn scratch(&mut self, op: &str, bytes: u64) -> Result<CUdeviceptr, GpuError> {
         if self.scratch.bytes >= bytes {
             return Ok(self.scratch.ptr);
         }
+        let budget = self.budget.scratch_bytes;
+        if bytes > budget {
+            return Err(GpuError::LimitExceeded(format!(
+                "{op} needs {bytes} bytes of device scratch, but only {budget} bytes of this guest's device memory limit (--max-device-memory) are left beside its buffers; raise the limit or drop buffers"
+            )));
+        }
         let old = std::mem::take(&mut self.scratch);
         self.raw_free(old.ptr);
-        let want = bytes.max(old.bytes.saturating_add(old.bytes / 2)).div_ceil(1 << 20).saturating_mul(1 << 20);
+        let want = bytes
+            .max(old.bytes.saturating_add(old.bytes / 2))
+            .div_ceil(1 << 20)
+            .saturating_mul(1 << 20)
+            .min(budget);
         // Fall back to the exact size when the rounded-up one does not fit.
         let (ptr, got) = match self.raw_alloc(op, want) {
             Ok(p) => (p, want),
@@ -384,20 +413,49 @@ impl CudaBackend {
         self.launch("find-splits", &f, p.slot_count as u64 * SPLIT_BLOCK as u64, SPLIT_BLOCK, &mut args)
     }
 
-    /// find-splits-rows as build-histograms + find-splits through the scratch histogram,
-    /// as many slots at a time as fit in [`DENSE_HIST_BYTES`]. For few, large slots.
-    fn rows_dense(&mut self, p: &RowSplitParams, [bins, targets, weights, node_of, mask, splits]: [CUdeviceptr; 6]) -> Result<(), GpuError> {
-        const OP: &str = "find-splits-rows";
-        let per_slot = p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
-        let mut batch = (DENSE_HIST_BYTES / per_slot).clamp(1, p.slot_count as u64) as u32;
+    /// Scratch bytes of one slot's histogram in the dense find-splits-rows path.
+    fn dense_slot_bytes(p: &RowSplitParams) -> u64 {
+        // At most 2^32 * 2^8 * 24 bytes: no overflow.
+        p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4
+    }
+
+    /// Slots per batch of the dense find-splits-rows path: as many as fit in
+    /// [`DENSE_HIST_BYTES`] (at least one) and in the call's scratch budget; `None` when
+    /// not even one slot's histogram fits the budget.
+    fn dense_batch(&self, p: &RowSplitParams) -> Option<u32> {
+        let per_slot = Self::dense_slot_bytes(p);
+        let fit = self.budget.scratch_bytes / per_slot;
+        if fit == 0 {
+            return None;
+        }
+        let mut batch = (DENSE_HIST_BYTES / per_slot).max(1).min(fit).min(p.slot_count.max(1) as u64) as u32;
         // Up to four passes over the entries are worth the shared-memory histograms.
         let shared_batch = (SHARED_HIST_CELLS / p.max_bins as u64).max(1);
         if (p.slot_count as u64).div_ceil(shared_batch) <= 4 {
             batch = batch.min(shared_batch as u32);
         }
-        let hist = self.scratch(OP, per_slot * batch as u64)?;
+        Some(batch)
+    }
+
+    /// find-splits-rows as build-histograms + find-splits through the scratch histogram,
+    /// `batch` slots at a time (from [`Self::dense_batch`]). For few, large slots. Between
+    /// batches it waits for the GPU and stops if the call was cancelled.
+    fn rows_dense(
+        &mut self,
+        p: &RowSplitParams,
+        batch: u32,
+        [bins, targets, weights, node_of, mask, splits]: [CUdeviceptr; 6],
+    ) -> Result<(), GpuError> {
+        const OP: &str = "find-splits-rows";
+        let hist = self.scratch(OP, Self::dense_slot_bytes(p) * batch as u64)?;
         let mut first = 0u32;
         while first < p.slot_count {
+            if first > 0 {
+                // The batches are queued asynchronously: wait for the one before, so that
+                // a cancelled call stops within one batch of work.
+                self.stream.synchronize().map_err(|e| self.fail(OP, e))?;
+                self.budget.cancel.check(OP)?;
+            }
             let count = batch.min(p.slot_count - first);
             let h = HistogramParams { slot_begin: p.slot_begin + first, slot_count: count, ..p.histogram() };
             let s = SplitParams { slot_begin: p.slot_begin + first, slot_count: count, ..p.split() };
@@ -410,10 +468,10 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// find-splits-rows from each slot's own rows: group the entries by slot (count,
-    /// scan, scatter), then one block per slot tallies and scans shared histograms.
-    fn rows_grouped(&mut self, p: &RowSplitParams, [bins, targets, weights, node_of, mask, splits]: [CUdeviceptr; 6]) -> Result<(), GpuError> {
-        const OP: &str = "find-splits-rows";
+    /// Byte offsets in the grouped path's scratch of the slot starts, the tile sums, the
+    /// entry rows and the entry weights (the slot counts come first), and its total size.
+    /// Sized by `slot_count + 1` and `tree_count * rows` (both below 2^32 on this path).
+    fn grouped_layout(p: &RowSplitParams) -> [u64; 5] {
         let entries = p.tree_count as u64 * p.rows as u64;
         let n = p.slot_count as u64 + 1;
         let tiles = n.div_ceil(SCAN_TILE);
@@ -421,7 +479,18 @@ impl CudaBackend {
         let (o_start, o_tiles) = (align(n), 2 * align(n));
         let o_rows = o_tiles + align(tiles);
         let o_w = o_rows + align(entries);
-        let base = self.scratch(OP, o_w + align(entries))?;
+        [o_start, o_tiles, o_rows, o_w, o_w + align(entries)]
+    }
+
+    /// find-splits-rows from each slot's own rows: group the entries by slot (count,
+    /// scan, scatter), then one block per slot tallies and scans shared histograms.
+    fn rows_grouped(&mut self, p: &RowSplitParams, [bins, targets, weights, node_of, mask, splits]: [CUdeviceptr; 6]) -> Result<(), GpuError> {
+        const OP: &str = "find-splits-rows";
+        let entries = p.tree_count as u64 * p.rows as u64;
+        let n = p.slot_count as u64 + 1;
+        let tiles = n.div_ceil(SCAN_TILE);
+        let [o_start, o_tiles, o_rows, o_w, total] = Self::grouped_layout(p);
+        let base = self.scratch(OP, total)?;
         let (counts, start, tile_sums, order_row, order_w) = (base, base + o_start, base + o_tiles, base + o_rows, base + o_w);
 
         self.zero(OP, counts, n * 4)?;
@@ -493,8 +562,7 @@ impl Drop for CudaBackend {
             for id in ids {
                 self.free(id);
             }
-            let scratch = std::mem::take(&mut self.scratch);
-            self.raw_free(scratch.ptr);
+            self.release_scratch();
             let _ = self.stream.synchronize();
         }));
     }
@@ -515,6 +583,27 @@ impl Backend for CudaBackend {
             ),
             max_buffer_bytes: self.facts.total_mem,
         }
+    }
+
+    fn begin_call(&mut self, budget: &CallBudget) {
+        self.budget = budget.clone();
+        // Scratch kept from earlier calls never stays above what this call may hold.
+        if self.scratch.bytes > budget.scratch_bytes {
+            self.release_scratch();
+        }
+    }
+
+    fn scratch_bytes(&self) -> u64 {
+        self.scratch.bytes
+    }
+
+    fn release_scratch(&mut self) {
+        let old = std::mem::take(&mut self.scratch);
+        self.raw_free(old.ptr);
+    }
+
+    fn predict_steps_per_launch(&self) -> u64 {
+        PREDICT_STEPS_PER_LAUNCH
     }
 
     fn alloc(&mut self, id: BufferId, size: u64) -> Result<(), GpuError> {
@@ -666,10 +755,25 @@ impl Backend for CudaBackend {
             let few_slots = (p.slot_count as u64) < DENSE_MAX_SLOTS_PER_SM * me.facts.multiprocessors as u64;
             let big_slots = entries / p.slot_count as u64 >= DENSE_MIN_ENTRIES_PER_SLOT;
             // Entry indices and slot offsets are 32-bit in the grouped path.
-            if entries > u32::MAX as u64 || p.slot_count == u32::MAX || (few_slots && big_slots) {
-                me.rows_dense(p, ptrs)
-            } else {
-                me.rows_grouped(p, ptrs)
+            let grouped_possible = entries <= u32::MAX as u64 && p.slot_count < u32::MAX;
+            let prefer_dense = !grouped_possible || (few_slots && big_slots);
+            // Only computed where possible: with 2^64 entries the layout would overflow.
+            let grouped_bytes = grouped_possible.then(|| Self::grouped_layout(p)[4]);
+            let budget = me.budget.scratch_bytes;
+            let grouped_fits = grouped_bytes.is_some_and(|b| b <= budget);
+            // The preferred path if its scratch fits the budget, else the other one.
+            match (me.dense_batch(p), grouped_fits) {
+                (Some(batch), false) => me.rows_dense(p, batch, ptrs),
+                (Some(batch), true) if prefer_dense => me.rows_dense(p, batch, ptrs),
+                (_, true) => me.rows_grouped(p, ptrs),
+                (None, false) => {
+                    let slot = Self::dense_slot_bytes(p);
+                    let need = grouped_bytes.map_or(slot, |g| g.min(slot));
+                    Err(GpuError::LimitExceeded(format!(
+                        "find-splits-rows needs at least {need} bytes of device scratch for these parameters (one slot's histogram of {} features x {} bins takes {slot}), but only {budget} bytes of this guest's device memory limit (--max-device-memory) are left beside its buffers; raise the limit, drop buffers, or pass fewer rows, trees or features per call",
+                        p.features, p.max_bins
+                    )))
+                }
             }
         })
     }
@@ -701,25 +805,59 @@ impl Backend for CudaBackend {
     fn predict_forest(
         &mut self,
         p: &PredictParams,
+        span: &PredictSpan,
         x: BufferId,
         nodes: BufferId,
         roots: BufferId,
         sums: BufferId,
     ) -> Result<(), GpuError> {
-        self.run("predict-forest", |me| {
+        const OP: &str = "predict-forest";
+        // Device makes the spans; a wrong one must still not reach the kernel.
+        let rows_ok = span.row_begin <= span.row_end && span.row_end <= p.rows;
+        let trees_ok = span.tree_begin <= span.tree_end && span.tree_end <= p.tree_count;
+        if !rows_ok || !trees_ok {
+            let (rows, trees) = (p.rows, p.tree_count);
+            return Err(GpuError::invalid(format!("{OP}: {span:?} lies outside the call's {rows} rows and {trees} trees")));
+        }
+        self.run(OP, |me| {
+            let span_rows = (span.row_end - span.row_begin) as u64;
+            let span_trees = (span.tree_end - span.tree_begin) as u64;
+            if span_rows == 0 {
+                return Ok(());
+            }
+            // One work item per row and group of trees. Few rows with many trees are cut
+            // into enough groups to fill the grid, so that no thread walks a long run of
+            // trees alone; the groups of a row then meet in its sum through atomics.
+            let grid = me.max_blocks as u64 * BLOCK as u64;
+            let groups = grid.div_ceil(span_rows).clamp(1, span_trees.max(1));
+            let group_trees = span_trees.div_ceil(groups).max(1);
+            // The kernel derives the same count from group_trees (1 when there are no trees).
+            let groups = span_trees.div_ceil(group_trees).max(1);
+            let shared = groups > 1;
+            let (x, nodes, roots, sums) = (me.ptr(x)?, me.ptr(nodes)?, me.ptr(roots)?, me.ptr(sums)?);
+            if shared && span.tree_begin == 0 {
+                // The first launch of these rows sets their sums: start them from zero.
+                me.zero(OP, sums + span.row_begin as u64 * 16, span_rows * 16)?;
+            }
             let mut args = [
                 Arg::U32(p.rows),
                 Arg::U32(p.features),
                 Arg::U32(p.tree_count),
                 Arg::U32(p.node_count),
                 Arg::U32(p.max_depth),
-                Arg::Ptr(me.ptr(x)?),
-                Arg::Ptr(me.ptr(nodes)?),
-                Arg::Ptr(me.ptr(roots)?),
-                Arg::Ptr(me.ptr(sums)?),
+                Arg::U32(span.row_begin),
+                Arg::U32(span.row_end),
+                Arg::U32(span.tree_begin),
+                Arg::U32(span.tree_end),
+                Arg::U32(group_trees as u32),
+                Arg::U32(shared as u32),
+                Arg::Ptr(x),
+                Arg::Ptr(nodes),
+                Arg::Ptr(roots),
+                Arg::Ptr(sums),
             ];
             let f = me.kernels.predict_forest.clone();
-            me.launch("predict-forest", &f, p.rows as u64, BLOCK, &mut args)
+            me.launch(OP, &f, span_rows * groups, BLOCK, &mut args)
         })
     }
 }

@@ -242,7 +242,12 @@ pub fn ours(
     m.params = serde_json::json!(guest_args);
     for rep in 0..w.repeats {
         let mut cmd = Command::new(host);
-        cmd.current_dir(root).args(["run", "--backend", backend, "--dir", ".", "--profile"]);
+        // The guest reads its two data files' directories and writes only target/bench.
+        cmd.current_dir(root).args(["run", "--backend", backend, "--profile"]);
+        for dir in data_dirs(&[&w.train, &w.test]) {
+            cmd.args(["--dir", &format!("{dir}::{dir}")]);
+        }
+        cmd.args(["--dir-rw", "target/bench::target/bench"]);
         if let Some(t) = timeout {
             cmd.args(["--timeout", &t.to_string()]);
         }
@@ -330,4 +335,17 @@ mod tests {
         assert_eq!(o.stdout.trim(), "ok");
         assert!(o.max_rss_bytes >= 64 << 20, "{}", o.max_rss_bytes);
     }
+}
+
+/// The directories (relative to the repository root, as the guest names them) holding
+/// `files`, each once; `.` for a file in the root.
+fn data_dirs(files: &[&std::path::Path]) -> Vec<String> {
+    let mut dirs: Vec<String> = Vec::new();
+    for f in files {
+        let dir = f.parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| ".".into());
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
 }

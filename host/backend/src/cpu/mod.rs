@@ -201,13 +201,14 @@ impl Backend for CpuBackend {
     fn predict_forest(
         &mut self,
         p: &PredictParams,
+        span: &PredictSpan,
         x: BufferId,
         nodes: BufferId,
         roots: BufferId,
         sums: BufferId,
     ) -> Result<(), GpuError> {
         self.with_output(sums, |me, out| {
-            kernels::predict_forest(p, me.floats(x), me.words(nodes), me.words(roots), out)
+            kernels::predict_forest_span(p, span, me.floats(x), me.words(nodes), me.words(roots), out)
         });
         Ok(())
     }

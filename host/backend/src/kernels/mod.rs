@@ -21,7 +21,7 @@ pub use bootstrap::bootstrap;
 pub use build_histograms::build_histograms;
 pub use find_splits::find_splits;
 pub use find_splits_rows::find_splits_rows;
-pub use predict_forest::predict_forest;
+pub use predict_forest::{predict_forest, predict_forest_span};
 
 /// Splits `out` into `chunk`-element pieces and runs `f(first_index, piece)` on all
 /// cores; the pieces are disjoint, so results never depend on scheduling.

@@ -1,16 +1,22 @@
-// `predict-forest` (docs/algorithm.md §9): WGSL twin of predict_forest.rs.
-// One invocation per row; the wrapping 128-bit sum of 64-bit leaf values is accumulated in
-// four u32 words with explicit carries. A walk stops, adding nothing, at an index >= node
-// count, a feature >= features, a child not after its parent, or after max_depth + 1 steps.
+// `predict-forest` (docs/algorithm.md §9): WGSL twin of predict_forest.rs
+// (`predict_forest_span`). One launch does rows row_begin..row_end and trees
+// tree_begin..tree_end only; one invocation per row of the span. The wrapping 128-bit sum of
+// 64-bit leaf values is accumulated in four u32 words with explicit carries, starting from
+// zero when tree_begin == 0 and from the row's stored sum otherwise. A walk stops, adding
+// nothing, at an index >= node count, a feature >= features, a child not after its parent,
+// or after max_depth + 1 steps.
 // Thresholds are compared through bit patterns, so subnormal flushing changes nothing.
 
 struct Params {
-    base: u32,
-    count: u32,
+    base: u32,          // first row of this dispatch, relative to row_begin
+    count: u32,         // rows in this dispatch
     features: u32,
-    tree_count: u32,
     node_count: u32,
     max_depth: u32,
+    row_begin: u32,     // the span: rows row_begin..row_end, trees tree_begin..tree_end
+    row_end: u32,
+    tree_begin: u32,
+    tree_end: u32,
 }
 
 const NONE: u32 = 0xffffffffu;
@@ -45,9 +51,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (local >= p.count) {
         return;
     }
-    let row = p.base + local;
+    let row = p.row_begin + p.base + local;
+    if (row >= p.row_end) {
+        return;
+    }
     var total = vec4<u32>(0u, 0u, 0u, 0u);
-    for (var t = 0u; t < p.tree_count; t++) {
+    if (p.tree_begin > 0u) {
+        total = vec4<u32>(sums[row * 4u], sums[row * 4u + 1u], sums[row * 4u + 2u], sums[row * 4u + 3u]);
+    }
+    for (var t = p.tree_begin; t < p.tree_end; t++) {
         var node = roots[t];
         for (var step = 0u; step <= p.max_depth; step++) {
             if (node >= p.node_count) {

@@ -1,0 +1,199 @@
+//! `find-splits-rows`: build-histograms + find-splits through a scratch histogram for
+//! batches of few, large slots (the dense path), else without any histogram in device
+//! memory (the grouped path, `find_splits_rows.wgsl`).
+
+use wasi_gpu_backend::{BufferId, GpuError, HIST_WORDS, NONE, RowSplitParams};
+
+use crate::WORKGROUP;
+use crate::backend::WgpuBackend;
+use crate::scratch::Which;
+
+/// Words of one scan block of `find_splits_rows.wgsl` (64 threads x 4 words).
+const SCAN_BLOCK: u64 = 256;
+/// Words of the uniform block of `find_splits_rows.wgsl`.
+const ROWS_PARAM_WORDS: usize = 16;
+/// `find-splits-rows` takes the dense path (build-histograms + find-splits, identical
+/// results by definition) only for batches with fewer slots than this: with fewer than
+/// about a thousand workgroups a GPU is under-occupied by the one-workgroup-per-slot
+/// kernel, whose per-slot work is then a long serial walk over many rows...
+const DENSE_MAX_SLOTS: u32 = 1024;
+/// ... and only when the batch averages at least this many (tree, row) entries per slot
+/// (bounded above by tree_count * rows / slot_count), so that the histogram it
+/// materialises is small next to the rows it summarises...
+const DENSE_MIN_ENTRIES_PER_SLOT: u64 = 1024;
+/// ... and only when that histogram fits in this many bytes of scratch memory (and in the
+/// call's scratch budget).
+const DENSE_MAX_HIST_BYTES: u64 = 64 << 20;
+
+/// The scan levels of a chunk of `count` slots, as (first word, words); level 0 holds
+/// `count + 1` words, each further level one word per block of the level below.
+fn scan_levels(count: u32) -> Vec<(u64, u64)> {
+    let mut levels = Vec::new();
+    let (mut off, mut len) = (0u64, count as u64 + 1);
+    loop {
+        levels.push((off, len));
+        off += len;
+        if len <= SCAN_BLOCK {
+            return levels;
+        }
+        len = len.div_ceil(SCAN_BLOCK);
+    }
+}
+
+/// Words of every scan level of a chunk of `count` slots.
+fn scan_words(count: u32) -> u64 {
+    scan_levels(count).last().map_or(0, |&(off, len)| off + len)
+}
+
+/// The most slots (at least 1, at most `slots`) whose scan fits in `words` words.
+fn largest_chunk(slots: u32, words: u64) -> u32 {
+    let (mut lo, mut hi) = (1u32, slots.max(1));
+    if scan_words(hi) <= words {
+        return hi;
+    }
+    // scan_words(lo) <= words < scan_words(hi); scan_words grows with the count.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if scan_words(mid) <= words { lo = mid } else { hi = mid }
+    }
+    lo
+}
+
+impl WgpuBackend {
+    /// The bytes of the dense histogram when `find-splits-rows` should run as
+    /// build-histograms + find-splits (see [`DENSE_MAX_SLOTS`]), or None for the grouped
+    /// one-workgroup-per-slot path.
+    fn dense_rows_path(&self, p: &RowSplitParams) -> Option<u64> {
+        let bytes = p.slot_count as u64 * p.features as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
+        let per_slot = p.tree_count as u64 * p.rows as u64 / p.slot_count.max(1) as u64;
+        let fits = DENSE_MAX_HIST_BYTES.min(self.info.max_buffer_bytes).min(self.budget.scratch_bytes);
+        (p.slot_count < DENSE_MAX_SLOTS && per_slot >= DENSE_MIN_ENTRIES_PER_SLOT && bytes <= fits).then_some(bytes)
+    }
+
+    /// `find-splits-rows`. `ids`: bins, targets, weights, node-of, feature-mask, splits.
+    pub(crate) fn split_rows(&mut self, p: &RowSplitParams, ids: [BufferId; 6]) -> Result<(), GpuError> {
+        if p.slot_count == 0 {
+            return Ok(());
+        }
+        let Some(hist_bytes) = self.dense_rows_path(p) else {
+            return self.split_rows_grouped(p, ids);
+        };
+        self.reserve("find-splits-rows", &[(Which::Hist, hist_bytes)])?;
+        let hist = self.scratch.get(Which::Hist)?;
+        let [bins, targets, weights, node_of, mask, splits] = ids;
+        let h = [self.buf(bins)?, self.buf(targets)?, self.buf(weights)?, self.buf(node_of)?, hist];
+        let mut encoder = self.encoder();
+        self.encode_build_histograms(&mut encoder, &p.histogram(), h);
+        self.encode_find_splits(&mut encoder, &p.split(), [hist, self.buf(mask)?, self.buf(splits)?]);
+        self.submit(encoder)
+    }
+
+    /// `find-splits-rows` without a histogram in device memory: per chunk of slots, count
+    /// the entries of each slot, scan the counts (multi-level), scatter entry indices by
+    /// slot, then decide each slot: one invocation per slot of at most 32 entries, one
+    /// workgroup per larger slot (find_splits_rows.wgsl). Chunks are as large as the
+    /// scratch budget allows next to the grouped entries; the GPU is waited for and the
+    /// cancel token checked between them.
+    fn split_rows_grouped(&mut self, p: &RowSplitParams, ids: [BufferId; 6]) -> Result<(), GpuError> {
+        const KERNEL: &str = "find-splits-rows";
+        // Device validated node-of as tree_count * rows words inside one buffer, so the
+        // entry count fits u32.
+        let entries = p.tree_count as u64 * p.rows as u64;
+        let entries32 = u32::try_from(entries)
+            .map_err(|_| GpuError::LimitExceeded(format!("{entries} (tree, row) entries exceed this wgpu device")))?;
+        let order_bytes = (entries * 4).max(4);
+        let budget = self.budget.scratch_bytes;
+        let room_words = budget.saturating_sub(order_bytes).min(self.info.max_buffer_bytes) / 4;
+        if room_words < scan_words(1) {
+            let least = order_bytes + scan_words(1) * 4;
+            return Err(GpuError::LimitExceeded(format!(
+                "{KERNEL} needs at least {least} bytes of device scratch memory to group its {entries} (tree, row) \
+                 entries, but only {budget} bytes of this guest's limit (--max-device-memory) are left beside its \
+                 buffers; raise --max-device-memory or drop buffers first"
+            )));
+        }
+        let chunk = largest_chunk(p.slot_count, room_words);
+        self.reserve(KERNEL, &[(Which::Order, order_bytes), (Which::Scan, scan_words(chunk) * 4)])?;
+        let mut first = 0u32;
+        while first < p.slot_count {
+            if first > 0 {
+                // Wait for the chunk before, so that a cancelled run stops here rather than
+                // after the GPU has worked through every chunk queued.
+                self.wait()?;
+                self.budget.cancel.check(KERNEL)?;
+            }
+            let count = chunk.min(p.slot_count - first);
+            let levels = scan_levels(count);
+            let (scan, order) = (self.scratch.get(Which::Scan)?, self.scratch.get(Which::Order)?);
+            let [bins, targets, weights, node_of, mask, splits] = ids.map(|id| self.buf(id));
+            let (bins, targets, weights, node_of, mask, splits) = (bins?, targets?, weights?, node_of?, mask?, splits?);
+            let mut params = [0u32; ROWS_PARAM_WORDS];
+            params[2..12].copy_from_slice(&[
+                p.rows,
+                p.features,
+                p.max_bins,
+                p.rows.div_ceil(4),
+                p.slot_begin + first,
+                count,
+                p.min_samples_leaf,
+                p.mask_words,
+                first,
+                entries32,
+            ]);
+            let entry_groups = entries.div_ceil(WORKGROUP as u64);
+            let mut encoder = self.encoder();
+            encoder.clear_buffer(scan, 0, Some((count as u64 + 1) * 4));
+            let k = &self.kernels;
+            self.dispatch_groups(&mut encoder, &k.rows_count, &params, &[(3, weights), (4, node_of), (7, scan)], entry_groups);
+            for (i, &(off, len)) in levels.iter().enumerate() {
+                let mut q = params;
+                q[12] = off as u32;
+                q[13] = len as u32;
+                q[14] = levels.get(i + 1).map_or(NONE, |l| l.0 as u32);
+                self.dispatch_groups(&mut encoder, &k.rows_scan, &q, &[(7, scan)], len.div_ceil(SCAN_BLOCK));
+            }
+            for i in (0..levels.len() - 1).rev() {
+                let mut q = params;
+                q[12] = levels[i].0 as u32;
+                q[13] = levels[i].1 as u32;
+                q[14] = levels[i + 1].0 as u32;
+                self.dispatch_groups(&mut encoder, &k.rows_add, &q, &[(7, scan)], levels[i].1.div_ceil(WORKGROUP as u64));
+            }
+            self.dispatch_groups(
+                &mut encoder,
+                &k.rows_scatter,
+                &params,
+                &[(3, weights), (4, node_of), (7, scan), (8, order)],
+                entry_groups,
+            );
+            let bindings = [(1, bins), (2, targets), (3, weights), (5, mask), (6, splits), (7, scan), (8, order)];
+            // Slots of few entries take one invocation each, the others a workgroup each.
+            let small_groups = (count as u64).div_ceil(WORKGROUP as u64);
+            self.dispatch_groups(&mut encoder, &k.rows_split_small, &params, &bindings, small_groups);
+            self.dispatch_groups(&mut encoder, &k.rows_split, &params, &bindings, count as u64);
+            self.submit(encoder)?;
+            first += count;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_fit_their_scan() {
+        assert_eq!(scan_words(1), 2);
+        assert_eq!(scan_words(255), 256);
+        assert_eq!(scan_words(256), 257 + 2);
+        for words in [2, 3, 256, 257, 258, 259, 260, 1000, 70_000, 1 << 30] {
+            for slots in [1, 2, 255, 256, 257, 5000, 1 << 20, u32::MAX] {
+                let c = largest_chunk(slots, words);
+                assert!(c >= 1 && c <= slots);
+                assert!(scan_words(c) <= words || c == 1, "{slots} slots in {words} words: {c}");
+                assert!(c == slots || scan_words(c + 1) > words, "{slots} slots in {words} words: {c} is not the largest");
+            }
+        }
+    }
+}
