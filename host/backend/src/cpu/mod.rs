@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::backend::{Backend, BackendKind, BufferId, DeviceInfo};
+use crate::backend::{Backend, BackendKind, BufferId, CallBudget, DeviceInfo};
 use crate::error::GpuError;
 use crate::kernels;
 use crate::params::*;
@@ -27,6 +27,22 @@ impl HostBuffer {
 #[derive(Default)]
 pub struct CpuBackend {
     buffers: HashMap<BufferId, HostBuffer>,
+    /// Host bytes the current kernel call may use for its work lists (its scratch).
+    scratch_budget: u64,
+}
+
+/// Refuses a kernel call whose work lists (host memory the reference kernels allocate
+/// while they run) would not fit what the guest's buffers leave of its device-memory
+/// limit; the CPU backend's device memory is host memory.
+fn check_scratch(kernel: &str, need: Option<u64>, budget: u64) -> Result<(), GpuError> {
+    match need {
+        Some(need) if need <= budget => Ok(()),
+        _ => Err(GpuError::LimitExceeded(format!(
+            "{kernel} needs {} bytes of host scratch for its work lists; this guest's buffers leave {budget} of its \
+             --max-device-memory limit; use smaller batches or raise the limit",
+            need.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+        ))),
+    }
 }
 
 impl CpuBackend {
@@ -84,6 +100,10 @@ fn total_memory() -> u64 {
 }
 
 impl Backend for CpuBackend {
+    fn begin_call(&mut self, budget: &CallBudget) {
+        self.scratch_budget = budget.scratch_bytes;
+    }
+
     fn info(&self) -> DeviceInfo {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         DeviceInfo {
@@ -149,6 +169,9 @@ impl Backend for CpuBackend {
         node_of: BufferId,
         hist: BufferId,
     ) -> Result<(), GpuError> {
+        // Each piece lists the (row, slot, weight) of its entries: 12 bytes per entry at most.
+        let entries = p.tree_count as u64 * p.rows as u64;
+        check_scratch("build-histograms", entries.checked_mul(12), self.scratch_budget)?;
         self.with_output(hist, |me, out| {
             kernels::build_histograms(p, me.words(bins), me.words(targets), me.words(weights), me.words(node_of), out)
         });
@@ -170,6 +193,15 @@ impl Backend for CpuBackend {
         feature_mask: BufferId,
         splits: BufferId,
     ) -> Result<(), GpuError> {
+        // A row-major copy of the bins, the entries ordered by slot and the slot offsets,
+        // plus per-thread tallies of one slot's entries (16 bytes and one bin row each).
+        let (rows, features, entries) = (p.rows as u64, p.features as u64, p.tree_count as u64 * p.rows as u64);
+        let need = rows
+            .checked_mul(features)
+            .and_then(|b| b.checked_add(entries.checked_mul(4)?))
+            .and_then(|b| b.checked_add((p.slot_count as u64 + 1).checked_mul(8)?))
+            .and_then(|b| b.checked_add(entries.checked_mul(16 + features)?));
+        check_scratch("find-splits-rows", need, self.scratch_budget)?;
         self.with_output(splits, |me, out| {
             kernels::find_splits_rows(
                 p,
