@@ -203,39 +203,41 @@ impl Device {
         self.backend.synchronize()
     }
 
-    /// Checks that each named buffer exists, is large enough, and that no buffer is passed twice.
-    fn check_args(&self, kernel: &str, args: &[(&str, BufferId, u64)]) -> Result<(), GpuError> {
-        for (i, &(name, id, need)) in args.iter().enumerate() {
+    /// Checks one kernel call: its parameters, and that each buffer exists, is large
+    /// enough and is passed once (a kernel must never read what it writes through another
+    /// name). Then tells the backend the call's scratch budget and checks the time limit.
+    pub fn validate<P: KernelParams<N>, const N: usize>(&mut self, p: &P, ids: [BufferId; N]) -> Result<(), GpuError> {
+        let need = p.check()?;
+        for (i, ((name, id), need)) in P::BUFFERS.iter().zip(ids).zip(need).enumerate() {
             let size = self
                 .sizes
                 .get(&id)
                 .copied()
-                .ok_or_else(|| GpuError::invalid(format!("{kernel}: `{name}` is not a live buffer")))?;
+                .ok_or_else(|| GpuError::invalid(format!("{}: `{name}` is not a live buffer", P::NAME)))?;
             if size < need {
                 return Err(GpuError::invalid(format!(
-                    "{kernel}: `{name}` holds {size} bytes but these parameters need {need}"
+                    "{}: `{name}` holds {size} bytes but these parameters need {need}",
+                    P::NAME
                 )));
             }
-            if let Some(&(other, _, _)) = args[..i].iter().find(|a| a.1 == id) {
+            if let Some(other) = ids[..i].iter().position(|&o| o == id) {
                 return Err(GpuError::invalid(format!(
-                    "{kernel}: the same buffer is passed as `{other}` and `{name}`; they must be distinct"
+                    "{}: the same buffer is passed as `{}` and `{name}`; they must be distinct",
+                    P::NAME,
+                    P::BUFFERS[other]
                 )));
             }
         }
-        Ok(())
+        self.begin_call(P::NAME)
     }
 
     pub fn bin_features(&mut self, p: &BinFeaturesParams, x: BufferId, edges: BufferId, bins: BufferId) -> Result<(), GpuError> {
-        let [nx, ne, nb] = p.check()?;
-        self.check_args("bin-features", &[("x", x, nx), ("edges", edges, ne), ("bins", bins, nb)])?;
-        self.begin_call("bin-features")?;
+        self.validate(p, [x, edges, bins])?;
         self.backend.bin_features(p, x, edges, bins)
     }
 
     pub fn bootstrap(&mut self, p: &BootstrapParams, weights: BufferId, node_of: BufferId) -> Result<(), GpuError> {
-        let [nw, nn] = p.check()?;
-        self.check_args("bootstrap", &[("weights", weights, nw), ("node-of", node_of, nn)])?;
-        self.begin_call("bootstrap")?;
+        self.validate(p, [weights, node_of])?;
         self.backend.bootstrap(p, weights, node_of)
     }
 
@@ -248,19 +250,12 @@ impl Device {
         node_of: BufferId,
         hist: BufferId,
     ) -> Result<(), GpuError> {
-        let [nb, nt, nw, nn, nh] = p.check()?;
-        self.check_args(
-            "build-histograms",
-            &[("bins", bins, nb), ("targets", targets, nt), ("weights", weights, nw), ("node-of", node_of, nn), ("hist", hist, nh)],
-        )?;
-        self.begin_call("build-histograms")?;
+        self.validate(p, [bins, targets, weights, node_of, hist])?;
         self.backend.build_histograms(p, bins, targets, weights, node_of, hist)
     }
 
     pub fn find_splits(&mut self, p: &SplitParams, hist: BufferId, feature_mask: BufferId, splits: BufferId) -> Result<(), GpuError> {
-        let [nh, nm, ns] = p.check()?;
-        self.check_args("find-splits", &[("hist", hist, nh), ("feature-mask", feature_mask, nm), ("splits", splits, ns)])?;
-        self.begin_call("find-splits")?;
+        self.validate(p, [hist, feature_mask, splits])?;
         self.backend.find_splits(p, hist, feature_mask, splits)
     }
 
@@ -275,19 +270,7 @@ impl Device {
         feature_mask: BufferId,
         splits: BufferId,
     ) -> Result<(), GpuError> {
-        let [nb, nt, nw, nn, nm, ns] = p.check()?;
-        self.check_args(
-            "find-splits-rows",
-            &[
-                ("bins", bins, nb),
-                ("targets", targets, nt),
-                ("weights", weights, nw),
-                ("node-of", node_of, nn),
-                ("feature-mask", feature_mask, nm),
-                ("splits", splits, ns),
-            ],
-        )?;
-        self.begin_call("find-splits-rows")?;
+        self.validate(p, [bins, targets, weights, node_of, feature_mask, splits])?;
         self.backend.find_splits_rows(p, bins, targets, weights, node_of, feature_mask, splits)
     }
 
@@ -299,12 +282,7 @@ impl Device {
         next_slot: BufferId,
         node_of: BufferId,
     ) -> Result<(), GpuError> {
-        let [nb, ns, nx, nn] = p.check()?;
-        self.check_args(
-            "apply-splits",
-            &[("bins", bins, nb), ("splits", splits, ns), ("next-slot", next_slot, nx), ("node-of", node_of, nn)],
-        )?;
-        self.begin_call("apply-splits")?;
+        self.validate(p, [bins, splits, next_slot, node_of])?;
         self.backend.apply_splits(p, bins, splits, next_slot, node_of)
     }
 
@@ -316,17 +294,16 @@ impl Device {
         roots: BufferId,
         sums: BufferId,
     ) -> Result<(), GpuError> {
-        let [nx, nn, nr, ns] = p.check()?;
-        self.check_args(
-            "predict-forest",
-            &[("x", x, nx), ("nodes", nodes, nn), ("roots", roots, nr), ("sums", sums, ns)],
-        )?;
+        self.validate(p, [x, nodes, roots, sums])?;
         // Work is rows x trees x walk length, more than the buffers: split it into
         // launches of bounded work, with a cancel check (and a wait) between them.
         let steps = self.predict_steps.unwrap_or_else(|| self.backend.predict_steps_per_launch());
         let mut spans = PredictSpan::split(p, steps).peekable();
+        let mut first = true;
         while let Some(span) = spans.next() {
-            self.begin_call("predict-forest")?;
+            if !std::mem::take(&mut first) {
+                self.begin_call(PredictParams::NAME)?;
+            }
             self.backend.predict_forest(p, &span, x, nodes, roots, sums)?;
             if spans.peek().is_some() {
                 self.backend.synchronize()?;

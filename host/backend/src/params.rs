@@ -38,6 +38,41 @@ fn bins_range(max_bins: u32) -> Result<(), GpuError> {
     Ok(())
 }
 
+/// The facts of one kernel's parameter record, in one place: the kernel's WIT name, its
+/// buffer arguments' names in order, and the bytes each must hold (`check`, which also
+/// validates the parameters). [`crate::Device::validate`] checks a call with them.
+pub trait KernelParams<const N: usize> {
+    /// The kernel's name in the WIT (`bin-features`, ...).
+    const NAME: &'static str;
+    /// The buffer arguments' WIT names, in argument order.
+    const BUFFERS: [&'static str; N];
+    /// Validates the parameters and returns the least bytes of each buffer argument.
+    fn check(&self) -> Result<[u64; N], GpuError>;
+}
+
+/// Implements [`KernelParams`] from each record's inherent `check`.
+macro_rules! kernel_params {
+    ($($ty:ident: $name:literal [$($buf:literal),+];)+) => {$(
+        impl KernelParams<{ [$($buf),+].len() }> for $ty {
+            const NAME: &'static str = $name;
+            const BUFFERS: [&'static str; { [$($buf),+].len() }] = [$($buf),+];
+            fn check(&self) -> Result<[u64; { [$($buf),+].len() }], GpuError> {
+                $ty::check(self)
+            }
+        }
+    )+};
+}
+
+kernel_params! {
+    BinFeaturesParams: "bin-features" ["x", "edges", "bins"];
+    BootstrapParams: "bootstrap" ["weights", "node-of"];
+    HistogramParams: "build-histograms" ["bins", "targets", "weights", "node-of", "hist"];
+    SplitParams: "find-splits" ["hist", "feature-mask", "splits"];
+    RowSplitParams: "find-splits-rows" ["bins", "targets", "weights", "node-of", "feature-mask", "splits"];
+    ApplyParams: "apply-splits" ["bins", "splits", "next-slot", "node-of"];
+    PredictParams: "predict-forest" ["x", "nodes", "roots", "sums"];
+}
+
 /// Bytes of the feature-major packed bin matrix: `features * ceil(rows/4)` words.
 pub fn bin_matrix_bytes(rows: u32, features: u32) -> Result<u64, GpuError> {
     bytes("bins", &[features as u64, (rows as u64).div_ceil(4), 4])

@@ -173,7 +173,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Parses a positive number of seconds, e.g. `30` or `0.5`.
 pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(secs > 0.0) || !secs.is_finite() || secs > 1e9 {
+    if secs.is_nan() || secs <= 0.0 || !secs.is_finite() || secs > 1e9 {
         return Err(format!("the timeout must be a positive number of seconds, got `{s}`"));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -237,172 +237,104 @@ impl compute::HostBuffer for HostState {
     }
 }
 
-impl ml_kernels::Host for HostState {
-    fn bin_features(
+/// `From<ml_kernels::X> for wasi_gpu_backend::X`, destructuring both sides without `..`:
+/// a field added to either the WIT record or the backend's stops the build here.
+macro_rules! params_from_wit {
+    ($($ty:ident { $($field:ident),+ })+) => {$(
+        impl From<ml_kernels::$ty> for wasi_gpu_backend::$ty {
+            fn from(p: ml_kernels::$ty) -> Self {
+                let ml_kernels::$ty { $($field),+ } = p;
+                wasi_gpu_backend::$ty { $($field),+ }
+            }
+        }
+    )+};
+}
+
+params_from_wit! {
+    BinFeaturesParams { rows, features, max_bins }
+    BootstrapParams { seed, rows, tree_begin, tree_count, draws }
+    HistogramParams { rows, features, max_bins, tree_count, slot_begin, slot_count }
+    SplitParams { features, max_bins, slot_begin, slot_count, min_samples_leaf, mask_words }
+    RowSplitParams { rows, features, max_bins, tree_count, slot_begin, slot_count, min_samples_leaf, mask_words }
+    ApplyParams { rows, features, tree_count, slot_count }
+    PredictParams { rows, features, tree_count, node_count, max_depth }
+}
+
+type KernelResult = wasmtime::Result<Result<(), compute::Error>>;
+
+impl HostState {
+    /// One kernel call: looks up the buffer handles (a stale one traps) inside [`Self::guarded`]
+    /// and runs `f` on the device with their ids, under the kernel's WIT name.
+    fn kernel<P: wasi_gpu_backend::KernelParams<N>, const N: usize>(
         &mut self,
-        p: ml_kernels::BinFeaturesParams,
-        x: Resource<GpuBuffer>,
-        edges: Resource<GpuBuffer>,
-        bins: Resource<GpuBuffer>,
-    ) -> wasmtime::Result<Result<(), compute::Error>> {
-        let p = wasi_gpu_backend::BinFeaturesParams { rows: p.rows, features: p.features, max_bins: p.max_bins };
-        self.guarded("bin-features", |device, table| {
-            let (x, edges, bins) = (buffer_id(table, &x)?, buffer_id(table, &edges)?, buffer_id(table, &bins)?);
-            Ok(device.bin_features(&p, x, edges, bins))
+        _params: &P,
+        handles: [&Resource<GpuBuffer>; N],
+        f: impl FnOnce(&mut Device, [BufferId; N]) -> Result<(), GpuError>,
+    ) -> KernelResult {
+        self.guarded(P::NAME, |device, table| {
+            let mut ids = [0; N];
+            for (id, handle) in ids.iter_mut().zip(handles) {
+                *id = buffer_id(table, handle)?;
+            }
+            Ok(f(device, ids))
         })
     }
+}
 
-    fn bootstrap(
-        &mut self,
-        p: ml_kernels::BootstrapParams,
-        weights: Resource<GpuBuffer>,
-        node_of: Resource<GpuBuffer>,
-    ) -> wasmtime::Result<Result<(), compute::Error>> {
-        let p = wasi_gpu_backend::BootstrapParams {
-            seed: p.seed,
-            rows: p.rows,
-            tree_begin: p.tree_begin,
-            tree_count: p.tree_count,
-            draws: p.draws,
-        };
-        self.guarded("bootstrap", |device, table| {
-            let (weights, node_of) = (buffer_id(table, &weights)?, buffer_id(table, &node_of)?);
-            Ok(device.bootstrap(&p, weights, node_of))
-        })
+type Buf = Resource<GpuBuffer>;
+
+impl ml_kernels::Host for HostState {
+    fn bin_features(&mut self, p: ml_kernels::BinFeaturesParams, x: Buf, edges: Buf, bins: Buf) -> KernelResult {
+        let p = p.into();
+        self.kernel(&p, [&x, &edges, &bins], |d, [x, e, b]| d.bin_features(&p, x, e, b))
+    }
+
+    fn bootstrap(&mut self, p: ml_kernels::BootstrapParams, weights: Buf, node_of: Buf) -> KernelResult {
+        let p = p.into();
+        self.kernel(&p, [&weights, &node_of], |d, [w, n]| d.bootstrap(&p, w, n))
     }
 
     fn build_histograms(
         &mut self,
         p: ml_kernels::HistogramParams,
-        bins: Resource<GpuBuffer>,
-        targets: Resource<GpuBuffer>,
-        weights: Resource<GpuBuffer>,
-        node_of: Resource<GpuBuffer>,
-        hist: Resource<GpuBuffer>,
-    ) -> wasmtime::Result<Result<(), compute::Error>> {
-        let p = wasi_gpu_backend::HistogramParams {
-            rows: p.rows,
-            features: p.features,
-            max_bins: p.max_bins,
-            tree_count: p.tree_count,
-            slot_begin: p.slot_begin,
-            slot_count: p.slot_count,
-        };
-        self.guarded("build-histograms", |device, table| {
-            let ids = [
-                buffer_id(table, &bins)?,
-                buffer_id(table, &targets)?,
-                buffer_id(table, &weights)?,
-                buffer_id(table, &node_of)?,
-                buffer_id(table, &hist)?,
-            ];
-            Ok(device.build_histograms(&p, ids[0], ids[1], ids[2], ids[3], ids[4]))
-        })
+        bins: Buf,
+        targets: Buf,
+        weights: Buf,
+        node_of: Buf,
+        hist: Buf,
+    ) -> KernelResult {
+        let p = p.into();
+        self.kernel(&p, [&bins, &targets, &weights, &node_of, &hist], |d, [b, t, w, n, h]| d.build_histograms(&p, b, t, w, n, h))
     }
 
-    fn find_splits(
-        &mut self,
-        p: ml_kernels::SplitParams,
-        hist: Resource<GpuBuffer>,
-        feature_mask: Resource<GpuBuffer>,
-        splits: Resource<GpuBuffer>,
-    ) -> wasmtime::Result<Result<(), compute::Error>> {
-        let p = wasi_gpu_backend::SplitParams {
-            features: p.features,
-            max_bins: p.max_bins,
-            slot_begin: p.slot_begin,
-            slot_count: p.slot_count,
-            min_samples_leaf: p.min_samples_leaf,
-            mask_words: p.mask_words,
-        };
-        self.guarded("find-splits", |device, table| {
-            let ids = [buffer_id(table, &hist)?, buffer_id(table, &feature_mask)?, buffer_id(table, &splits)?];
-            Ok(device.find_splits(&p, ids[0], ids[1], ids[2]))
-        })
+    fn find_splits(&mut self, p: ml_kernels::SplitParams, hist: Buf, feature_mask: Buf, splits: Buf) -> KernelResult {
+        let p = p.into();
+        self.kernel(&p, [&hist, &feature_mask, &splits], |d, [h, m, s]| d.find_splits(&p, h, m, s))
     }
 
     fn find_splits_rows(
         &mut self,
         p: ml_kernels::RowSplitParams,
-        bins: Resource<GpuBuffer>,
-        targets: Resource<GpuBuffer>,
-        weights: Resource<GpuBuffer>,
-        node_of: Resource<GpuBuffer>,
-        feature_mask: Resource<GpuBuffer>,
-        splits: Resource<GpuBuffer>,
-    ) -> wasmtime::Result<Result<(), compute::Error>> {
-        let p = wasi_gpu_backend::RowSplitParams {
-            rows: p.rows,
-            features: p.features,
-            max_bins: p.max_bins,
-            tree_count: p.tree_count,
-            slot_begin: p.slot_begin,
-            slot_count: p.slot_count,
-            min_samples_leaf: p.min_samples_leaf,
-            mask_words: p.mask_words,
-        };
-        self.guarded("find-splits-rows", |device, table| {
-            let ids = [
-                buffer_id(table, &bins)?,
-                buffer_id(table, &targets)?,
-                buffer_id(table, &weights)?,
-                buffer_id(table, &node_of)?,
-                buffer_id(table, &feature_mask)?,
-                buffer_id(table, &splits)?,
-            ];
-            Ok(device.find_splits_rows(&p, ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]))
-        })
+        bins: Buf,
+        targets: Buf,
+        weights: Buf,
+        node_of: Buf,
+        feature_mask: Buf,
+        splits: Buf,
+    ) -> KernelResult {
+        let p = p.into();
+        let handles = [&bins, &targets, &weights, &node_of, &feature_mask, &splits];
+        self.kernel(&p, handles, |d, [b, t, w, n, m, s]| d.find_splits_rows(&p, b, t, w, n, m, s))
     }
 
-    fn apply_splits(
-        &mut self,
-        p: ml_kernels::ApplyParams,
-        bins: Resource<GpuBuffer>,
-        splits: Resource<GpuBuffer>,
-        next_slot: Resource<GpuBuffer>,
-        node_of: Resource<GpuBuffer>,
-    ) -> wasmtime::Result<Result<(), compute::Error>> {
-        let p = wasi_gpu_backend::ApplyParams {
-            rows: p.rows,
-            features: p.features,
-            tree_count: p.tree_count,
-            slot_count: p.slot_count,
-        };
-        self.guarded("apply-splits", |device, table| {
-            let ids = [
-                buffer_id(table, &bins)?,
-                buffer_id(table, &splits)?,
-                buffer_id(table, &next_slot)?,
-                buffer_id(table, &node_of)?,
-            ];
-            Ok(device.apply_splits(&p, ids[0], ids[1], ids[2], ids[3]))
-        })
+    fn apply_splits(&mut self, p: ml_kernels::ApplyParams, bins: Buf, splits: Buf, next_slot: Buf, node_of: Buf) -> KernelResult {
+        let p = p.into();
+        self.kernel(&p, [&bins, &splits, &next_slot, &node_of], |d, [b, s, x, n]| d.apply_splits(&p, b, s, x, n))
     }
 
-    fn predict_forest(
-        &mut self,
-        p: ml_kernels::PredictParams,
-        x: Resource<GpuBuffer>,
-        nodes: Resource<GpuBuffer>,
-        roots: Resource<GpuBuffer>,
-        sums: Resource<GpuBuffer>,
-    ) -> wasmtime::Result<Result<(), compute::Error>> {
-        let p = wasi_gpu_backend::PredictParams {
-            rows: p.rows,
-            features: p.features,
-            tree_count: p.tree_count,
-            node_count: p.node_count,
-            max_depth: p.max_depth,
-        };
-        self.guarded("predict-forest", |device, table| {
-            let ids = [
-                buffer_id(table, &x)?,
-                buffer_id(table, &nodes)?,
-                buffer_id(table, &roots)?,
-                buffer_id(table, &sums)?,
-            ];
-            Ok(device.predict_forest(&p, ids[0], ids[1], ids[2], ids[3]))
-        })
+    fn predict_forest(&mut self, p: ml_kernels::PredictParams, x: Buf, nodes: Buf, roots: Buf, sums: Buf) -> KernelResult {
+        let p = p.into();
+        self.kernel(&p, [&x, &nodes, &roots, &sums], |d, [x, n, r, s]| d.predict_forest(&p, x, n, r, s))
     }
 }
 
