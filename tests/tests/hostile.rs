@@ -112,6 +112,11 @@ fn available(backend: &str) -> bool {
     true
 }
 
+/// Every backend that opens here (and fails the test if a required one does not).
+fn backends() -> impl Iterator<Item = &'static str> {
+    ["cpu", "wgpu", "cuda"].into_iter().filter(|b| available(b))
+}
+
 /// The lines where the guest saw an answer it did not expect.
 fn unexpected_lines(stdout: &str) -> Vec<&str> {
     stdout.lines().filter(|l| l.contains("UNEXPECTED")).collect()
@@ -259,10 +264,7 @@ fn timeout_ends_a_call_that_does_not_stop() {
 /// answers at once on every backend.
 #[test]
 fn work_scales_with_buffers() {
-    for backend in ["cpu", "wgpu", "cuda"] {
-        if !available(backend) {
-            continue;
-        }
+    for backend in backends() {
         let r = run(backend, &["--timeout", "20"], &["empty-slots"]);
         r.assert_no_panic();
         assert!(r.stdout.contains("empty-slots: PASS"), "{backend}\n{}", r.context());
@@ -276,10 +278,7 @@ fn work_scales_with_buffers() {
 /// (buffers and scratch held) stays within the limit.
 #[test]
 fn scratch_is_charged_to_the_guest() {
-    for backend in ["cpu", "wgpu", "cuda"] {
-        if !available(backend) {
-            continue;
-        }
+    for backend in backends() {
         let r = run(backend, &["--max-device-memory", "64M", "--profile"], &["scratch-hog"]);
         r.assert_no_panic();
         assert!(r.stdout.contains("scratch-hog: PASS"), "{backend}\n{}", r.context());

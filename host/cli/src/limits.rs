@@ -42,6 +42,17 @@ impl GuestLimiter {
         self.used_bytes
     }
 
+    /// Takes `grow` more bytes from the budget, or refuses (remembering the first refusal).
+    fn charge(&mut self, grow: u64) -> bool {
+        let total = self.used_bytes.saturating_add(grow);
+        if total > self.max_bytes {
+            self.refused.get_or_insert((self.used_bytes, total));
+            return false;
+        }
+        self.used_bytes = total;
+        true
+    }
+
     /// The first refused growth: (bytes held then, total the guest asked for).
     pub fn refused(&self) -> Option<(u64, u64)> {
         self.refused
@@ -53,14 +64,7 @@ impl ResourceLimiter for GuestLimiter {
         if maximum.is_some_and(|m| desired > m) {
             return Ok(false);
         }
-        let grow = (desired as u64).saturating_sub(current as u64);
-        let total = self.used_bytes.saturating_add(grow);
-        if total > self.max_bytes {
-            self.refused.get_or_insert((self.used_bytes, total));
-            return Ok(false);
-        }
-        self.used_bytes = total;
-        Ok(true)
+        Ok(self.charge((desired as u64).saturating_sub(current as u64)))
     }
 
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -68,14 +72,7 @@ impl ResourceLimiter for GuestLimiter {
             return Ok(false);
         }
         // Tables share the linear-memory budget, at one pointer per element.
-        let grow = (desired as u64).saturating_sub(current as u64).saturating_mul(TABLE_ELEMENT_BYTES);
-        let total = self.used_bytes.saturating_add(grow);
-        if total > self.max_bytes {
-            self.refused.get_or_insert((self.used_bytes, total));
-            return Ok(false);
-        }
-        self.used_bytes = total;
-        Ok(true)
+        Ok(self.charge((desired as u64).saturating_sub(current as u64).saturating_mul(TABLE_ELEMENT_BYTES)))
     }
 
     fn instances(&self) -> usize {
