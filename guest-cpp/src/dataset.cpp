@@ -1,11 +1,15 @@
 #include "dataset.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <sys/stat.h>
+
+#include "transfer.hpp"
 
 namespace guest {
 namespace {
@@ -22,6 +26,62 @@ struct File {
 };
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/// Bytes per fread of a CSV file (each a WASI read call).
+constexpr std::size_t CSV_BLOCK_BYTES = 1 << 20;
+
+/// 10^0 .. 10^22, every one exactly representable as a double.
+constexpr double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                              1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/// Clinger's fast path for a string that is_number accepted: when its significant digits
+/// form an integer m <= 2^53 and its decimal exponent e is in [-22, 22], m and 10^|e| are
+/// exact doubles and one IEEE multiplication or division gives the correctly rounded value
+/// (what strtod returns). False when the fast path does not apply.
+bool parse_fast(const char* p, const char* end, double& out) {
+    bool negative = false;
+    if (*p == '+' || *p == '-') negative = *p++ == '-';
+    std::uint64_t m = 0;
+    int digits = 0;  // significant digits in m
+    long scale = 0;  // m * 10^scale is the mantissa's value
+    bool fraction = false;
+    for (; p < end && (is_digit(*p) || *p == '.'); ++p) {
+        if (*p == '.') {
+            fraction = true;
+            continue;
+        }
+        if (m == 0 && *p == '0') {  // a leading zero
+            if (fraction) --scale;
+            continue;
+        }
+        if (digits == 19) return false;  // more digits than a u64 holds
+        m = m * 10 + std::uint64_t(*p - '0');
+        ++digits;
+        if (fraction) --scale;
+    }
+    long exponent = 0;
+    if (p < end) {  // 'e' or 'E', then an optionally signed integer
+        ++p;
+        bool negative_exponent = false;
+        if (*p == '+' || *p == '-') negative_exponent = *p++ == '-';
+        for (; p < end; ++p) {
+            if (exponent > 100000) return false;
+            exponent = exponent * 10 + (*p - '0');
+        }
+        if (negative_exponent) exponent = -exponent;
+    }
+    const long e = scale + exponent;
+    double v;
+    if (m == 0) {
+        v = 0.0;
+    } else {
+        if (m > (std::uint64_t(1) << 53) || e < -22 || e > 22) return false;
+        v = static_cast<double>(m);
+        v = e < 0 ? v / POW10[-e] : v * POW10[e];
+    }
+    out = negative ? -v : v;
+    return true;
+}
 
 /// `v as f32` with -0.0 as +0.0; false when a finite f64 overflows f32 (§1).
 bool to_feature(double v, float& out) {
@@ -45,7 +105,7 @@ std::string f32_overflow(double v) {
 /// never cut at a NUL byte (first_nul_line refuses those anyway).
 class LineReader {
 public:
-    explicit LineReader(std::FILE* f) : f_(f), buf_(1 << 16) {}
+    explicit LineReader(std::FILE* f) : f_(f), buf_(CSV_BLOCK_BYTES) {}
     /// The next line into `line`; false at end of file (or on a read error: see ferror).
     bool next(std::string& line) {
         line.clear();
@@ -80,7 +140,7 @@ private:
 /// reported even when an earlier line has another problem. Returns the 1-based line of
 /// the first NUL, 0 when there is none, and leaves the file at its start.
 std::uint64_t first_nul_line(std::FILE* f) {
-    std::vector<char> buf(1 << 16);
+    std::vector<char> buf(CSV_BLOCK_BYTES);
     std::uint64_t line = 1, found = 0;
     std::size_t n;
     while (found == 0 && (n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
@@ -216,14 +276,15 @@ Expected<Dataset> load_csv(const std::string& path, std::uint32_t features_hint)
             const char* b = field_end;
             while (a < b && is_blank(*a)) ++a;
             while (b > a && is_blank(b[-1])) --b;
-            const std::string field = "field " + std::to_string(col + 1) + " (column `" + names[col] + "`)";
-            if (a == b) return fail_line(path, line_no, field + " is empty; every field must be a number");
-            if (!is_number(a, b))
-                return fail_line(path, line_no,
-                                 field + " is `" + show(a, b) + "`, not a number (NaN and inf are not allowed)");
             double v = 0;
-            if (!parse_number(a, b, v))
+            if (!parse_number(a, b, v)) {
+                const std::string field = "field " + std::to_string(col + 1) + " (column `" + names[col] + "`)";
+                if (a == b) return fail_line(path, line_no, field + " is empty; every field must be a number");
+                if (!is_number(a, b))
+                    return fail_line(path, line_no,
+                                     field + " is `" + show(a, b) + "`, not a number (NaN and inf are not allowed)");
                 return fail_line(path, line_no, field + " `" + std::string(a, b) + "` overflows f64");
+            }
             values.push_back(v);
             ++col;
             if (!comma) break;
@@ -259,6 +320,36 @@ const char* npy_field(const std::string& header, const char* key) {
     const char* p = header.c_str() + at + 1;
     while (*p == ' ') ++p;
     return p;
+}
+
+/// Row `r` (0-based) of a .npy block at `src` holds a NaN, an infinity or a value that
+/// overflows f32: the message for the first such problem, as the Rust guest words it
+/// (a NaN or infinity anywhere on the row is reported before an f32 overflow).
+std::string npy_row_error(const unsigned char* src, std::size_t width, std::uint64_t columns, bool with_target,
+                          std::uint64_t r) {
+    auto value = [&](std::uint64_t c) {
+        if (width == 4) {
+            float f;
+            std::memcpy(&f, src + c * 4, 4);
+            return double(f);
+        }
+        double v;
+        std::memcpy(&v, src + c * 8, 8);
+        return v;
+    };
+    auto place = [&](std::uint64_t c) {
+        return "row " + std::to_string(r + 1) + ", column " + std::to_string(c + 1) + ": ";
+    };
+    for (std::uint64_t c = 0; c < columns; ++c) {
+        const double v = value(c);
+        if (std::isnan(v)) return place(c) + "NaN is not allowed";
+        if (std::isinf(v)) return place(c) + "infinite values are not allowed";
+    }
+    for (std::uint64_t c = 0; c + (with_target ? 1 : 0) < columns; ++c) {
+        float f;
+        if (!to_feature(value(c), f)) return place(c) + f32_overflow(value(c));
+    }
+    return place(0) + "invalid value";  // not reached: the caller found a problem on this row
 }
 
 Expected<Dataset> load_npy(const std::string& path, std::uint32_t features_hint) {
@@ -332,48 +423,82 @@ Expected<Dataset> load_npy(const std::string& path, std::uint32_t features_hint)
     }
     if (rows == 0) return fail(path, "has no data rows (shape has 0 rows); it needs at least one row");
     if (columns > std::numeric_limits<std::uint32_t>::max()) return fail(path, "too many columns");
+    const std::uint64_t row_bytes = columns * width;
+    // The file must hold exactly rows x columns values after the header: checked from its
+    // size before anything is allocated or read.
+    struct stat st;
+    if (::fstat(::fileno(file.f), &st) != 0) return fail(path, std::string("cannot read: ") + std::strerror(errno));
+    const std::uint64_t data_start = 8 + (magic[6] == 1 ? 2 : 4) + std::uint64_t(header_len);
+    const std::uint64_t have = std::uint64_t(st.st_size) > data_start ? std::uint64_t(st.st_size) - data_start : 0;
+    if (rows > std::numeric_limits<std::uint64_t>::max() / row_bytes) return fail(path, "the .npy shape is too large");
+    const std::uint64_t data_bytes = rows * row_bytes;
+    if (have < data_bytes)
+        return fail(path, "truncated: the shape needs " + std::to_string(data_bytes) + " data bytes but the file has " +
+                              std::to_string(have));
+    if (have > data_bytes)
+        return fail(path, "has " + std::to_string(have - data_bytes) + " bytes after the array data; the file is corrupt");
     d.rows = static_cast<std::uint32_t>(rows);
     d.features = static_cast<std::uint32_t>(columns - (with_target ? 1 : 0));
-    d.x.reserve(std::size_t(rows) * d.features);
-    if (with_target) d.y.reserve(std::size_t(rows));
-    std::vector<unsigned char> row(std::size_t(columns) * width);
-    std::vector<double> row_values(static_cast<std::size_t>(columns));
-    for (std::uint64_t r = 0; r < rows; ++r) {
-        if (std::fread(row.data(), 1, row.size(), file.f) != row.size())
-            return fail(path, "truncated: expected " + std::to_string(rows) + " rows, found " + std::to_string(r));
-        for (std::uint64_t c = 0; c < columns; ++c) {
-            double v;
-            if (width == 4) {
-                std::uint32_t bits = 0;
-                for (int i = 0; i < 4; ++i) bits |= std::uint32_t(row[c * 4 + i]) << (8 * i);
-                float f;
-                std::memcpy(&f, &bits, 4);
-                v = f;
-            } else {
-                std::uint64_t bits = 0;
-                for (int i = 0; i < 8; ++i) bits |= std::uint64_t(row[c * 8 + i]) << (8 * i);
-                std::memcpy(&v, &bits, 8);
-            }
-            const std::string place = "row " + std::to_string(r + 1) + ", column " + std::to_string(c + 1) + ": ";
-            if (std::isnan(v)) return fail(path, place + "NaN is not allowed");
-            if (std::isinf(v)) return fail(path, place + "infinite values are not allowed");
-            row_values[c] = v;
+    const std::uint64_t values = rows * d.features;
+    if (values > std::numeric_limits<std::size_t>::max() / sizeof(float))
+        return fail(path, std::to_string(rows) + " rows x " + std::to_string(d.features) +
+                              " features do not fit in the guest's 32-bit memory");
+    // One copy of the data in guest memory: the values go straight from a block of whole
+    // rows (at most TRANSFER_CHUNK_BYTES, read with one fread) to their place in x and y.
+    d.x.resize(static_cast<std::size_t>(values));
+    if (with_target) d.y.resize(static_cast<std::size_t>(rows));
+    const std::uint64_t block_rows = std::max<std::uint64_t>(1, std::min(rows, TRANSFER_CHUNK_BYTES / row_bytes));
+    std::vector<unsigned char> block(static_cast<std::size_t>(block_rows * row_bytes));
+    const std::size_t features = d.features;
+    float* x = d.x.data();
+    double* y = d.y.data();
+    for (std::uint64_t r0 = 0; r0 < rows; r0 += block_rows) {
+        const std::uint64_t n = std::min(block_rows, rows - r0);
+        const std::size_t want = static_cast<std::size_t>(n * row_bytes);
+        const std::size_t got = std::fread(block.data(), 1, want, file.f);
+        if (got != want) {
+            if (std::ferror(file.f)) return fail(path, std::string("read error: ") + std::strerror(errno));
+            return fail(path, "truncated: expected " + std::to_string(rows) + " rows, found " +
+                                  std::to_string(r0 + got / row_bytes));
         }
-        // Like the Rust guest: a NaN/inf anywhere on the row is reported before an f32 overflow.
-        for (std::uint64_t c = 0; c < columns; ++c) {
-            const double v = row_values[c];
-            if (with_target && c + 1 == columns) {
-                d.y.push_back(to_target(v));
-                continue;
+        for (std::uint64_t i = 0; i < n; ++i) {
+            const unsigned char* src = block.data() + i * row_bytes;
+            float* out = x + (r0 + i) * features;
+            // Converted as read; a row with a NaN, an infinity or (for <f8) a value
+            // overflowing f32 is then re-examined by npy_row_error for the message.
+            bool bad = false;
+            if (width == 4) {
+                for (std::size_t c = 0; c < features; ++c) {
+                    std::uint32_t bits;
+                    std::memcpy(&bits, src + c * 4, 4);
+                    bad |= (bits & 0x7f800000u) == 0x7f800000u;
+                    float f;
+                    std::memcpy(&f, &bits, 4);
+                    out[c] = f == 0.0f ? 0.0f : f;  // -0.0 becomes +0.0
+                }
+                if (with_target) {
+                    float t;
+                    std::memcpy(&t, src + features * 4, 4);
+                    bad |= !std::isfinite(t);
+                    y[r0 + i] = to_target(t);
+                }
+            } else {
+                for (std::size_t c = 0; c < features; ++c) {
+                    double v;
+                    std::memcpy(&v, src + c * 8, 8);
+                    bad |= !std::isfinite(v);
+                    bad |= !to_feature(v, out[c]);  // false for an f32 overflow
+                }
+                if (with_target) {
+                    double t;
+                    std::memcpy(&t, src + features * 8, 8);
+                    bad |= !std::isfinite(t);
+                    y[r0 + i] = to_target(t);
+                }
             }
-            float f;
-            if (!to_feature(v, f))
-                return fail(path, "row " + std::to_string(r + 1) + ", column " + std::to_string(c + 1) + ": " +
-                                      f32_overflow(v));
-            d.x.push_back(f);
+            if (bad) return fail(path, npy_row_error(src, width, columns, with_target, r0 + i));
         }
     }
-    if (std::fgetc(file.f) != EOF) return fail(path, "has bytes after the array data");
     return d;
 }
 
@@ -393,6 +518,7 @@ bool ends_with_ignore_case(const std::string& s, const char* suffix) {
 
 bool parse_number(const char* begin, const char* end, double& out) {
     if (!is_number(begin, end)) return false;
+    if (parse_fast(begin, end, out)) return true;
     std::string text(begin, end);
     errno = 0;
     double v = std::strtod(text.c_str(), nullptr);

@@ -12,6 +12,7 @@
 
 #include "output.hpp"
 #include "sha256.hpp"
+#include "transfer.hpp"
 
 namespace guest {
 namespace {
@@ -258,9 +259,10 @@ Expected<T> dev(wasi_gpu::Result<T> r) {
         if (!r_) return wasi_gpu::Unexpected<Failure>(r_.error());      \
     } while (0)
 
+/// A new buffer holding `bytes` bytes of `data`, written in pieces (transfer.hpp).
 Expected<wasi_gpu::Buffer> upload(const void* data, std::size_t bytes) {
     TRY(buf, dev(wasi_gpu::Buffer::create(bytes)));
-    if (bytes != 0) TRY_VOID(dev(buf.write(0, data, bytes)));
+    TRY_VOID(dev(write_chunked(buf, 0, data, bytes)));
     return buf;
 }
 
@@ -688,15 +690,15 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                                              drawn[lo + k] + take[lo + k], perm, &mask[std::size_t(k) * mask_words],
                                              mask_words);
                         }
-                        TRY_VOID(dev(mask_dev.write(0, mask.data(), mask.size() * 4)));
+                        TRY_VOID(dev(write_chunked(mask_dev, 0, mask.data(), mask.size() * 4)));
                     }
                     TRY_VOID(dev(wasi_gpu::kernels::find_splits_rows(
                         {rows, features, p.bins, tc, lo, sc, p.min_samples_leaf, mask_words}, bins, target_buf,
                         weights, node_of, mask_dev, splits)));
                     called = true;
                     round_words.resize(std::size_t(sc) * SPLIT_WORDS);
-                    TRY_VOID(dev(splits.read_into(std::uint64_t(lo) * SPLIT_WORDS * 4, round_words.data(),
-                                                  round_words.size() * 4)));
+                    TRY_VOID(dev(read_chunked(splits, std::uint64_t(lo) * SPLIT_WORDS * 4, round_words.data(),
+                                                 round_words.size() * 4)));
                     for (std::uint32_t k = 0; k < sc; ++k) {
                         const std::uint32_t s = lo + k;
                         if (!first && take[s] == 0) continue;
@@ -735,7 +737,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                 if (!more) break;
             }
             // apply-splits reads each slot's feature and bin from the device's records.
-            if (merged) TRY_VOID(dev(splits.write(0, split_words.data(), split_words.size() * 4)));
+            if (merged) TRY_VOID(dev(write_chunked(splits, 0, split_words.data(), split_words.size() * 4)));
             std::vector<Slot> next;
             next_slot.assign(std::size_t(slots) * 2, NONE);
             for (std::uint32_t s = 0; s < slots; ++s) {
@@ -779,7 +781,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
             }
             if (!next.empty()) {
                 TRY(next_p, next_buf.at_least(next_slot.size() * 4));
-                TRY_VOID(dev(next_p->write(0, next_slot.data(), next_slot.size() * 4)));
+                TRY_VOID(dev(write_chunked(*next_p, 0, next_slot.data(), next_slot.size() * 4)));
                 TRY_VOID(dev(wasi_gpu::kernels::apply_splits({rows, features, tc, slots}, bins, splits, *next_p,
                                                              node_of)));
             }
@@ -840,7 +842,7 @@ Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
         TRY_VOID(dev(wasi_gpu::kernels::predict_forest({rc, m.features, tree_count, node_count, depth}, x_buf, node_buf,
                                                        root_buf, sum_buf)));
         sums.resize(std::size_t(rc) * 4);
-        TRY_VOID(dev(sum_buf.read_into(0, sums.data(), sums.size() * 4)));
+        TRY_VOID(dev(read_chunked(sum_buf, 0, sums.data(), sums.size() * 4)));
         for (std::uint32_t i = 0; i < rc; ++i) {
             const std::uint32_t* w = &sums[std::size_t(i) * 4];
             const unsigned __int128 total = static_cast<unsigned __int128>(w[0]) |

@@ -11,8 +11,11 @@ use std::io::{BufReader, Read};
 
 use crate::bins;
 use crate::error::Error;
+use crate::gpu::TRANSFER_CHUNK_BYTES;
 
-/// Feature values handed to a [`FeatureSink`] per call (about 1 MiB of `f32`).
+/// Feature values handed to a [`FeatureSink`] per call (1 MiB of `f32`, converted and uploaded
+/// while still in the CPU's cache; the device sink writes them in pieces of at most
+/// [`TRANSFER_CHUNK_BYTES`], so normally in one `buffer.write`).
 const CHUNK_VALUES: usize = 1 << 18;
 /// Largest `.npy` header accepted.
 const MAX_NPY_HEADER: usize = 1 << 20;
@@ -148,25 +151,38 @@ impl<'a> Collector<'a> {
     /// Takes one row of finite `f64` values (features, then the target if any).
     fn push_row(&mut self, values: &[f64], line: Option<u64>) -> Result<(), Error> {
         debug_assert_eq!(values.len(), self.features + self.has_target as usize);
+        let start = self.chunk.len();
+        self.chunk.extend(values[..self.features].iter().map(|&v| feature(v as f32)));
+        if let Some(j) = self.chunk[start..].iter().position(|f| f.is_infinite()) {
+            let v = values[j];
+            let what = format!("{}value {v} is too large for f32 (magnitude above 3.4e38)", place(line, self.row, j));
+            return Err(self.error(line, what));
+        }
+        self.end_row(start, values.get(self.features).copied())
+    }
+
+    /// Takes one row of a `<f4` file as its little-endian bytes, every value finite.
+    fn push_f4_row(&mut self, raw: &[u8]) -> Result<(), Error> {
+        debug_assert_eq!(raw.len(), (self.features + self.has_target as usize) * 4);
+        let start = self.chunk.len();
+        let (x, y) = raw.split_at(self.features * 4);
+        self.chunk.extend(x.chunks_exact(4).map(|b| feature(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))));
+        self.end_row(start, (y.len() == 4).then(|| f64::from(f32::from_le_bytes([y[0], y[1], y[2], y[3]]))))
+    }
+
+    /// Completes a row whose features are `chunk[start..]`: the binning sample, the target,
+    /// and a full chunk to the sink.
+    fn end_row(&mut self, start: usize, target: Option<f64>) -> Result<(), Error> {
         // How many times this row was drawn into the binning sample.
         let drawn = self.sample_rows[self.next_sample..].iter().take_while(|&&r| r as usize == self.row).count();
-        for (j, &v) in values[..self.features].iter().enumerate() {
-            let f = v as f32;
-            if f.is_infinite() {
-                let what = format!("{}value {v} is too large for f32 (magnitude above 3.4e38)", place(line, self.row, j));
-                return Err(self.error(line, what));
-            }
-            // -0.0 becomes +0.0 so that equal values bin and compare identically everywhere.
-            let f = if f == 0.0 { 0.0 } else { f };
-            self.chunk.push(f);
-            for _ in 0..drawn {
-                self.sample[j].push(f);
+        for _ in 0..drawn {
+            for (column, &f) in self.sample.iter_mut().zip(&self.chunk[start..]) {
+                column.push(f);
             }
         }
         self.next_sample += drawn;
-        if self.has_target {
+        if let Some(y) = target {
             // -0.0 becomes +0.0 here too, so that the targets' minimum is never -0.0 (§5).
-            let y = values[self.features];
             self.targets.push(if y == 0.0 { 0.0 } else { y });
         }
         self.row += 1;
@@ -202,6 +218,12 @@ impl<'a> Collector<'a> {
             sample: self.sample,
         })
     }
+}
+
+/// A feature as stored: -0.0 becomes +0.0, so that equal values bin and compare identically
+/// everywhere.
+fn feature(f: f32) -> f32 {
+    if f == 0.0 { 0.0 } else { f }
 }
 
 /// "row R, column C: " for binary inputs (CSV errors carry the line instead).
@@ -274,7 +296,8 @@ fn is_blank(line: &[u8]) -> bool {
 
 fn load_csv(path: &str, layout: Layout, sample_seed: Option<u64>, sink: &mut dyn FeatureSink) -> Result<Dataset, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, read_error(e)))?;
-    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+    // `contains` on bytes is core's word-at-a-time memchr; the position only on a hit.
+    if let Some(at) = bytes.contains(&0).then(|| bytes.iter().position(|&b| b == 0)).flatten() {
         let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
         return Err(Error::line(path, line, "contains a NUL byte; a CSV file must be text"));
     }
@@ -440,24 +463,38 @@ fn load_npy(path: &str, layout: Layout, sample_seed: Option<u64>, sink: &mut dyn
     }
     let mut collector = Collector::new(path, h.rows, features, has_target, sample_seed, sink)?;
     let row_bytes = h.cols * h.width;
-    let mut raw = vec![0u8; row_bytes];
+    // Whole rows are read a block at a time (at most TRANSFER_CHUNK_BYTES, one `read_exact`).
+    let block_rows = (TRANSFER_CHUNK_BYTES / row_bytes.max(1)).clamp(1, h.rows);
+    let mut block = vec![0u8; block_rows * row_bytes];
     let mut values = vec![0f64; h.cols];
-    for row in 0..h.rows {
-        reader.read_exact(&mut raw).map_err(|e| Error::file(path, format!("cannot read row {}: {e}", row + 1)))?;
-        for (c, (v, b)) in values.iter_mut().zip(raw.chunks_exact(h.width)).enumerate() {
-            *v = if h.width == 4 {
-                f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            } else {
-                f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-            };
-            if v.is_nan() {
-                return Err(Error::file(path, format!("row {}, column {}: NaN is not allowed", row + 1, c + 1)));
+    let mut row = 0;
+    while row < h.rows {
+        let n = block_rows.min(h.rows - row);
+        let raw = &mut block[..n * row_bytes];
+        reader.read_exact(raw).map_err(|e| Error::file(path, format!("cannot read rows {}-{}: {e}", row + 1, row + n)))?;
+        for raw_row in raw.chunks_exact(row_bytes) {
+            // The common case: `<f4` values, all finite (no exponent of all ones).
+            if h.width == 4 && raw_row.chunks_exact(4).all(|b| b[3] & 0x7f != 0x7f || b[2] & 0x80 == 0) {
+                collector.push_f4_row(raw_row)?;
+                row += 1;
+                continue;
             }
-            if v.is_infinite() {
-                return Err(Error::file(path, format!("row {}, column {}: infinite values are not allowed", row + 1, c + 1)));
+            for (c, (v, b)) in values.iter_mut().zip(raw_row.chunks_exact(h.width)).enumerate() {
+                *v = if h.width == 4 {
+                    f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                } else {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                };
+                if v.is_nan() {
+                    return Err(Error::file(path, format!("row {}, column {}: NaN is not allowed", row + 1, c + 1)));
+                }
+                if v.is_infinite() {
+                    return Err(Error::file(path, format!("row {}, column {}: infinite values are not allowed", row + 1, c + 1)));
+                }
             }
+            collector.push_row(&values, None)?;
+            row += 1;
         }
-        collector.push_row(&values, None)?;
     }
     collector.finish()
 }
@@ -595,6 +632,14 @@ mod tests {
         let p = temp("nan.npy", &npy("<f8", "(1, 3)", &nan, 1));
         let e = load(&p, Layout::Train, None, &mut VecSink::default()).unwrap_err();
         assert!(e.what.contains("row 1, column 2: NaN"), "{}", e.what);
+
+        // `<f4` rows take the fast path unless a value is NaN or infinite.
+        for (bad, what) in [(f32::INFINITY, "row 2, column 1: infinite"), (f32::NAN, "row 2, column 1: NaN")] {
+            let data: Vec<u8> = [1.0f32, 2.0, 3.0, bad, f32::NEG_INFINITY, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+            let p = temp("bad-f4.npy", &npy("<f4", "(2, 3)", &data, 1));
+            let e = load(&p, Layout::Train, None, &mut VecSink::default()).unwrap_err();
+            assert!(e.what.contains(what), "{}", e.what);
+        }
 
         let short = &npy("<f8", "(2, 3)", &nan, 1);
         let p = temp("short.npy", short);

@@ -9,13 +9,68 @@ mod bindings {
     });
 }
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bindings::wasi::gpu::compute;
 use bindings::wasi::gpu::ml_kernels as k;
 
 pub use k::{ApplyParams, BinFeaturesParams, BootstrapParams, PredictParams, RowSplitParams};
 
-/// Largest piece moved by one `write` or `read` call (well under the host's transfer limit).
-const TRANSFER_BYTES: usize = 16 << 20;
+/// Largest piece moved by one `buffer.write` or `buffer.read` call: 16 MiB, the same in both
+/// guests (docs/guests.md, "Chunked transfers"); also the reading block of `.npy` input.
+pub const TRANSFER_CHUNK_BYTES: usize = 16 << 20;
+/// The smallest piece tried after the host refused larger ones as over its transfer limit.
+const TRANSFER_MIN_BYTES: u64 = 4096;
+/// The current piece size in bytes (a multiple of 4); 0 until the first transfer.
+static PIECE: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes per transfer: min(TRANSFER_CHUNK_BYTES, `info().max-buffer-bytes`) in whole words,
+/// and less once the host refused a piece with `limit-exceeded` (its --max-transfer, which
+/// device-info does not report).
+fn piece() -> u64 {
+    match PIECE.load(Ordering::Relaxed) {
+        0 => {
+            let p = ((TRANSFER_CHUNK_BYTES as u64).min(compute::info().max_buffer_bytes) & !3).max(4);
+            PIECE.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
+    }
+}
+
+/// Runs `op(done, n)` for consecutive pieces of `bytes` bytes. A piece refused with
+/// `limit-exceeded` (the host checks a transfer's length before it moves a byte) is retried
+/// at half the size, which is kept for every later transfer; below TRANSFER_MIN_BYTES the
+/// host's error is returned.
+fn in_pieces(bytes: u64, mut op: impl FnMut(u64, u64) -> Result<(), PieceError>) -> GpuResult<()> {
+    let mut done = 0;
+    while done < bytes {
+        let n = piece().min(bytes - done);
+        match op(done, n) {
+            Ok(()) => done += n,
+            Err(PieceError::Device(compute::Error::LimitExceeded(_))) if (n / 2) & !3 >= TRANSFER_MIN_BYTES => {
+                PIECE.store((n / 2) & !3, Ordering::Relaxed);
+            }
+            Err(PieceError::Device(e)) => return Err(describe(e)),
+            Err(PieceError::Guest(e)) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Why one piece of a transfer failed.
+enum PieceError {
+    /// The device refused it.
+    Device(compute::Error),
+    /// The guest found its result wrong.
+    Guest(String),
+}
+
+impl From<compute::Error> for PieceError {
+    fn from(e: compute::Error) -> Self {
+        PieceError::Device(e)
+    }
+}
 
 /// What the guest reports about its device.
 #[derive(Debug, Clone)]
@@ -86,44 +141,42 @@ impl DeviceBuffer {
         self.words
     }
 
-    /// Writes `data` starting at word `offset`, in bounded pieces.
+    /// Writes `data` starting at word `offset`, in pieces of at most [`piece`] bytes.
     pub fn write_u32(&self, offset: u64, data: &[u32]) -> GpuResult<()> {
-        let mut bytes = Vec::with_capacity(TRANSFER_BYTES.min(data.len() * 4));
-        for (i, piece) in data.chunks(TRANSFER_BYTES / 4).enumerate() {
-            bytes.clear();
-            bytes.extend(piece.iter().flat_map(|w| w.to_le_bytes()));
-            let at = (offset + (i * TRANSFER_BYTES / 4) as u64) * 4;
-            self.inner.write(at, &bytes).map_err(describe)?;
-        }
-        Ok(())
+        self.write_words(offset, data, u32::to_le_bytes)
     }
 
     /// Writes `f32` values (as their bit patterns) starting at word `offset`.
     pub fn write_f32(&self, offset: u64, data: &[f32]) -> GpuResult<()> {
-        let mut bytes = Vec::with_capacity(TRANSFER_BYTES.min(data.len() * 4));
-        for (i, piece) in data.chunks(TRANSFER_BYTES / 4).enumerate() {
-            bytes.clear();
-            bytes.extend(piece.iter().flat_map(|w| w.to_le_bytes()));
-            let at = (offset + (i * TRANSFER_BYTES / 4) as u64) * 4;
-            self.inner.write(at, &bytes).map_err(describe)?;
-        }
-        Ok(())
+        self.write_words(offset, data, f32::to_le_bytes)
     }
 
-    /// Reads `count` words starting at word `offset`, in bounded pieces.
+    /// Writes `data` as little-endian words, each piece through one staging buffer of at
+    /// most a piece (never a copy of the whole data).
+    fn write_words<T: Copy>(&self, offset: u64, data: &[T], le: fn(T) -> [u8; 4]) -> GpuResult<()> {
+        let mut bytes = Vec::new();
+        in_pieces(data.len() as u64 * 4, |done, n| {
+            let words = &data[(done / 4) as usize..((done + n) / 4) as usize];
+            bytes.clear();
+            bytes.resize(n as usize, 0);
+            for (dst, &w) in bytes.chunks_exact_mut(4).zip(words) {
+                dst.copy_from_slice(&le(w));
+            }
+            Ok(self.inner.write(offset * 4 + done, &bytes)?)
+        })
+    }
+
+    /// Reads `count` words starting at word `offset`, in pieces of at most [`piece`] bytes.
     pub fn read_u32(&self, offset: u64, count: u64) -> GpuResult<Vec<u32>> {
         let mut out = Vec::with_capacity(count as usize);
-        let step = (TRANSFER_BYTES / 4) as u64;
-        let mut at = 0;
-        while at < count {
-            let n = step.min(count - at);
-            let bytes = self.inner.read((offset + at) * 4, n * 4).map_err(describe)?;
-            if bytes.len() as u64 != n * 4 {
-                return Err(format!("device returned {} bytes for a read of {}", bytes.len(), n * 4));
+        in_pieces(count * 4, |done, n| {
+            let bytes = self.inner.read(offset * 4 + done, n)?;
+            if bytes.len() as u64 != n {
+                return Err(PieceError::Guest(format!("device returned {} bytes for a read of {n}", bytes.len())));
             }
             out.extend(bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
-            at += n;
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 }

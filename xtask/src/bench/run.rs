@@ -201,9 +201,17 @@ pub fn parse_guest_json(stdout: &str) -> Option<Value> {
         .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(Value::is_object))
 }
 
-/// The last non-empty stderr line, to explain a failure.
-fn last_line(s: &str) -> String {
-    s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)").trim().to_string()
+/// The line of a failed run's stderr that explains it: the guest's first `error:` line
+/// (its one-line failure report, docs/guests.md), else the last non-empty line (a host
+/// error or a trap). The host's `--profile` summary follows the guest's error on stderr,
+/// so the last line alone would be the profile's `startup (...)` line.
+fn failure_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("error:"))
+        .or_else(|| s.lines().rev().map(str::trim).find(|l| !l.is_empty()))
+        .unwrap_or("(no output)")
+        .to_string()
 }
 
 /// Runs one guest on one backend `w.repeats` times.
@@ -263,11 +271,11 @@ pub fn ours(
         let wall = t0.elapsed().as_secs_f64();
         if outcome.code != Some(0) {
             let how = outcome.code.map_or("killed by a signal".to_string(), |c| format!("exit {c}"));
-            m.error = Some(format!("{how}: {}", last_line(&outcome.stderr)));
+            m.error = Some(format!("{how}: {}", failure_line(&outcome.stderr)));
             break;
         }
         let Some(j) = parse_guest_json(&outcome.stdout) else {
-            m.error = Some(format!("no JSON line on stdout (stderr: {})", last_line(&outcome.stderr)));
+            m.error = Some(format!("no JSON line on stdout (stderr: {})", failure_line(&outcome.stderr)));
             break;
         };
         let (Some(train), Some(predict)) = (j["train_ms"].as_f64(), j["predict_ms"].as_f64()) else {
@@ -323,6 +331,23 @@ mod tests {
         let j = parse_guest_json(out).unwrap();
         assert_eq!(j["train_ms"].as_f64(), Some(1.5));
         assert!(parse_guest_json("{not json\n").is_none());
+    }
+
+    #[test]
+    fn failure_line_is_the_guest_error_not_the_profile() {
+        let err = "trees 0-99/100 level 0 slots 100\n\
+                   error: train.npy: wasi:gpu: limit-exceeded: write of 1280000000 bytes exceeds the transfer limit\n\
+                   --- wasi:gpu profile (backend: cuda) ---\n\
+                   peak device memory held: 2048 bytes (2.00 KiB)\n\
+                   startup (read, open backend, compile): 9.047 ms\n";
+        assert_eq!(
+            failure_line(err),
+            "error: train.npy: wasi:gpu: limit-exceeded: write of 1280000000 bytes exceeds the transfer limit"
+        );
+        // Only the first `error:` line; without one, the last non-empty line (a trap, say).
+        assert_eq!(failure_line("error: first\nerror: second\n"), "error: first");
+        assert_eq!(failure_line("wasm trap: out of bounds\n\n"), "wasm trap: out of bounds");
+        assert_eq!(failure_line(""), "(no output)");
     }
 
     #[test]
