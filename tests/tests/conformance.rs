@@ -747,3 +747,183 @@ enum Targets {
     Varying,
     Gaps,
 }
+
+// ---- Long loops in one invocation ----
+//
+// llvmpipe (Mesa's software Vulkan, the wgpu backend's adapter in CI) silently ends the loops
+// of a kernel invocation once they have made 65535 passes in all (host/wgpu/src/loops.rs).
+// Each case below makes some kernel invocation loop longer than that unless the backend
+// spreads the work: on llvmpipe, before the backend bounded its launches, every one of them
+// differed from the CPU reference.
+
+/// Inputs of `find-splits-rows` whose slots are laid out by `slot_of(tree, row)` (NONE: in
+/// no slot), with weights 0..4, targets over the whole range and `distinct` bins per feature
+/// (some out of range); the mask (when `masked`) allows feature 0 and random others.
+fn rows_inputs(
+    rng: &mut StdRng,
+    p: &RowSplitParams,
+    distinct: u32,
+    slot_of: &dyn Fn(u32, u32) -> u32,
+) -> [Vec<u8>; 6] {
+    let words = p.rows.div_ceil(4) as usize;
+    let bins: Vec<u32> = (0..p.features as usize * words)
+        .map(|_| {
+            let mut w = 0u32;
+            for lane in 0..4 {
+                let b = if rng.random_bool(0.02) { rng.random::<u8>() as u32 } else { rng.random_range(0..distinct) };
+                w |= b << (lane * 8);
+            }
+            w
+        })
+        .collect();
+    let targets: Vec<u32> = (0..p.rows).map(|_| rng.random_range(0..=TARGET_MAX)).collect();
+    let n = p.tree_count as usize * p.rows as usize;
+    let weights: Vec<u32> = (0..n).map(|_| if rng.random_range(0..8) == 0 { 0 } else { rng.random_range(1..4) }).collect();
+    let node_of: Vec<u32> = (0..n as u32).map(|i| slot_of(i / p.rows.max(1), i % p.rows.max(1))).collect();
+    let mask: Vec<u32> = (0..(p.slot_count * p.mask_words).max(1)).map(|_| rng.random::<u32>() | 1).collect();
+    let splits = garbage_indices(rng, ((p.slot_begin + p.slot_count) * SPLIT_WORDS) as usize + 3, 100);
+    [&bins, &targets, &weights, &node_of, &mask, &splits].map(|v| words_to_bytes(v))
+}
+
+#[test]
+fn find_splits_rows_long_loops() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(9);
+    // (rows, features, max_bins, trees, slot_begin, slot_count, min_leaf, masked, rows per
+    // slot (0: garbage node-of), first slot's rows): slots of `per` consecutive rows of each
+    // tree, round robin over the slots after the first `big` rows, which all go to slot 0.
+    let cases = [
+        // split_small: ~30 entries a slot, 64 and 100 features (stopped after ~24).
+        (3000, 64, 256, 1, 0, 100, 1, false, 30, 0),
+        (3000, 100, 64, 1, 3, 100, 2, true, 30, 0),
+        (3000, 160, 256, 2, 0, 300, 1, false, 0, 0),
+        // split_small: 2^16 features of 4 slots of 16 rows (its `varying` stopped at 142).
+        (64, 1 << 16, 256, 1, 0, 4, 1, false, 16, 0),
+        // split_slots: ~45 entries a slot and 5000 features; one slot of 80,000 rows and 64
+        // features (1024 slots, so the grouped path), and the 600,000-row case.
+        (200, 5000, 16, 1, 0, 4, 1, true, 50, 0),
+        (80_000, 64, 256, 1, 0, 1024, 1, false, 0, 80_000),
+        (600_000, 8, 256, 1, 0, 1024, 3, false, 0, 600_000),
+        // More entries in one slot than one workgroup can take a feature at a time, beside
+        // slots of ~35 and of ~10 entries.
+        (2_400_000, 3, 16, 1, 1, 1100, 1, false, 40, 2_380_000),
+        // build-histograms + find-splits (few large slots) over 300 features of 256 bins.
+        (4000, 300, 256, 1, 0, 2, 1, false, 2000, 0),
+    ];
+    for (rows, features, max_bins, tree_count, slot_begin, slot_count, min_leaf, masked, per, big) in cases {
+        let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };
+        let p = RowSplitParams { rows, features, max_bins, tree_count, slot_begin, slot_count, min_samples_leaf: min_leaf, mask_words };
+        let layout = move |t: u32, r: u32| -> u32 {
+            if per == 0 && big == 0 {
+                // Garbage: any slot, some outside the batch.
+                let h = (t.wrapping_mul(0x9e37_79b9) ^ r).wrapping_mul(0x85eb_ca6b);
+                return if h.is_multiple_of(11) { NONE } else { slot_begin + h % (slot_count + 2) };
+            }
+            if r < big {
+                return slot_begin;
+            }
+            let first = (big > 0) as u32;
+            let r = r - big;
+            let per = per.max(1);
+            slot_begin + first + (t * (rows / per + 1) + r / per) % (slot_count - first)
+        };
+        let distinct = if features > 1000 { max_bins } else { (max_bins / 3).max(2) };
+        let bufs = rows_inputs(&mut rng, &p, distinct, &layout);
+        if features == 1 << 16 {
+            // Every feature varies in every slot (rows of random bins), all 2^16 of them.
+            let words: Vec<u32> = bufs[5].chunks(4).map(|w| u32::from_le_bytes(w.try_into().unwrap())).collect();
+            let mut records = words.clone();
+            let w = |b: &Vec<u8>| b.chunks(4).map(|w| u32::from_le_bytes(w.try_into().unwrap())).collect::<Vec<u32>>();
+            kernels::find_splits_rows(&p, &w(&bufs[0]), &w(&bufs[1]), &w(&bufs[2]), &w(&bufs[3]), &w(&bufs[4]), &mut records);
+            for k in 0..slot_count as usize {
+                let r = &records[(slot_begin as usize + k) * SPLIT_WORDS as usize..][..SPLIT_WORDS as usize];
+                assert_eq!(r[10..], [1 << 16, 1], "slot {k}: CPU reference's varying, impure");
+            }
+        }
+        check(&mut devs, &format!("find-splits-rows long loops {p:?}"), &bufs, |d, ids| {
+            d.find_splits_rows(&p, ids[0], ids[1], ids[2], ids[3], ids[4], ids[5])
+        });
+    }
+    report("find-splits-rows long loops", &devs);
+}
+
+/// find-splits, build-histograms, bootstrap and predict-forest (one test, so that the
+/// backends are opened once).
+#[test]
+fn kernels_long_loops() {
+    let mut devs = backends();
+    let mut rng = StdRng::seed_from_u64(10);
+    // find-splits (features, max_bins, slot_begin, slot_count, min_leaf, masked): more than
+    // 232 features of 256 bins loop more than 65535 times in one slot's invocation.
+    let cases = [(300, 256, 0, 3, 1, false), (500, 200, 2, 5, 2, true), (3000, 32, 0, 2, 1, true)];
+    for (features, max_bins, slot_begin, slot_count, min_samples_leaf, masked) in cases {
+        let mask_words = if masked { u32::div_ceil(features, 32) } else { 0 };
+        let p = SplitParams { features, max_bins, slot_begin, slot_count, min_samples_leaf, mask_words };
+        let mut hist = Vec::new();
+        for _ in 0..slot_count as usize * features as usize * max_bins as usize {
+            // Cells of 0..6 entries of weights 1..4 and targets over the whole range.
+            let e = if rng.random_bool(0.6) { 0 } else { rng.random_range(1..6) };
+            let (mut c, mut s, mut lo, mut hi) = (0u32, 0u64, NONE, 0u32);
+            for _ in 0..e {
+                let (w, t) = (rng.random_range(1..4u32), rng.random_range(0..=TARGET_MAX));
+                c += w;
+                s += w as u64 * t as u64;
+                (lo, hi) = (lo.min(t), hi.max(t));
+            }
+            hist.extend([c, e, s as u32, (s >> 32) as u32, lo, hi]);
+        }
+        let mask: Vec<u32> = (0..(slot_count * mask_words).max(1)).map(|_| rng.random::<u32>() | 1).collect();
+        let splits = garbage_indices(&mut rng, ((slot_begin + slot_count) * SPLIT_WORDS) as usize + 3, 10);
+        let bufs = [words_to_bytes(&hist), words_to_bytes(&mask), words_to_bytes(&splits)];
+        check(&mut devs, &format!("find-splits long loops {p:?}"), &bufs, |d, ids| d.find_splits(&p, ids[0], ids[1], ids[2]));
+    }
+    // build-histograms: an entry's invocation loops over every feature.
+    for (rows, features, max_bins, tree_count, slot_begin, slot_count) in [(9, 70_000, 2, 2, 1, 2), (4, 140_000, 3, 1, 0, 1)] {
+        let p = HistogramParams { rows, features, max_bins, tree_count, slot_begin, slot_count };
+        let bins: Vec<u32> = (0..features as usize * rows.div_ceil(4) as usize).map(|_| rng.random::<u32>() & 0x0303_0303).collect();
+        let targets: Vec<u32> = (0..rows).map(|_| rng.random()).collect();
+        let n = tree_count as usize * rows as usize;
+        let weights: Vec<u32> = (0..n).map(|_| rng.random_range(0..3)).collect();
+        let node_of = garbage_indices(&mut rng, n, slot_begin + slot_count);
+        let hist = garbage_indices(&mut rng, (slot_count * features * max_bins * HIST_WORDS) as usize, 5);
+        let bufs = [words_to_bytes(&bins), words_to_bytes(&targets), words_to_bytes(&weights), words_to_bytes(&node_of), words_to_bytes(&hist)];
+        check(&mut devs, &format!("build-histograms long loops {p:?}"), &bufs, |d, ids| {
+            d.build_histograms(&p, ids[0], ids[1], ids[2], ids[3], ids[4])
+        });
+    }
+    // bootstrap: a draw's invocation loops over every tree.
+    for (rows, tree_begin, tree_count, draws) in [(1, 0, 70_000, 1), (3, 5, 150_000, 2)] {
+        let p = BootstrapParams { seed: rng.random(), rows, tree_begin, tree_count, draws };
+        let n = rows as usize * tree_count as usize;
+        let bufs = [words_to_bytes(&garbage_indices(&mut rng, n, 9)), words_to_bytes(&garbage_indices(&mut rng, n, 9))];
+        check(&mut devs, &format!("bootstrap long loops {p:?}"), &bufs, |d, ids| d.bootstrap(&p, ids[0], ids[1]));
+    }
+    // predict-forest: one row, max-depth 1 and trees whose walks run out of steps (two internal nodes on
+    // the way to a leaf: each tree costs its invocation 4 loop passes), every 1000th tree
+    // rooted at the leaf: 21845 trees fit one launch of 65535 walk steps a row.
+    let nodes = [0, 0.5f32.to_bits(), 1, 1, 0, 0.5f32.to_bits(), 2, 2, NONE, 1, 0, 0];
+    for (tree_count, max_depth) in [(21_845u32, 1u32), (30_000, 0), (9000, 5)] {
+        let p = PredictParams { rows: 1, features: 1, tree_count, node_count: 3, max_depth };
+        let roots: Vec<u32> = (0..tree_count).map(|t| if t % 1000 == 999 { 2 } else { 0 }).collect();
+        let mut want = vec![0u32; 4];
+        kernels::predict_forest(&p, &[0.0], &nodes, &roots, &mut want);
+        let leaves = if max_depth >= 2 { tree_count } else { tree_count / 1000 };
+        assert_eq!(want, [leaves, 0, 0, 0], "CPU reference");
+        let bufs = [words_to_bytes(&[0]), words_to_bytes(&nodes), words_to_bytes(&roots), words_to_bytes(&[7, 7, 7, 7])];
+        check(&mut devs, &format!("predict-forest long loops {p:?}"), &bufs, |d, ids| d.predict_forest(&p, ids[0], ids[1], ids[2], ids[3]));
+    }
+    // One walk longer than an invocation may loop: chains of 70,000 internal nodes before
+    // a leaf of value 2^32 + 5, reached with max-depth 70,000 and not with 69,999.
+    let depth = 70_000u32;
+    let mut nodes: Vec<u32> = (0..depth).flat_map(|i| [0, 0.5f32.to_bits(), i + 1, i + 1]).collect();
+    nodes.extend([NONE, 5, 1, 0]);
+    for (max_depth, want) in [(depth, [10, 2, 0, 0]), (depth - 1, [0; 4])] {
+        let p = PredictParams { rows: 2, features: 1, tree_count: 2, node_count: depth + 1, max_depth };
+        let mut sums = vec![7u32; 8];
+        kernels::predict_forest(&p, &[0.0, 1.0], &nodes, &[0, 0], &mut sums);
+        assert_eq!(sums, want.repeat(2), "CPU reference");
+        let bufs = [words_to_bytes(&[0, 1.0f32.to_bits()]), words_to_bytes(&nodes), words_to_bytes(&[0, 0]), words_to_bytes(&[7; 8])];
+        check(&mut devs, &format!("predict-forest long walks {p:?}"), &bufs, |d, ids| d.predict_forest(&p, ids[0], ids[1], ids[2], ids[3]));
+    }
+    report("find-splits, build-histograms, bootstrap and predict-forest long loops", &devs);
+}

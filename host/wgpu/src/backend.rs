@@ -37,6 +37,9 @@ pub(crate) struct WgpuBackend {
     pub(crate) budget: CallBudget,
     /// Most walk steps of one row in one `predict-forest` launch (`predict.rs`).
     pub(crate) predict_row_steps: u64,
+    /// Most loop passes one invocation may make in one launch: Some on a software adapter
+    /// (llvmpipe ends longer loops early), None on hardware (`loops.rs`).
+    pub(crate) loop_budget: Option<u64>,
     /// Bytes of transient staging submitted since the GPU was last waited for; they are
     /// freed only once the GPU is done with them (`transfer.rs` bounds this).
     pub(crate) staged: Cell<u64>,
@@ -94,6 +97,7 @@ impl WgpuBackend {
             budget: CallBudget::default(),
             staged: Cell::new(0),
             predict_row_steps: crate::predict::row_steps(hardware),
+            loop_budget: crate::loops::budget(hardware),
         })
     }
 
@@ -228,23 +232,67 @@ impl WgpuBackend {
     }
 
     /// Records `build-histograms` (one invocation per cell writing the empty cell, then one
-    /// per entry) into `encoder`. `bufs`: bins, targets, weights, node-of, hist.
+    /// per entry, in blocks of features where the loop budget needs it) into `encoder`.
+    /// `bufs`: bins, targets, weights, node-of, hist.
     pub(crate) fn encode_build_histograms(&self, encoder: &mut wgpu::CommandEncoder, p: &HistogramParams, bufs: [&wgpu::Buffer; 5]) {
         // Device validated the histogram inside one buffer, so the cell count fits u32.
         let cells = p.slot_count as u64 * p.features as u64 * p.max_bins as u64;
-        let entries = p.tree_count as u64 * p.rows as u64;
-        let params = [0, 0, p.rows, p.features, p.max_bins, p.rows.div_ceil(4), p.slot_begin, p.slot_count];
         if cells > 0 {
-            self.dispatch_at(encoder, &self.kernels.build_histograms_clear, &params, &[(5, bufs[4])], cells);
+            self.encode_histogram_block(encoder, p, bufs, (0, p.features), (0, p.features));
+        }
+    }
+
+    /// Records `build-histograms` of features `block` (j_begin, j_end) into a histogram
+    /// laid out as `layout` (the feature of column 0, columns per slot; (0, features) for
+    /// the kernel's own): clears its cells, then adds the entries, in launches of as many
+    /// features as the loop budget allows.
+    pub(crate) fn encode_histogram_block(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        p: &HistogramParams,
+        bufs: [&wgpu::Buffer; 5],
+        block: (u32, u32),
+        layout: (u32, u32),
+    ) {
+        let (hist_j0, cols) = layout;
+        let cells = p.slot_count as u64 * cols as u64 * p.max_bins as u64;
+        let entries = p.tree_count as u64 * p.rows as u64;
+        let mut params = [0, 0, p.rows, p.features, p.max_bins, p.rows.div_ceil(4), p.slot_begin, p.slot_count, 0, 0, hist_j0, cols];
+        self.dispatch_at(encoder, &self.kernels.build_histograms_clear, &params, &[(5, bufs[4])], cells);
+        let per = self.loop_budget.map_or(u32::MAX, crate::loops::histogram_features);
+        for (j0, j1) in crate::loops::blocks(block.0, block.1, per) {
+            (params[8], params[9]) = (j0, j1);
             self.dispatch(encoder, &self.kernels.build_histograms, &params, &bufs, entries);
         }
     }
 
-    /// Records `find-splits` (one invocation per slot) into `encoder`.
+    /// Records `find-splits` (one invocation per slot, in ascending blocks of features
+    /// merged into the records where the loop budget needs it) into `encoder`.
     /// `bufs`: hist, feature-mask, splits.
     pub(crate) fn encode_find_splits(&self, encoder: &mut wgpu::CommandEncoder, p: &SplitParams, bufs: [&wgpu::Buffer; 3]) {
-        let params = [0, 0, p.features, p.max_bins, p.slot_begin, p.min_samples_leaf, p.mask_words, 0];
-        self.dispatch(encoder, &self.kernels.find_splits, &params, &bufs, p.slot_count as u64);
+        self.encode_find_splits_block(encoder, p, bufs, 0, (0, p.features), (0, p.features));
+    }
+
+    /// Records `find-splits` of features `block` on a histogram laid out as `layout` (the
+    /// feature of column 0, columns per slot), slot k's mask row being `mask_slot + k`; the
+    /// launches merge into the records, except one starting at feature 0 (which needs
+    /// feature 0's column for the slots' totals).
+    pub(crate) fn encode_find_splits_block(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        p: &SplitParams,
+        bufs: [&wgpu::Buffer; 3],
+        mask_slot: u32,
+        block: (u32, u32),
+        layout: (u32, u32),
+    ) {
+        let (hist_j0, cols) = layout;
+        let per = self.loop_budget.map_or(u32::MAX, |b| crate::loops::find_splits_features(b, p.max_bins));
+        for (j0, j1) in crate::loops::blocks(block.0, block.1, per) {
+            let kernel = if j0 > 0 { &self.kernels.merging(&self.device).find_splits } else { &self.kernels.find_splits };
+            let params = [0, 0, p.features, p.max_bins, p.slot_begin, p.min_samples_leaf, p.mask_words, mask_slot, j0, j1, hist_j0, cols];
+            self.dispatch(encoder, kernel, &params, &bufs, p.slot_count as u64);
+        }
     }
 }
 
@@ -327,10 +375,13 @@ impl Backend for WgpuBackend {
         self.check()?;
         let (w, n) = (self.buf(weights)?, self.buf(node_of)?);
         let entries = p.tree_count as u64 * p.rows as u64;
-        let params = [0, 0, p.seed as u32, (p.seed >> 32) as u32, p.rows, p.tree_begin, p.tree_count, p.draws];
+        // One draw invocation per draw and block of trees: draws * blocks <= rows * trees < 2^32.
+        let chunk = self.loop_budget.map_or(p.tree_count, crate::loops::bootstrap_trees).clamp(1, p.tree_count.max(1));
+        let draw_items = p.draws as u64 * p.tree_count.div_ceil(chunk) as u64;
+        let params = [0, 0, p.seed as u32, (p.seed >> 32) as u32, p.rows, p.tree_begin, p.tree_count, p.draws, chunk];
         let mut encoder = self.encoder();
         encoder.clear_buffer(w, 0, Some(entries * 4));
-        self.dispatch(&mut encoder, &self.kernels.bootstrap_draw, &params, &[w], p.draws as u64);
+        self.dispatch(&mut encoder, &self.kernels.bootstrap_draw, &params, &[w], draw_items);
         self.dispatch(&mut encoder, &self.kernels.bootstrap_mark, &params, &[w, n], entries);
         self.submit(encoder)
     }

@@ -2,7 +2,8 @@
 //! WGSL twins of the Rust reference kernels (`host/backend/src/kernels/NAME.wgsl`).
 //!
 //! Design notes:
-//! * Every kernel is compiled once per device, in [`open`] (`pipelines.rs`).
+//! * Every kernel is compiled once per device, in [`open`] (`pipelines.rs`); the split
+//!   kernels' merging variants (below) when first needed.
 //! * Dispatches use a 2-D grid of 64-wide workgroups (so more than 65535 workgroups fit),
 //!   and inputs larger than one dispatch are split into several dispatches, each told its
 //!   first index (`base`) and length (`count`) through its own uniform block.
@@ -11,15 +12,25 @@
 //!   (all indices in the WGSL are u32). Larger requests are refused with `LimitExceeded`.
 //! * All arithmetic in the WGSL is 32-bit; 64-bit sums use explicit carries and the 128-bit
 //!   split scores use u32 limbs, so neither SHADER_INT64 nor 64-bit atomics are needed.
-//! * `find-splits-rows` never builds a global histogram: the batch's entries are grouped
+//! * `find-splits-rows` builds no histogram of the batch: the batch's entries are grouped
 //!   by slot on the GPU (atomic counts, multi-level exclusive scan, scatter), then slots of
 //!   at most 32 entries are decided by one invocation each and larger ones by one
 //!   workgroup each over a workgroup-memory histogram (`find_splits_rows.wgsl`). Batches
 //!   of few, large slots take build-histograms + find-splits instead (`rows.rs`).
-//! * Scratch: the buffers `find-splits-rows` needs beyond the guest's are kept between
-//!   calls and grown on demand, always within the call's budget (the guest's
-//!   `--max-device-memory` less its live buffers), and dropped when Device asks
-//!   (`scratch.rs`). Transfers stage through bounded pieces (`transfer.rs`).
+//! * llvmpipe (Mesa's software Vulkan) silently ends an invocation's loops after 65535
+//!   passes in all (`loops.rs`). On a software adapter every launch is planned to stay
+//!   within that: kernels that loop over features (build-histograms, find-splits and the
+//!   per-slot kernels of find-splits-rows) run over ascending blocks of features, the
+//!   later blocks merging into the split records; bootstrap's draws over blocks of trees;
+//!   predict-forest over few enough trees a launch, and a walk too long for one launch over
+//!   several (each row's place kept in scratch between them); and find-splits-rows decides
+//!   a slot too large for one workgroup by build-histograms + find-splits on that slot
+//!   alone. A hardware adapter launches every kernel once over all its features, as the
+//!   limit is llvmpipe's alone.
+//! * Scratch: the buffers `find-splits-rows` (and very deep `predict-forest` walks) need
+//!   beyond the guest's are kept between calls and grown on demand, always within the
+//!   call's budget (the guest's `--max-device-memory` less its live buffers), and dropped
+//!   when Device asks (`scratch.rs`). Transfers stage through bounded pieces (`transfer.rs`).
 //! * `predict-forest` launches only the span of rows and trees Device asks for, and splits a
 //!   span further so that one invocation's walk stays short (`predict.rs`).
 //! * wgpu errors never panic the host: an uncaptured-error handler and the device-lost
@@ -27,6 +38,7 @@
 
 mod adapter;
 mod backend;
+mod loops;
 mod pipelines;
 mod predict;
 mod rows;

@@ -1,5 +1,7 @@
 //! The compute pipelines: every WGSL entry point, compiled once per device.
 
+use std::cell::OnceCell;
+
 /// Byte-granular copy used for unaligned writes and copies (wgpu only moves whole words).
 const COPY_BYTES_WGSL: &str = r#"
 struct Params { base: u32, count: u32, first_word: u32, dst_off: u32, len: u32, src_off: u32 }
@@ -50,6 +52,7 @@ pub(crate) struct Kernels {
     pub(crate) find_splits: Kernel,
     pub(crate) apply_splits: Kernel,
     pub(crate) predict_forest: Kernel,
+    pub(crate) predict_walk: Kernel,
     pub(crate) copy_bytes: Kernel,
     pub(crate) rows_count: Kernel,
     pub(crate) rows_scan: Kernel,
@@ -57,9 +60,26 @@ pub(crate) struct Kernels {
     pub(crate) rows_scatter: Kernel,
     pub(crate) rows_split: Kernel,
     pub(crate) rows_split_small: Kernel,
+    pub(crate) rows_largest: Kernel,
+    /// The split kernels' `merging` variants, compiled when first needed (`merging`).
+    merging: OnceCell<Merging>,
+}
+
+/// The variants of the split kernels that merge into the records of a call's earlier
+/// launches (`override merging` in split_score.wgsl): only a launch plan bounded for
+/// llvmpipe (`loops.rs`) uses them, so a hardware adapter never compiles them.
+pub(crate) struct Merging {
+    pub(crate) find_splits: Kernel,
+    pub(crate) rows_split: Kernel,
+    pub(crate) rows_split_small: Kernel,
 }
 
 fn compile(device: &wgpu::Device, label: &str, source: &str, entry: &str) -> Kernel {
+    compile_with(device, label, source, entry, &[])
+}
+
+/// [`compile`] with values for the shader's pipeline-overridable constants.
+fn compile_with(device: &wgpu::Device, label: &str, source: &str, entry: &str, constants: &[(&str, f64)]) -> Kernel {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -69,20 +89,30 @@ fn compile(device: &wgpu::Device, label: &str, source: &str, entry: &str) -> Ker
         layout: None,
         module: &module,
         entry_point: Some(entry),
-        compilation_options: Default::default(),
+        compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
         cache: None,
     });
     let layout = pipeline.get_bind_group_layout(0);
     Kernel { pipeline, layout }
 }
 
+/// The source of `find-splits` (with the shared score functions).
+fn find_splits_src() -> String {
+    format!("{SPLIT_SCORE_WGSL}\n{}", include_str!("../../backend/src/kernels/find_splits.wgsl"))
+}
+
+/// The source of `find-splits-rows` (with the shared score functions).
+fn rows_src() -> String {
+    format!("{SPLIT_SCORE_WGSL}\n{FIND_SPLITS_ROWS_WGSL}")
+}
+
 impl Kernels {
-    /// Compiles every kernel; the error is wgpu's validation message.
+    /// Compiles every kernel (but the merging variants); the error is wgpu's validation
+    /// message.
     pub(crate) fn compile(device: &wgpu::Device) -> Result<Kernels, String> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let k = |label: &str, src: &str, entry: &str| compile(device, label, src, entry);
-        let find_splits_src = format!("{SPLIT_SCORE_WGSL}\n{}", include_str!("../../backend/src/kernels/find_splits.wgsl"));
-        let rows_src = format!("{SPLIT_SCORE_WGSL}\n{FIND_SPLITS_ROWS_WGSL}");
+        let (find_splits_src, rows_src) = (find_splits_src(), rows_src());
         let bin_features_src = format!("{FLOAT_ORDER_WGSL}\n{}", include_str!("../../backend/src/kernels/bin_features.wgsl"));
         let predict_src = format!("{FLOAT_ORDER_WGSL}\n{}", include_str!("../../backend/src/kernels/predict_forest.wgsl"));
         let bootstrap_src = include_str!("../../backend/src/kernels/bootstrap.wgsl");
@@ -96,6 +126,7 @@ impl Kernels {
             find_splits: k("find_splits", &find_splits_src, "main"),
             apply_splits: k("apply_splits", include_str!("../../backend/src/kernels/apply_splits.wgsl"), "main"),
             predict_forest: k("predict_forest", &predict_src, "main"),
+            predict_walk: k("predict_forest.walk", &predict_src, "walk_part"),
             copy_bytes: k("copy_bytes", COPY_BYTES_WGSL, "main"),
             rows_count: k("find_splits_rows.count", &rows_src, "count_entries"),
             rows_scan: k("find_splits_rows.scan", &rows_src, "scan_blocks"),
@@ -103,10 +134,26 @@ impl Kernels {
             rows_scatter: k("find_splits_rows.scatter", &rows_src, "scatter_entries"),
             rows_split: k("find_splits_rows.split", &rows_src, "split_slots"),
             rows_split_small: k("find_splits_rows.split_small", &rows_src, "split_small"),
+            rows_largest: k("find_splits_rows.largest", &rows_src, "largest_slot"),
+            merging: OnceCell::new(),
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(format!("compiling the WGSL kernels failed: {e}"));
         }
         Ok(kernels)
+    }
+
+    /// The merging variants of the split kernels, compiled on first use (a compile error,
+    /// which the tests rule out, would reach the device's error sink like any wgpu error).
+    pub(crate) fn merging(&self, device: &wgpu::Device) -> &Merging {
+        self.merging.get_or_init(|| {
+            let on = [("merging", 1.0)];
+            let (find_splits_src, rows_src) = (find_splits_src(), rows_src());
+            Merging {
+                find_splits: compile_with(device, "find_splits.merging", &find_splits_src, "main", &on),
+                rows_split: compile_with(device, "find_splits_rows.split.merging", &rows_src, "split_slots", &on),
+                rows_split_small: compile_with(device, "find_splits_rows.split_small.merging", &rows_src, "split_small", &on),
+            }
+        })
     }
 }

@@ -1,9 +1,11 @@
 //! `predict-forest`: one invocation per row of the span Device asks for
-//! (`predict_forest.wgsl`).
+//! (`predict_forest.wgsl`), in launches of few enough trees that each invocation's walks
+//! stay short, and with walks too long for one launch resumed over several.
 
 use wasi_gpu_backend::{BufferId, GpuError, PredictParams, PredictSpan};
 
 use crate::backend::WgpuBackend;
+use crate::scratch::Which;
 
 /// Walk steps (row x tree x (max_depth + 1)) of one launch on a hardware adapter, which
 /// runs tens of thousands of rows at once: measured with tests/predict_timing.rs on an
@@ -15,17 +17,19 @@ const HARDWARE_STEPS: u64 = 1 << 30;
 /// step for a single row (2^24 steps in 0.84 s, as launches of 65535 steps, below). So
 /// 2^23 steps take 40-75 ms, and at most ~0.42 s for a lone row (cancellable every ~3 ms).
 const SOFTWARE_STEPS: u64 = 1 << 23;
-/// Most walk steps one row (one invocation: a serial walk) takes per launch, counting one
-/// step more per tree: a span of few rows and many trees is split further by trees, so
+/// Most loop passes one row (one invocation: a serial walk) makes per launch: a tree costs
+/// at most `max_depth + 3` (`max_depth + 1` steps, the walk loop's pass that leaves it and
+/// the tree loop's pass), and the tree loop's last pass one more. A span of few rows and
+/// many trees is split further by trees, so
 /// that the launch still ends soon on a GPU, where one invocation's dependent loads take
 /// far longer than on a CPU (on the H200 above: 160-220 ns per step of a lone row, so a
 /// launch of 2^17 steps a row takes ~21-30 ms however few rows it has)...
 const HARDWARE_ROW_STEPS: u64 = 1 << 17;
 /// ... and on a software adapter, where llvmpipe ends all loops of a shader invocation once
-/// they have iterated 65535 times together (`LP_MAX_TGSI_LOOP_ITERATIONS` in Mesa's gallivm;
-/// found by measurement: one row, 2 trees, chains of 32767 steps reach 1 leaf, not 2), so
-/// a launch of more steps per row would silently stop walks early. A single walk longer
-/// than this (max_depth >= 65535 and a chain that deep) still stops early there.
+/// they have made 65535 passes together (`loops.rs`; one row, 2 trees, chains of 32767
+/// steps reach 1 leaf, not 2), so a launch of more passes per row would silently stop walks
+/// early. Where one tree alone needs more (max_depth >= 65532), its walks are cut into
+/// launches of at most 65534 steps ([`WgpuBackend::predict_long_walks`]).
 const SOFTWARE_ROW_STEPS: u64 = 65535;
 
 /// [`HARDWARE_ROW_STEPS`] or [`SOFTWARE_ROW_STEPS`].
@@ -42,8 +46,19 @@ impl WgpuBackend {
     /// Sums trees `span.trees()` into rows `span.rows()`: set when `span.tree_begin == 0`,
     /// added otherwise. `ids`: x, nodes, roots, sums.
     pub(crate) fn predict_span(&mut self, p: &PredictParams, span: &PredictSpan, ids: [BufferId; 4]) -> Result<(), GpuError> {
-        // Each tree costs at most max_depth + 1 steps of the walk loop and one of the tree loop.
-        let trees_per = (self.predict_row_steps / (p.max_depth as u64 + 2)).clamp(1, u32::MAX as u64) as u32;
+        // Each tree costs at most max_depth + 2 passes of the walk loop and one of the tree
+        // loop; the tree loop's last pass one more.
+        let per_tree = p.max_depth as u64 + 3;
+        if per_tree + 1 > self.predict_row_steps {
+            // One tree is too much for a launch: on a software adapter a must (or the walks
+            // would stop early), on a hardware one where the scratch it needs fits (else
+            // one tree a launch, as long as its walks are).
+            let rows = span.row_end.saturating_sub(span.row_begin) as u64;
+            if self.loop_budget.is_some() || rows.min(LONG_WALK_ROWS) * 4 <= self.budget.scratch_bytes {
+                return self.predict_long_walks(p, span, ids);
+            }
+        }
+        let trees_per = (self.predict_row_steps.saturating_sub(1) / per_tree).clamp(1, u32::MAX as u64) as u32;
         let rows = span.row_end.saturating_sub(span.row_begin) as u64;
         let [x, nodes, roots, sums] = ids;
         let bufs = [self.buf(x)?, self.buf(nodes)?, self.buf(roots)?, self.buf(sums)?];
@@ -63,7 +78,84 @@ impl WgpuBackend {
             self.budget.cancel.check("predict-forest")?;
         }
     }
+
+    /// [`Self::predict_span`] for walks longer than one launch may take: tree by tree, each
+    /// tree's walks cut into launches of at most `predict_row_steps - 1` steps (plus the
+    /// pass that leaves the loop), where each row's walk stands kept between them in scratch
+    /// (`walk_part` in predict_forest.wgsl); rows in blocks of at most [`LONG_WALK_ROWS`]
+    /// (fewer if the scratch budget is smaller).
+    pub(crate) fn predict_long_walks(&mut self, p: &PredictParams, span: &PredictSpan, ids: [BufferId; 4]) -> Result<(), GpuError> {
+        const KERNEL: &str = "predict-forest";
+        let rows = span.row_end.saturating_sub(span.row_begin) as u64;
+        if rows == 0 {
+            return Ok(());
+        }
+        // A walk takes at most max_depth + 1 steps, and no more than there are nodes (every
+        // step goes to a later node).
+        let walk_steps = (p.max_depth as u64 + 1).min(p.node_count as u64).max(1);
+        let per_launch = self.predict_row_steps.saturating_sub(1).clamp(1, u32::MAX as u64);
+        let block = rows.min(LONG_WALK_ROWS).min(self.budget.scratch_bytes / 4).min(self.info.max_buffer_bytes / 4);
+        if block == 0 {
+            return Err(GpuError::LimitExceeded(format!(
+                "{KERNEL} with max-depth {} needs at least 4 bytes of device scratch memory on this device, but only {} \
+                 bytes of this guest's limit (--max-device-memory) are left beside its buffers; raise --max-device-memory \
+                 or drop buffers first",
+                p.max_depth, self.budget.scratch_bytes
+            )));
+        }
+        self.reserve(KERNEL, &[(Which::Walk, block * 4)])?;
+        let [x, nodes, roots, sums] = ids;
+        let bufs = [self.buf(x)?, self.buf(nodes)?, self.buf(roots)?, self.buf(sums)?];
+        let walk = self.scratch.get(Which::Walk)?;
+        let bindings = [(1, bufs[0]), (2, bufs[1]), (3, bufs[2]), (4, bufs[3]), (5, walk)];
+        let mut launched = false;
+        let mut row = span.row_begin as u64;
+        while row < span.row_end as u64 {
+            let end = (row + block).min(span.row_end as u64);
+            let (row_begin, row_end) = (row as u32, end as u32);
+            let mut encoder = self.encoder();
+            if span.tree_begin == 0 {
+                // The rows' sums start at 0: `main` over no tree sets them so.
+                let params = [0, 0, p.features, p.node_count, p.max_depth, row_begin, row_end, 0, 0];
+                self.dispatch(&mut encoder, &self.kernels.predict_forest, &params, &bufs, end - row);
+            }
+            for tree in span.tree_begin..span.tree_end {
+                let mut done = 0;
+                while done < walk_steps {
+                    if launched {
+                        self.submit(std::mem::replace(&mut encoder, self.encoder()))?;
+                        self.wait()?;
+                        self.budget.cancel.check(KERNEL)?;
+                    }
+                    launched = true;
+                    let steps = per_launch.min(walk_steps - done);
+                    let params = [
+                        0,
+                        0,
+                        p.features,
+                        p.node_count,
+                        p.max_depth,
+                        row_begin,
+                        row_end,
+                        tree,
+                        tree + 1,
+                        steps as u32,
+                        (done > 0) as u32,
+                    ];
+                    self.dispatch_at(&mut encoder, &self.kernels.predict_walk, &params, &bindings, end - row);
+                    done += steps;
+                }
+            }
+            self.submit(encoder)?;
+            row = end;
+        }
+        Ok(())
+    }
 }
+
+/// Most rows of one block of [`WgpuBackend::predict_long_walks`] (their walks' state takes 4
+/// bytes each of scratch).
+const LONG_WALK_ROWS: u64 = 1 << 20;
 
 
 #[cfg(test)]
@@ -109,10 +201,15 @@ mod tests {
         nodes
     }
 
+    /// A call budget with room for the walks' state.
+    fn roomy() -> CallBudget {
+        CallBudget { scratch_bytes: 1 << 20, cancel: CancelToken::new() }
+    }
+
     #[test]
     fn rows_of_long_walks_take_several_launches() {
         let Some(mut b) = test_backend() else { return };
-        b.begin_call(&CallBudget::default());
+        b.begin_call(&roomy());
         // Leaves near 2^64 (sums carry), back-edges, children out of range, several trees
         // per launch or one.
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -145,6 +242,7 @@ mod tests {
                 PredictSpan { row_begin: 0, row_end: 70, tree_begin: 0, tree_end: 0 },
             ],
         ];
+        // 1 and 11: each walk cut into launches of 1 and 10 steps (predict_long_walks).
         for row_steps in [1, 11, 50, 1 << 20] {
             b.predict_row_steps = row_steps;
             for spans in &spans {
@@ -167,17 +265,45 @@ mod tests {
     }
 
     #[test]
+    fn one_walk_longer_than_llvmpipe_loop_limit() {
+        let Some(mut b) = test_backend() else { return };
+        b.begin_call(&roomy());
+        // Chains of 70000 internal nodes before the leaf: its walk takes 70001 steps, more
+        // than one llvmpipe invocation may loop; one step fewer does not reach it. Three rows,
+        // two trees, the second span adding to the first.
+        let nodes = chain(70_000);
+        for (max_depth, want) in [(70_000, 2), (69_999, 0)] {
+            let p = PredictParams { rows: 3, features: 1, tree_count: 2, node_count: 70_001, max_depth };
+            let spans = [
+                PredictSpan { row_begin: 0, row_end: 3, tree_begin: 0, tree_end: 1 },
+                PredictSpan { row_begin: 0, row_end: 3, tree_begin: 1, tree_end: 2 },
+            ];
+            let got = run(&mut b, &p, &spans, [&[0; 3], &nodes, &[0, 0], &[9; 12]]).unwrap();
+            assert_eq!(got, [want, 0, 0, 0].repeat(3), "max-depth {max_depth}");
+        }
+        // Without scratch for the walks' state, a software adapter refuses rather than stop
+        // the walks early.
+        if b.loop_budget.is_some() {
+            b.begin_call(&CallBudget::default());
+            let p = PredictParams { rows: 1, features: 1, tree_count: 1, node_count: 70_001, max_depth: 70_000 };
+            let got = run(&mut b, &p, &[PredictSpan::all(&p)], [&[0], &nodes, &[0], &[9; 4]]);
+            assert!(matches!(&got, Err(GpuError::LimitExceeded(m)) if m.contains("--max-device-memory")), "{got:?}");
+        }
+    }
+
+    #[test]
     fn cancel_stops_between_launches() {
         let Some(mut b) = test_backend() else { return };
         let cancel = CancelToken::new();
         cancel.cancel();
         b.begin_call(&CallBudget { scratch_bytes: 0, cancel });
-        b.predict_row_steps = 10;
+        b.predict_row_steps = 13;
         let nodes = chain(3);
         let p = PredictParams { rows: 5, features: 1, tree_count: 40, node_count: 4, max_depth: 3 };
         let got = run(&mut b, &p, &[PredictSpan::all(&p)], [&[0; 5], &nodes, &[0; 40], &[0; 20]]);
         assert!(matches!(got, Err(GpuError::Cancelled(_))), "{got:?}");
-        // One launch of 2 trees fits in 10 steps per row: it runs before the check.
+        // One launch of 2 trees fits in 13 loop passes per row (6 a tree and the last one):
+        // it runs before the check.
         b.begin_call(&CallBudget::default());
         let got = run(&mut b, &p, &[PredictSpan { tree_end: 2, ..PredictSpan::all(&p) }], [&[0; 5], &nodes, &[0; 40], &[0; 20]]);
         assert_eq!(got.unwrap().iter().step_by(4).copied().collect::<Vec<_>>(), [2; 5]);

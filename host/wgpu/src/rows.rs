@@ -1,17 +1,33 @@
 //! `find-splits-rows`: build-histograms + find-splits through a scratch histogram for
 //! batches of few, large slots (the dense path), else without any histogram in device
 //! memory (the grouped path, `find_splits_rows.wgsl`).
+//!
+//! On a software adapter (llvmpipe, whose invocations stop looping after 65535 loop passes
+//! in all, `loops.rs`) the grouped path reads back the chunk's largest slot and launches
+//! the per-slot kernels over ascending blocks of features small enough for it, merged into
+//! the records; slots too large for one workgroup's budget even one feature at a time are
+//! decided one by one by build-histograms + find-splits over a one-slot histogram.
 
-use wasi_gpu_backend::{BufferId, GpuError, HIST_WORDS, NONE, RowSplitParams};
+use wasi_gpu_backend::{BufferId, GpuError, HIST_WORDS, HistogramParams, NONE, RowSplitParams, SplitParams};
 
 use crate::WORKGROUP;
 use crate::backend::WgpuBackend;
+use crate::loops;
+use crate::pipelines::{Kernel, Merging};
 use crate::scratch::Which;
 
 /// Words of one scan block of `find_splits_rows.wgsl` (64 threads x 4 words).
 const SCAN_BLOCK: u64 = 256;
 /// Words of the uniform block of `find_splits_rows.wgsl`.
-const ROWS_PARAM_WORDS: usize = 16;
+const ROWS_PARAM_WORDS: usize = 20;
+/// Its words set per launch: the scan level (first word, words, next level's first word),
+/// the features (j_begin, j_end) and wg_max.
+const SCAN_OFF: usize = 12;
+const SCAN_LEN: usize = 13;
+const SUMS_OFF: usize = 14;
+const J_BEGIN: usize = 16;
+const J_END: usize = 17;
+const WG_MAX: usize = 18;
 /// `find-splits-rows` takes the dense path (build-histograms + find-splits, identical
 /// results by definition) only for batches with fewer slots than this: with fewer than
 /// about a thousand workgroups a GPU is under-occupied by the one-workgroup-per-slot
@@ -93,7 +109,8 @@ impl WgpuBackend {
     /// slot, then decide each slot: one invocation per slot of at most 32 entries, one
     /// workgroup per larger slot (find_splits_rows.wgsl). Chunks are as large as the
     /// scratch budget allows next to the grouped entries; the GPU is waited for and the
-    /// cancel token checked between them.
+    /// cancel token checked between them. With a loop budget (software adapters) the
+    /// slots are decided as [`Self::decide_bounded`] says.
     fn split_rows_grouped(&mut self, p: &RowSplitParams, ids: [BufferId; 6]) -> Result<(), GpuError> {
         const KERNEL: &str = "find-splits-rows";
         // Device validated node-of as tree_count * rows words inside one buffer, so the
@@ -113,7 +130,6 @@ impl WgpuBackend {
             )));
         }
         let chunk = largest_chunk(p.slot_count, room_words);
-        self.reserve(KERNEL, &[(Which::Order, order_bytes), (Which::Scan, scan_words(chunk) * 4)])?;
         let mut first = 0u32;
         while first < p.slot_count {
             if first > 0 {
@@ -122,6 +138,8 @@ impl WgpuBackend {
                 self.wait()?;
                 self.budget.cancel.check(KERNEL)?;
             }
+            // (Again for every chunk: a one-slot histogram may have displaced them.)
+            self.reserve(KERNEL, &[(Which::Order, order_bytes), (Which::Scan, scan_words(chunk) * 4)])?;
             let count = chunk.min(p.slot_count - first);
             let levels = scan_levels(count);
             let (scan, order) = (self.scratch.get(Which::Scan)?, self.scratch.get(Which::Order)?);
@@ -140,6 +158,7 @@ impl WgpuBackend {
                 first,
                 entries32,
             ]);
+            (params[J_BEGIN], params[J_END], params[WG_MAX]) = (0, p.features, NONE);
             let entry_groups = entries.div_ceil(WORKGROUP as u64);
             let mut encoder = self.encoder();
             encoder.clear_buffer(scan, 0, Some((count as u64 + 1) * 4));
@@ -147,16 +166,16 @@ impl WgpuBackend {
             self.dispatch_groups(&mut encoder, &k.rows_count, &params, &[(3, weights), (4, node_of), (7, scan)], entry_groups);
             for (i, &(off, len)) in levels.iter().enumerate() {
                 let mut q = params;
-                q[12] = off as u32;
-                q[13] = len as u32;
-                q[14] = levels.get(i + 1).map_or(NONE, |l| l.0 as u32);
+                q[SCAN_OFF] = off as u32;
+                q[SCAN_LEN] = len as u32;
+                q[SUMS_OFF] = levels.get(i + 1).map_or(NONE, |l| l.0 as u32);
                 self.dispatch_groups(&mut encoder, &k.rows_scan, &q, &[(7, scan)], len.div_ceil(SCAN_BLOCK));
             }
             for i in (0..levels.len() - 1).rev() {
                 let mut q = params;
-                q[12] = levels[i].0 as u32;
-                q[13] = levels[i].1 as u32;
-                q[14] = levels[i + 1].0 as u32;
+                q[SCAN_OFF] = levels[i].0 as u32;
+                q[SCAN_LEN] = levels[i].1 as u32;
+                q[SUMS_OFF] = levels[i + 1].0 as u32;
                 self.dispatch_groups(&mut encoder, &k.rows_add, &q, &[(7, scan)], levels[i].1.div_ceil(WORKGROUP as u64));
             }
             self.dispatch_groups(
@@ -169,10 +188,110 @@ impl WgpuBackend {
             let bindings = [(1, bins), (2, targets), (3, weights), (5, mask), (6, splits), (7, scan), (8, order)];
             // Slots of few entries take one invocation each, the others a workgroup each.
             let small_groups = (count as u64).div_ceil(WORKGROUP as u64);
-            self.dispatch_groups(&mut encoder, &k.rows_split_small, &params, &bindings, small_groups);
-            self.dispatch_groups(&mut encoder, &k.rows_split, &params, &bindings, count as u64);
-            self.submit(encoder)?;
+            match self.loop_budget {
+                None => {
+                    self.dispatch_groups(&mut encoder, &k.rows_split_small, &params, &bindings, small_groups);
+                    self.dispatch_groups(&mut encoder, &k.rows_split, &params, &bindings, count as u64);
+                    self.submit(encoder)?;
+                }
+                Some(loop_budget) => {
+                    // The largest slot's entry count into scan[count], which nothing reads
+                    // after the scan.
+                    encoder.clear_buffer(scan, count as u64 * 4, Some(4));
+                    self.dispatch_groups(&mut encoder, &k.rows_largest, &params, &[(7, scan)], small_groups);
+                    self.submit(encoder)?;
+                    self.decide_bounded(p, ids, &params, loop_budget)?;
+                }
+            }
             first += count;
+        }
+        Ok(())
+    }
+
+    /// Decides the slots of one grouped chunk (`params`: its uniform words) within
+    /// `loop_budget` loop passes per invocation and launch (`loops.rs`): reads back the
+    /// largest slot's entry count (left in the scan's word `count`), then launches
+    /// `split_small` and `split_slots` over ascending blocks of features as large as that
+    /// allows, each block merged into the records of the blocks before; a slot too large
+    /// for a workgroup even one feature at a time is decided alone, by build-histograms +
+    /// find-splits over blocks of features of a one-slot histogram.
+    fn decide_bounded(
+        &mut self,
+        p: &RowSplitParams,
+        ids: [BufferId; 6],
+        params: &[u32; ROWS_PARAM_WORDS],
+        loop_budget: u64,
+    ) -> Result<(), GpuError> {
+        const KERNEL: &str = "find-splits-rows";
+        let (first, count) = (params[10], params[7]);
+        let largest = self.read_words(self.scratch.get(Which::Scan)?, count as u64, 1)?[0];
+        let wg_max = loops::split_slots_max_entries(loop_budget);
+        // Each kernel's launches: (kernel, its merging variant, workgroups, features per launch).
+        type Pick = fn(&Merging) -> &Kernel;
+        let k = &self.kernels;
+        let small: Pick = |m| &m.rows_split_small;
+        let slots: Pick = |m| &m.rows_split;
+        let small_per = loops::split_small_features(loop_budget, largest.min(loops::SMALL));
+        let mut plan = vec![(&k.rows_split_small, small, (count as u64).div_ceil(WORKGROUP as u64), small_per)];
+        if largest > loops::SMALL {
+            plan.push((&k.rows_split, slots, count as u64, loops::split_slots_features(loop_budget, largest.min(wg_max))));
+        }
+        let [bins, targets, weights, _, mask, splits] = ids.map(|id| self.buf(id));
+        let (bins, targets, weights, mask, splits) = (bins?, targets?, weights?, mask?, splits?);
+        let (scan, order) = (self.scratch.get(Which::Scan)?, self.scratch.get(Which::Order)?);
+        let bindings = [(1, bins), (2, targets), (3, weights), (5, mask), (6, splits), (7, scan), (8, order)];
+        for (first_kernel, merging, groups, per) in plan {
+            for (i, (j0, j1)) in loops::blocks(0, p.features, per).enumerate() {
+                if i > 0 {
+                    // Wait, so that a cancelled run stops after the launch in flight.
+                    self.wait()?;
+                    self.budget.cancel.check(KERNEL)?;
+                }
+                let mut q = *params;
+                (q[J_BEGIN], q[J_END], q[WG_MAX]) = (j0, j1, wg_max);
+                let kernel = if j0 > 0 { merging(k.merging(&self.device)) } else { first_kernel };
+                let mut encoder = self.encoder();
+                self.dispatch_groups(&mut encoder, kernel, &q, &bindings, groups);
+                self.submit(encoder)?;
+            }
+        }
+        if largest <= wg_max {
+            return Ok(());
+        }
+        // The slots above wg_max, from the slot ends the scatter left in scan[0..count]
+        // (bounded as the kernels' slot_range bounds them).
+        let entries = params[11];
+        let ends = self.read_words(self.scratch.get(Which::Scan)?, 0, count as u64)?;
+        let mut begin = 0u32;
+        let mut large = Vec::new();
+        for (k, &end) in ends.iter().enumerate() {
+            let end = end.min(entries);
+            let start = begin.min(end);
+            if end - start > wg_max {
+                large.push(k as u32);
+            }
+            begin = end;
+        }
+        // One slot's histogram over one block of features: the block as large as both
+        // kernels' budgets allow.
+        let width = loops::find_splits_features(loop_budget, p.max_bins).min(loops::histogram_features(loop_budget)).min(p.features);
+        let hist_bytes = width as u64 * p.max_bins as u64 * HIST_WORDS as u64 * 4;
+        self.reserve(KERNEL, &[(Which::Hist, hist_bytes)])?;
+        let hist = self.scratch.get(Which::Hist)?;
+        let [bins, targets, weights, node_of, mask, splits] = ids.map(|id| self.buf(id));
+        let (bins, targets, weights, node_of, mask, splits) = (bins?, targets?, weights?, node_of?, mask?, splits?);
+        for k in large {
+            let slot_begin = p.slot_begin + first + k;
+            let hp = HistogramParams { slot_begin, slot_count: 1, ..p.histogram() };
+            let sp = SplitParams { slot_begin, slot_count: 1, ..p.split() };
+            for (j0, j1) in loops::blocks(0, p.features, width) {
+                self.wait()?;
+                self.budget.cancel.check(KERNEL)?;
+                let mut encoder = self.encoder();
+                self.encode_histogram_block(&mut encoder, &hp, [bins, targets, weights, node_of, hist], (j0, j1), (j0, j1 - j0));
+                self.encode_find_splits_block(&mut encoder, &sp, [hist, mask, splits], first + k, (j0, j1), (j0, j1 - j0));
+                self.submit(encoder)?;
+            }
         }
         Ok(())
     }

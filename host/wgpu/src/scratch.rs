@@ -14,23 +14,25 @@ use wasi_gpu_backend::GpuError;
 use crate::backend::WgpuBackend;
 use crate::round4;
 
-/// Which scratch buffer (all belong to `find-splits-rows`, `rows.rs`).
+/// Which scratch buffer (`find-splits-rows`, `rows.rs`, but for [`Which::Walk`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Which {
     /// Per-slot counts, then offsets (all levels of the scan).
     Scan,
     /// Entry indices grouped by slot.
     Order,
-    /// The dense path's histogram.
+    /// The dense path's histogram (or one slot's, `rows.rs`).
     Hist,
+    /// `predict-forest`: where each row's walk stands between launches (`predict.rs`).
+    Walk,
 }
 
-const ALL: [Which; 3] = [Which::Scan, Which::Order, Which::Hist];
+const ALL: [Which; 4] = [Which::Scan, Which::Order, Which::Hist, Which::Walk];
 
 /// The scratch buffers held now, one optional buffer per [`Which`].
 #[derive(Default)]
 pub(crate) struct Scratch {
-    buffers: [Option<wgpu::Buffer>; 3],
+    buffers: [Option<wgpu::Buffer>; 4],
 }
 
 impl Scratch {

@@ -78,13 +78,23 @@ impl WgpuBackend {
     /// Reads `len` bytes at byte `offset` of buffer `id`, a piece at a time through one
     /// mapped staging buffer.
     pub(crate) fn read_bytes(&self, id: BufferId, offset: u64, len: u64) -> Result<Vec<u8>, GpuError> {
+        self.read_buffer(self.buf(id)?, offset, len)
+    }
+
+    /// Reads `count` u32 words from word `first` of one of the backend's own buffers.
+    pub(crate) fn read_words(&self, src: &wgpu::Buffer, first: u64, count: u64) -> Result<Vec<u32>, GpuError> {
+        let bytes = self.read_buffer(src, first * 4, count * 4)?;
+        Ok(bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect())
+    }
+
+    /// [`Self::read_bytes`] of any buffer.
+    fn read_buffer(&self, src: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>, GpuError> {
         if len == 0 {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
         out.try_reserve_exact(len as usize)
             .map_err(|_| GpuError::OutOfMemory(format!("the host could not hold a read of {len} bytes; read less at once")))?;
-        let src = self.buf(id)?;
         let (start, end) = (offset / 4 * 4, round4(offset + len));
         let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
         let staging = self.create("read-back staging", (end - start).min(PIECE), usage)?;

@@ -1,7 +1,10 @@
 // `bootstrap` (docs/algorithm.md §3): WGSL twin of bootstrap.rs.
 // The host clears `weights[..tree_count*rows]`, then runs `draw` (one invocation per draw
-// index, looping over the trees; atomic increments commute, so the counts are exact), then
-// `mark` (one invocation per (tree, row)).
+// index and block of `tree_chunk` trees, looping over the block's trees; atomic increments
+// commute, so the counts are exact), then `mark` (one invocation per (tree, row)).
+// `tree_chunk` bounds one invocation's loop: all trees on a hardware adapter, fewer on
+// llvmpipe, which silently ends an invocation's loops after 65535 passes in all
+// (host/wgpu/src/loops.rs).
 
 struct Params {
     base: u32,
@@ -12,6 +15,10 @@ struct Params {
     tree_begin: u32,
     tree_count: u32,
     draws: u32,
+    tree_chunk: u32,    // trees per `draw` invocation (at least 1)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const NONE: u32 = 0xffffffffu;
@@ -53,8 +60,13 @@ fn draw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (local >= p.count) {
         return;
     }
-    let d = p.base + local;
-    for (var t = 0u; t < p.tree_count; t++) {
+    // Invocation i draws d = i % draws for the trees of block i / draws (the host
+    // dispatches draws * ceil(tree_count / tree_chunk) < 2^32 invocations).
+    let i = p.base + local;
+    let d = i % p.draws;
+    let first = (i / p.draws) * p.tree_chunk;
+    let end = first + min(p.tree_chunk, p.tree_count - first);
+    for (var t = first; t < end; t++) {
         // key([seed_lo, seed_hi, 1, tree_begin + t, d])
         var h = 0x243f6a88u;
         h = mix32(h ^ p.seed_lo);

@@ -4,6 +4,10 @@
 // then `main`, one invocation per (tree, row) entry, adds its weight, 1, weight * target
 // and its target's min / max to every feature's bin. The 64-bit sums are built from
 // 32-bit atomics with an explicit carry, so they are exact (mod 2^64) in any order.
+// A `main` launch does features j_begin..j_end only (the host launches blocks of features
+// where llvmpipe's limit on one invocation's loop iterations needs it, host/wgpu/src/loops.rs);
+// feature j's cells are column j - hist_j0 of hist_cols per slot (0 and features for the
+// kernel's own histogram; the wgpu backend also builds one slot's block of features).
 
 struct Params {
     base: u32,
@@ -14,6 +18,10 @@ struct Params {
     words: u32,     // ceil(rows / 4)
     slot_begin: u32,
     slot_count: u32,
+    j_begin: u32,   // features of this launch: j_begin..j_end
+    j_end: u32,
+    hist_j0: u32,   // feature of the histogram's column 0
+    hist_cols: u32, // columns (features) per slot in the histogram
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -75,10 +83,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let row = i % p.rows;
     let t = targets[row];
     let v = mul_wide(w, t);
-    for (var j = 0u; j < p.features; j++) {
+    for (var j = p.j_begin; j < p.j_end; j++) {
         let b = (bins[j * p.words + row / 4u] >> ((row % 4u) * 8u)) & 0xffu;
         if (b < p.max_bins) {
-            let at = ((s * p.features + j) * p.max_bins + b) * 6u;
+            let at = ((s * p.hist_cols + (j - p.hist_j0)) * p.max_bins + b) * 6u;
             atomicAdd(&hist[at], w);
             atomicAdd(&hist[at + 1u], 1u);
             let old = atomicAdd(&hist[at + 2u], v.x);

@@ -2,6 +2,16 @@
 // One invocation per slot of the batch. Cells are 6 words (count, entries, sum lo, sum hi,
 // min target, max target); scores are exact wrapping 128-bit integers held in four u32
 // limbs (x = least significant), built with 32-bit arithmetic only.
+//
+// A launch scans features j_begin..j_end. Where one launch would loop too long for
+// llvmpipe (which silently ends an invocation's loops after 65535 passes in all,
+// host/wgpu/src/loops.rs), the host launches ascending blocks of features: the first
+// (j_begin 0) writes the record; each later one (`merging`) takes the slot's totals and
+// purity from the record and keeps it unless its own best scores higher (the record's
+// features are lower, so they win ties), adding its `varying` count (finish_record in
+// split_score.wgsl). Feature j's cells are column j - hist_j0 of hist_cols per slot, and
+// slot k's mask row is mask_slot + k (0, features and 0 for the kernel's own histogram;
+// the wgpu backend also runs it on a histogram of one slot's block of features).
 
 struct Params {
     base: u32,
@@ -11,7 +21,11 @@ struct Params {
     slot_begin: u32,
     min_samples_leaf: u32,
     mask_words: u32,
-    _pad: u32,
+    mask_slot: u32,     // mask row of local slot 0
+    j_begin: u32,       // features of this launch: j_begin..j_end
+    j_end: u32,
+    hist_j0: u32,       // feature of the histogram's column 0
+    hist_cols: u32,     // columns (features) per slot in the histogram
 }
 
 const NONE: u32 = 0xffffffffu;
@@ -21,8 +35,8 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(2) var<storage, read> feature_mask: array<u32>;
 @group(0) @binding(3) var<storage, read_write> splits: array<u32>;
 
-// mul_wide, square64, div_limb, score, valid and write_record come from split_score.wgsl
-// (prepended).
+// mul_wide, square64, div_limb, score, valid, record_totals and finish_record come from
+// split_score.wgsl (prepended).
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -31,20 +45,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let slot = p.base + local;
-    let h0 = slot * p.features * p.max_bins * 6u;
-    // Totals over feature 0's in-range bins.
+    let h0 = slot * p.hist_cols * p.max_bins * 6u;
+    // Totals over feature 0's in-range bins (from the record in a merge launch, whose
+    // histogram may not hold feature 0).
     var n = 0u;
     var d = 0u;
     var s = vec2<u32>(0u, 0u);
-    var lo = NONE;
-    var hi = 0u;
-    for (var b = 0u; b < p.max_bins; b++) {
-        let at = h0 + b * 6u;
-        n += hist[at];
-        d += hist[at + 1u];
-        s = add64(s, vec2<u32>(hist[at + 2u], hist[at + 3u]));
-        lo = min(lo, hist[at + 4u]);
-        hi = max(hi, hist[at + 5u]);
+    var impure = false;
+    if (merging) {
+        let t = record_totals(slot);
+        n = t.n;
+        d = t.d;
+        s = t.s;
+        impure = t.impure;
+    } else {
+        var lo = NONE;
+        var hi = 0u;
+        for (var b = 0u; b < p.max_bins; b++) {
+            let at = h0 + b * 6u;
+            n += hist[at];
+            d += hist[at + 1u];
+            s = add64(s, vec2<u32>(hist[at + 2u], hist[at + 3u]));
+            lo = min(lo, hist[at + 4u]);
+            hi = max(hi, hist[at + 5u]);
+        }
+        impure = lo < hi;
     }
     let min_leaf = max(p.min_samples_leaf, 1u);
     var have = false;
@@ -61,10 +86,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Allowed features not constant in the slot (0 for a pure slot, which is not scanned).
     var varied = 0u; // `varying` is a WGSL keyword
     // A pure slot is a leaf whatever its candidates.
-    if (lo < hi) {
-        for (var j = 0u; j < p.features; j++) {
+    if (impure) {
+        for (var j = p.j_begin; j < p.j_end; j++) {
             if (p.mask_words != 0u) {
-                let word = feature_mask[slot * p.mask_words + j / 32u];
+                let word = feature_mask[(p.mask_slot + slot) * p.mask_words + j / 32u];
                 if (((word >> (j % 32u)) & 1u) != 1u) {
                     continue;
                 }
@@ -74,7 +99,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             var sl = vec2<u32>(0u, 0u);
             var varies = false;
             for (var b = 0u; b < p.max_bins - 1u; b++) {
-                let at = h0 + (j * p.max_bins + b) * 6u;
+                let at = h0 + ((j - p.hist_j0) * p.max_bins + b) * 6u;
                 if (pending && (hist[at] | hist[at + 1u] | hist[at + 2u] | hist[at + 3u]) != 0u) {
                     best_b += (b - 1u - best_b) / 2u;
                     pending = false;
@@ -113,5 +138,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
-    write_record(slot, have, best_j, best_b, best_nl, best_dl, best_sl, n, d, s, varied, lo < hi);
+    finish_record(slot, have, best, best_j, best_b, best_nl, best_dl, best_sl, n, d, s, varied, impure);
 }

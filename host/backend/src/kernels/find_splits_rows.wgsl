@@ -1,7 +1,7 @@
 // `find-splits-rows`: WGSL twin of find_splits_rows.rs. The split records of
 // build-histograms + find-splits for the batch's slots, without a global histogram.
 //
-// Entry points, run in this order by the host (host/wgpu/src/lib.rs):
+// Entry points, run in this order by the host (host/wgpu/src/rows.rs):
 //   count_entries   one invocation per (tree, row) entry: counts the entries of each slot
 //                   into scan[0..slot_count] (the host cleared scan[0..=slot_count]).
 //   scan_blocks     one workgroup per 256 words of one scan level: exclusive scan in place,
@@ -9,6 +9,8 @@
 //   add_offsets     one invocation per word of a level: adds its block's scanned total.
 //   scatter_entries one invocation per entry: order[scan[s]++] = entry, so afterwards
 //                   scan[s] is the end of slot s (and the start of slot s + 1).
+//   largest_slot    (llvmpipe only, below) one invocation per slot: the largest slot's
+//                   entry count into scan[slot_count], which nothing reads after the scan.
 //   split_small     one invocation per slot, for slots of at most SMALL entries (deep
 //                   levels): the slot's entries in registers, each distinct bin of each
 //                   feature evaluated once with its prefix sums (O(features * m^2)).
@@ -25,6 +27,14 @@
 //
 // Work is indexed by workgroup: `base` is the first workgroup of this dispatch, `count`
 // how many it has; a 2-D grid may hold a few more, which return at once.
+//
+// llvmpipe (Mesa's software Vulkan) silently ends all loops of an invocation once they have
+// made 65535 passes together (host/wgpu/src/loops.rs). On such an adapter the host bounds
+// each launch's loops: split_small and split_slots scan only features j_begin..j_end, in
+// ascending blocks of launches, the later ones `merging` into the records (finish_record in
+// split_score.wgsl), and split_slots leaves slots of more than wg_max entries to
+// build-histograms + find-splits on one slot at a time. On a hardware adapter one launch
+// scans every feature and wg_max is NONE.
 
 struct Params {
     base: u32,
@@ -42,7 +52,11 @@ struct Params {
     scan_off: u32,      // scan level: first word
     scan_len: u32,      // scan level: words
     sums_off: u32,      // next scan level's first word, or NONE (scan_blocks, add_offsets)
-    _pad: u32,
+    _pad0: u32,
+    j_begin: u32,       // split_small, split_slots: this launch's features, j_begin..j_end
+    j_end: u32,
+    wg_max: u32,        // split_slots: most entries of a slot it decides (NONE: any)
+    _pad1: u32,
 }
 
 const NONE: u32 = 0xffffffffu;
@@ -61,8 +75,8 @@ const SMALL: u32 = 32u;
 @group(0) @binding(7) var<storage, read_write> scan: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read_write> order: array<u32>;
 
-// mul_wide, square64, div_limb, score, valid and write_record come from split_score.wgsl
-// (prepended).
+// mul_wide, square64, div_limb, score, valid, write_record and finish_record come from
+// split_score.wgsl (prepended).
 
 // Bin of `row` for `feature` in the packed feature-major matrix.
 fn bin_at(feature: u32, row: u32) -> u32 {
@@ -174,6 +188,24 @@ fn slot_range(k: u32) -> vec2<u32> {
     return vec2<u32>(begin, end);
 }
 
+// The largest slot's entry count, for the host's launch plan on llvmpipe, into
+// scan[slot_count] (the host cleared it).
+@compute @workgroup_size(64)
+fn largest_slot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.count) {
+        return;
+    }
+    let k = (p.base + g) * WG + lid;
+    if (k >= p.slot_count) {
+        return;
+    }
+    let range = slot_range(k);
+    if (range.y > range.x) {
+        atomicMax(&scan[p.slot_count], range.y - range.x);
+    }
+}
+
 // Whether feature j is a candidate for local slot k of this chunk.
 fn allowed(k: u32, j: u32) -> bool {
     if (p.mask_words == 0u) {
@@ -241,7 +273,7 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var varied = 0u;
     // A pure slot is a leaf whatever its candidates.
     if (lo < hi) {
-        for (var j = 0u; j < p.features; j++) {
+        for (var j = p.j_begin; j < p.j_end; j++) {
             if (!allowed(k, j)) {
                 continue;
             }
@@ -312,7 +344,7 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             }
         }
     }
-    write_record(k, found, top_j, top_b + (top_c - 1u - top_b) / 2u, top_nl, top_dl, top_sl, n, d, s, varied, lo < hi);
+    finish_record(k, found, top, top_j, top_b + (top_c - 1u - top_b) / 2u, top_nl, top_dl, top_sl, n, d, s, varied, lo < hi);
 }
 
 // ---- one workgroup per slot ----
@@ -362,8 +394,10 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         atomicStore(&last_varying, 0u);
         atomicStore(&varying_total, 0u);
     }
-    // Small slots are split_small's.
-    if (workgroupUniformLoad(&slot_entries) <= SMALL) {
+    // Small slots are split_small's; those above wg_max are decided by build-histograms +
+    // find-splits (host/wgpu/src/rows.rs).
+    let m = workgroupUniformLoad(&slot_entries);
+    if (m <= SMALL || m > p.wg_max) {
         return;
     }
 
@@ -421,7 +455,7 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var best_dl = 0u;
     var best_sl = vec2<u32>(0u);
     if (impure) {
-        for (var j = 0u; j < p.features; j++) {
+        for (var j = p.j_begin; j < p.j_end; j++) {
             if (!allowed(k, j)) {
                 continue;
             }
@@ -587,5 +621,5 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             key_sh = best_sh[t];
         }
     }
-    write_record(k, found, key.x, key.y, key.z, key_sh.y, vec2<u32>(key.w, key_sh.x), n, d, s, atomicLoad(&varying_total), impure);
+    finish_record(k, found, top, key.x, key.y, key.z, key_sh.y, vec2<u32>(key.w, key_sh.x), n, d, s, atomicLoad(&varying_total), impure);
 }

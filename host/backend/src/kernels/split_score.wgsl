@@ -1,6 +1,8 @@
 // Exact 128-bit split scores from u32 limbs (docs/algorithm.md §7), shared by
 // find_splits.wgsl and find_splits_rows.wgsl: the backend prepends this file to both.
 // Exact for any sum below 2^64: s^2 < 2^128 and floor(s^2 / n) fits four limbs.
+// (div_limb's loop has a constant trip count: Mesa unrolls it, so it does not count
+// against llvmpipe's limit on an invocation's loop iterations, host/wgpu/src/loops.rs.)
 
 // The 64-bit product a * b as (low, high).
 fn mul_wide(a: u32, b: u32) -> vec2<u32> {
@@ -134,4 +136,49 @@ fn write_record(k: u32, split: bool, j: u32, b: u32, nl: u32, dl: u32, sl: vec2<
     splits[out + 9u] = s.y;
     splits[out + 10u] = varied;
     splits[out + 11u] = select(0u, 1u, impure);
+}
+
+// True in the pipelines of the launches that merge into the records written by earlier
+// launches of the same call (each scanning a later block of features); false in the others,
+// whose code then has none of the merge (the wgpu backend compiles the merging variants only
+// when it needs them: every score() call is a sizeable share of a kernel's compile time).
+override merging: bool = false;
+
+// A slot's totals as the first launch of a call wrote them in its record (words 6-9, 11).
+struct SlotTotals {
+    n: u32,
+    d: u32,
+    s: vec2<u32>,
+    impure: bool,
+}
+
+// Uses the including shader's `p.slot_begin` and `splits` binding.
+fn record_totals(k: u32) -> SlotTotals {
+    let out = (p.slot_begin + k) * 12u;
+    return SlotTotals(splits[out + 6u], splits[out + 7u], vec2<u32>(splits[out + 8u], splits[out + 9u]), splits[out + 11u] != 0u);
+}
+
+// write_record for a launch that scanned one block of a call's features, ascending: the
+// first launch (not `merging`) writes the record; a later one keeps the record's candidate
+// unless its own (`split`, score `sc`) scores strictly higher (the record's features are
+// lower, so they win ties, as in one ascending scan), and adds its `varied` to the
+// record's. A kept candidate's score is recomputed exactly from its record (nL, SL) and
+// the slot's (n, S), so the comparison is the one a single scan would make.
+// Uses the including shader's `p.slot_begin` and `splits` binding.
+fn finish_record(k: u32, split: bool, sc: vec4<u32>, j: u32, b: u32, nl: u32, dl: u32, sl: vec2<u32>, n: u32, d: u32, s: vec2<u32>, varied: u32, impure: bool) {
+    var all_varied = varied;
+    if (merging) {
+        let out = (p.slot_begin + k) * 12u;
+        all_varied += splits[out + 10u];
+        if (splits[out] != NONE) {
+            let kept_nl = splits[out + 2u];
+            let kept_sl = vec2<u32>(splits[out + 4u], splits[out + 5u]);
+            let kept = add128(score(kept_sl, kept_nl), score(sub64(s, kept_sl), n - kept_nl));
+            if (!split || !gt128(sc, kept)) {
+                splits[out + 10u] = all_varied;
+                return;
+            }
+        }
+    }
+    write_record(k, split, j, b, nl, dl, sl, n, d, s, all_varied, impure);
 }
