@@ -259,6 +259,9 @@ impl WgpuBackend {
         let entries = p.tree_count as u64 * p.rows as u64;
         let mut params = [0, 0, p.rows, p.features, p.max_bins, p.rows.div_ceil(4), p.slot_begin, p.slot_count, 0, 0, hist_j0, cols];
         self.dispatch_at(encoder, &self.kernels.build_histograms_clear, &params, &[(5, bufs[4])], cells);
+        if entries == 0 {
+            return;
+        }
         let per = self.loop_budget.map_or(u32::MAX, crate::loops::histogram_features);
         for (j0, j1) in crate::loops::blocks(block.0, block.1, per) {
             (params[8], params[9]) = (j0, j1);
@@ -286,6 +289,11 @@ impl WgpuBackend {
         block: (u32, u32),
         layout: (u32, u32),
     ) {
+        // No slots, no work: `features` is then bounded by no buffer, so the feature blocks
+        // must not even be counted (work scales with the buffers passed).
+        if p.slot_count == 0 {
+            return;
+        }
         let (hist_j0, cols) = layout;
         let per = self.loop_budget.map_or(u32::MAX, |b| crate::loops::find_splits_features(b, p.max_bins));
         for (j0, j1) in crate::loops::blocks(block.0, block.1, per) {
