@@ -33,7 +33,7 @@ impl CancelToken {
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::SeqCst)
     }
 
     /// `Err(Cancelled)` once cancelled, naming what was interrupted.

@@ -55,11 +55,6 @@ impl Device {
         self.predict_steps = steps;
     }
 
-    /// The token that stops this device's long calls (between launches) once cancelled.
-    pub fn cancel_token(&self) -> CancelToken {
-        self.cancel.clone()
-    }
-
     /// Device bytes held for this guest now: its buffers plus the backend's scratch.
     pub fn held_bytes(&self) -> u64 {
         self.used.saturating_add(self.backend.scratch_bytes())
@@ -111,14 +106,13 @@ impl Device {
                 "a buffer of {size} bytes is larger than the device's largest buffer ({max_buffer} bytes); split the data"
             )));
         }
-        let mut total = self.used.saturating_add(size);
+        let total = self.used.saturating_add(size);
         if total.saturating_add(self.backend.scratch_bytes()) > self.limits.max_device_bytes {
             // Scratch kept from earlier calls gives way to the guest's own buffers.
             self.backend.release_scratch();
         }
-        let scratch = self.backend.scratch_bytes();
-        if total.saturating_add(scratch) > self.limits.max_device_bytes {
-            total = total.saturating_add(scratch);
+        let total = total.saturating_add(self.backend.scratch_bytes());
+        if total > self.limits.max_device_bytes {
             return Err(GpuError::LimitExceeded(format!(
                 "allocating {size} bytes would bring this guest to {total} bytes of device memory (its buffers and the backend's scratch), over its limit of {} (--max-device-memory)",
                 self.limits.max_device_bytes

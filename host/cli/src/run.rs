@@ -3,8 +3,6 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -183,7 +181,7 @@ fn check_writable_dirs(opts: &RunOptions, cache: Option<&PathBuf>) -> Result<(),
 /// run has still not ended after the grace period, ends the process with one `error:`
 /// line and [`EXIT_TRAP`] whatever the device is doing.
 pub struct Watchdog {
-    fired: Arc<AtomicBool>,
+    /// Cancelled when the limit passes (before the epoch is bumped).
     cancel: CancelToken,
     done: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -192,14 +190,12 @@ pub struct Watchdog {
 impl Watchdog {
     /// Starts the clock now.
     pub fn start(engine: &Engine, timeout: Option<Duration>, grace: Option<Duration>) -> Self {
-        let fired = Arc::new(AtomicBool::new(false));
         let cancel = CancelToken::new();
         let (done, finished) = mpsc::channel::<()>();
         let thread = timeout.map(|t| {
-            let (engine, fired, cancel) = (engine.clone(), fired.clone(), cancel.clone());
+            let (engine, cancel) = (engine.clone(), cancel.clone());
             std::thread::spawn(move || {
                 if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(t) {
-                    fired.store(true, Ordering::SeqCst);
                     cancel.cancel();
                     engine.increment_epoch();
                     if let Some(g) = grace
@@ -219,12 +215,12 @@ impl Watchdog {
                 }
             })
         });
-        Watchdog { fired, cancel, done: Some(done), thread }
+        Watchdog { cancel, done: Some(done), thread }
     }
 
     /// Whether the limit has passed.
     pub fn fired(&self) -> bool {
-        self.fired.load(Ordering::SeqCst)
+        self.cancel.is_cancelled()
     }
 
     /// The token a [`Device`] checks between launches.
@@ -342,8 +338,8 @@ pub fn run_component(
 
     // The watchdog bumps the epoch once when the limit passes; the guest then traps at
     // its next epoch check. If the limit already passed (while compiling), the deadline is
-    // the current epoch: the guest traps at its first check. (The watchdog sets `fired`
-    // before it bumps the epoch, so no order of the two misses the bump.)
+    // the current epoch: the guest traps at its first check. (The watchdog cancels before
+    // it bumps the epoch, so no order of the two misses the bump.)
     if opts.timeout.is_some() {
         store.set_epoch_deadline(if watchdog.fired() { 0 } else { 1 });
     }
