@@ -11,33 +11,7 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
-}
-
-/// The artefact named by `var`, or its default location; panics with what to run if absent.
-fn artefact(var: &str, default: &str) -> PathBuf {
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace().join(default));
-    assert!(
-        path.is_file(),
-        "{var}: {} does not exist; build it with `cargo xtask build-all` (or run `cargo xtask test`)",
-        path.display()
-    );
-    path
-}
-
-fn host() -> PathBuf {
-    artefact("WASI_GPU_HOST", "target/release/wasmtime-gpu-host")
-}
-fn guest_cpp() -> PathBuf {
-    artefact("GUEST_CPP_WASM", "target/wasm/guest-cpp.wasm")
-}
-fn guest_rust() -> PathBuf {
-    artefact("GUEST_RUST_WASM", "target/wasm/guest-rust.wasm")
-}
-fn example_cpp() -> PathBuf {
-    artefact("EXAMPLE_CPP_WASM", "target/wasm/example-cpp.wasm")
-}
+use wasi_gpu_tests::artefacts::{example_cpp, guest_cpp, guest_rust, host, workspace};
 
 /// A fresh working directory with the diabetes data under `data/`.
 fn workdir(name: &str) -> PathBuf {

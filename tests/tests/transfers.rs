@@ -14,30 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
-}
-
-/// The artefact named by `var`, or its default location; panics with what to run if absent.
-fn artefact(var: &str, default: &str) -> PathBuf {
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace().join(default));
-    assert!(
-        path.is_file(),
-        "{var}: {} does not exist; build it with `cargo xtask build-all` (or run `cargo xtask test`)",
-        path.display()
-    );
-    path
-}
-
-fn host() -> PathBuf {
-    artefact("WASI_GPU_HOST", "target/release/wasmtime-gpu-host")
-}
-fn guest_cpp() -> PathBuf {
-    artefact("GUEST_CPP_WASM", "target/wasm/guest-cpp.wasm")
-}
-fn guest_rust() -> PathBuf {
-    artefact("GUEST_RUST_WASM", "target/wasm/guest-rust.wasm")
-}
+use wasi_gpu_tests::artefacts::{guest_cpp, guest_rust, host, workspace};
 
 /// The host's transfer limit in these tests, and the same in bytes.
 const LIMIT: &str = "1M";

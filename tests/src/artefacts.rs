@@ -1,0 +1,37 @@
+//! Where the cross-crate tests find the host and the guests: the path in an environment
+//! variable (`cargo xtask test` sets them all), else the default location under target/.
+//! A missing artefact is a failure with what to run, never a skip.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The artefact named by `var`, or its default location; panics with what to run if absent.
+pub fn artefact(var: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace().join(default));
+    assert!(
+        path.is_file(),
+        "{var}: {} does not exist; build it with `cargo xtask build-all` (or run `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+pub fn host() -> PathBuf {
+    artefact("WASI_GPU_HOST", "target/release/wasmtime-gpu-host")
+}
+
+pub fn guest_cpp() -> PathBuf {
+    artefact("GUEST_CPP_WASM", "target/wasm/guest-cpp.wasm")
+}
+
+pub fn guest_rust() -> PathBuf {
+    artefact("GUEST_RUST_WASM", "target/wasm/guest-rust.wasm")
+}
+
+pub fn example_cpp() -> PathBuf {
+    artefact("EXAMPLE_CPP_WASM", "target/wasm/example-cpp.wasm")
+}
