@@ -8,7 +8,7 @@
 //! the records; slots too large for one workgroup's budget even one feature at a time are
 //! decided one by one by build-histograms + find-splits over a one-slot histogram.
 
-use wasi_gpu_backend::{BufferId, GpuError, HIST_WORDS, HistogramParams, NONE, RowSplitParams, SplitParams};
+use wasi_gpu_backend::{BufferId, GpuError, HIST_WORDS, HistogramParams, NONE, RowSplitParams, SPLIT_WORDS, SplitParams};
 
 use crate::WORKGROUP;
 use crate::backend::WgpuBackend;
@@ -90,6 +90,16 @@ impl WgpuBackend {
     pub(crate) fn split_rows(&mut self, p: &RowSplitParams, ids: [BufferId; 6]) -> Result<(), GpuError> {
         if p.slot_count == 0 {
             return Ok(());
+        }
+        if p.tree_count == 0 || p.rows == 0 {
+            // No entries: every slot is an empty leaf (feature NONE, every count and sum 0),
+            // written without the per-feature launches the loop budget would plan for
+            // `features` (bounded by no buffer here). Slots that are empty among other
+            // entries still take the kernels' path.
+            let mut records = vec![0u32; p.slot_count as usize * SPLIT_WORDS as usize];
+            records.iter_mut().step_by(SPLIT_WORDS as usize).for_each(|w| *w = NONE);
+            let offset = p.slot_begin as u64 * SPLIT_WORDS as u64 * 4;
+            return wasi_gpu_backend::Backend::write(self, ids[5], offset, bytemuck::cast_slice(&records));
         }
         let Some(hist_bytes) = self.dense_rows_path(p) else {
             return self.split_rows_grouped(p, ids);
