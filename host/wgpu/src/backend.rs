@@ -37,9 +37,9 @@ pub(crate) struct WgpuBackend {
     pub(crate) budget: CallBudget,
     /// Most walk steps of one row in one `predict-forest` launch (`predict.rs`).
     pub(crate) predict_row_steps: u64,
-    /// Most loop passes one invocation may make in one launch: Some on a software adapter
-    /// (llvmpipe ends longer loops early), None on hardware (`loops.rs`).
-    pub(crate) loop_budget: Option<u64>,
+    /// Most loop passes one invocation may make in one launch, on every adapter
+    /// (`loops.rs`); the tests lower it.
+    pub(crate) loop_budget: u64,
     /// Bytes of transient staging submitted since the GPU was last waited for; they are
     /// freed only once the GPU is done with them (`transfer.rs` bounds this).
     pub(crate) staged: Cell<u64>,
@@ -97,7 +97,7 @@ impl WgpuBackend {
             budget: CallBudget::default(),
             staged: Cell::new(0),
             predict_row_steps: crate::predict::row_steps(hardware),
-            loop_budget: crate::loops::budget(hardware),
+            loop_budget: crate::loops::LOOP_BUDGET,
         })
     }
 
@@ -232,7 +232,7 @@ impl WgpuBackend {
     }
 
     /// Records `build-histograms` (one invocation per cell writing the empty cell, then one
-    /// per entry, in blocks of features where the loop budget needs it) into `encoder`.
+    /// per entry, in blocks of features as the loop budget needs) into `encoder`.
     /// `bufs`: bins, targets, weights, node-of, hist.
     pub(crate) fn encode_build_histograms(&self, encoder: &mut wgpu::CommandEncoder, p: &HistogramParams, bufs: [&wgpu::Buffer; 5]) {
         // Device validated the histogram inside one buffer, so the cell count fits u32.
@@ -262,7 +262,7 @@ impl WgpuBackend {
         if entries == 0 {
             return;
         }
-        let per = self.loop_budget.map_or(u32::MAX, crate::loops::histogram_features);
+        let per = crate::loops::histogram_features(self.loop_budget);
         for (j0, j1) in crate::loops::blocks(block.0, block.1, per) {
             (params[8], params[9]) = (j0, j1);
             self.dispatch(encoder, &self.kernels.build_histograms, &params, &bufs, entries);
@@ -270,7 +270,7 @@ impl WgpuBackend {
     }
 
     /// Records `find-splits` (one invocation per slot, in ascending blocks of features
-    /// merged into the records where the loop budget needs it) into `encoder`.
+    /// merged into the records as the loop budget needs) into `encoder`.
     /// `bufs`: hist, feature-mask, splits.
     pub(crate) fn encode_find_splits(&self, encoder: &mut wgpu::CommandEncoder, p: &SplitParams, bufs: [&wgpu::Buffer; 3]) {
         self.encode_find_splits_block(encoder, p, bufs, 0, (0, p.features), (0, p.features));
@@ -295,9 +295,9 @@ impl WgpuBackend {
             return;
         }
         let (hist_j0, cols) = layout;
-        let per = self.loop_budget.map_or(u32::MAX, |b| crate::loops::find_splits_features(b, p.max_bins));
+        let per = crate::loops::find_splits_features(self.loop_budget, p.max_bins);
         for (j0, j1) in crate::loops::blocks(block.0, block.1, per) {
-            let kernel = if j0 > 0 { &self.kernels.merging(&self.device).find_splits } else { &self.kernels.find_splits };
+            let kernel = if j0 > 0 { self.kernels.find_splits_merging(&self.device) } else { &self.kernels.find_splits };
             let params = [0, 0, p.features, p.max_bins, p.slot_begin, p.min_samples_leaf, p.mask_words, mask_slot, j0, j1, hist_j0, cols];
             self.dispatch(encoder, kernel, &params, &bufs, p.slot_count as u64);
         }
@@ -384,7 +384,7 @@ impl Backend for WgpuBackend {
         let (w, n) = (self.buf(weights)?, self.buf(node_of)?);
         let entries = p.tree_count as u64 * p.rows as u64;
         // One draw invocation per draw and block of trees: draws * blocks <= rows * trees < 2^32.
-        let chunk = self.loop_budget.map_or(p.tree_count, crate::loops::bootstrap_trees).clamp(1, p.tree_count.max(1));
+        let chunk = crate::loops::bootstrap_trees(self.loop_budget).clamp(1, p.tree_count.max(1));
         let draw_items = p.draws as u64 * p.tree_count.div_ceil(chunk) as u64;
         let params = [0, 0, p.seed as u32, (p.seed >> 32) as u32, p.rows, p.tree_begin, p.tree_count, p.draws, chunk];
         let mut encoder = self.encoder();

@@ -2,8 +2,8 @@
 //! WGSL twins of the Rust reference kernels (`host/backend/src/kernels/NAME.wgsl`).
 //!
 //! Design notes:
-//! * Every kernel is compiled once per device, in [`open`] (`pipelines.rs`); the split
-//!   kernels' merging variants (below) when first needed.
+//! * Every kernel is compiled once per device, in [`open`] (`pipelines.rs`); find-splits'
+//!   merging variant (below) when first needed.
 //! * Dispatches use a 2-D grid of 64-wide workgroups (so more than 65535 workgroups fit),
 //!   and inputs larger than one dispatch are split into several dispatches, each told its
 //!   first index (`base`) and length (`count`) through its own uniform block.
@@ -17,16 +17,17 @@
 //!   at most 32 entries are decided by one invocation each and larger ones by one
 //!   workgroup each over a workgroup-memory histogram (`find_splits_rows.wgsl`). Batches
 //!   of few, large slots take build-histograms + find-splits instead (`rows.rs`).
-//! * llvmpipe (Mesa's software Vulkan) silently ends an invocation's loops after 65535
-//!   passes in all (`loops.rs`). On a software adapter every launch is planned to stay
-//!   within that: kernels that loop over features (build-histograms, find-splits and the
-//!   per-slot kernels of find-splits-rows) run over ascending blocks of features, the
-//!   later blocks merging into the split records; bootstrap's draws over blocks of trees;
-//!   predict-forest over few enough trees a launch, and a walk too long for one launch over
-//!   several (each row's place kept in scratch between them); and find-splits-rows decides
-//!   a slot too large for one workgroup by build-histograms + find-splits on that slot
-//!   alone. A hardware adapter launches every kernel once over all its features, as the
-//!   limit is llvmpipe's alone.
+//! * No invocation loops for long (`loops.rs`): llvmpipe (Mesa's software Vulkan) silently
+//!   ends an invocation's loops after 65535 passes in all, and on a GPU one invocation
+//!   walking every feature of a wide table is slow and deaf to a cancel. On every adapter
+//!   each launch is planned within that budget: build-histograms and find-splits run over
+//!   ascending blocks of features, the later blocks merging into the split records;
+//!   find-splits-rows' per-slot kernels over a grid of (slot, block of features) whose
+//!   partial records are then merged; bootstrap's draws over blocks of trees; and
+//!   find-splits-rows decides a slot too large for one workgroup by build-histograms +
+//!   find-splits on that slot alone. On a software adapter predict-forest also takes few
+//!   enough trees a launch, and a walk too long for one launch takes several (each row's
+//!   place kept in scratch between them).
 //! * Scratch: the buffers `find-splits-rows` (and very deep `predict-forest` walks) need
 //!   beyond the guest's are kept between calls and grown on demand, always within the
 //!   call's budget (the guest's `--max-device-memory` less its live buffers), and dropped

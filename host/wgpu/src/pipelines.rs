@@ -61,17 +61,9 @@ pub(crate) struct Kernels {
     pub(crate) rows_split: Kernel,
     pub(crate) rows_split_small: Kernel,
     pub(crate) rows_largest: Kernel,
-    /// The split kernels' `merging` variants, compiled when first needed (`merging`).
-    merging: OnceCell<Merging>,
-}
-
-/// The variants of the split kernels that merge into the records of a call's earlier
-/// launches (`override merging` in split_score.wgsl): only a launch plan bounded for
-/// llvmpipe (`loops.rs`) uses them, so a hardware adapter never compiles them.
-pub(crate) struct Merging {
-    pub(crate) find_splits: Kernel,
-    pub(crate) rows_split: Kernel,
-    pub(crate) rows_split_small: Kernel,
+    pub(crate) rows_merge: Kernel,
+    /// find-splits' `merging` variant, compiled when first needed (`merging`).
+    merging: OnceCell<Kernel>,
 }
 
 fn compile(device: &wgpu::Device, label: &str, source: &str, entry: &str) -> Kernel {
@@ -107,8 +99,8 @@ fn rows_src() -> String {
 }
 
 impl Kernels {
-    /// Compiles every kernel (but the merging variants); the error is wgpu's validation
-    /// message.
+    /// Compiles every kernel (but find-splits' merging variant); the error is wgpu's
+    /// validation message.
     pub(crate) fn compile(device: &wgpu::Device) -> Result<Kernels, String> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let k = |label: &str, src: &str, entry: &str| compile(device, label, src, entry);
@@ -135,6 +127,7 @@ impl Kernels {
             rows_split: k("find_splits_rows.split", &rows_src, "split_slots"),
             rows_split_small: k("find_splits_rows.split_small", &rows_src, "split_small"),
             rows_largest: k("find_splits_rows.largest", &rows_src, "largest_slot"),
+            rows_merge: k("find_splits_rows.merge", &rows_src, "merge_partials"),
             merging: OnceCell::new(),
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -143,17 +136,12 @@ impl Kernels {
         Ok(kernels)
     }
 
-    /// The merging variants of the split kernels, compiled on first use (a compile error,
-    /// which the tests rule out, would reach the device's error sink like any wgpu error).
-    pub(crate) fn merging(&self, device: &wgpu::Device) -> &Merging {
-        self.merging.get_or_init(|| {
-            let on = [("merging", 1.0)];
-            let (find_splits_src, rows_src) = (find_splits_src(), rows_src());
-            Merging {
-                find_splits: compile_with(device, "find_splits.merging", &find_splits_src, "main", &on),
-                rows_split: compile_with(device, "find_splits_rows.split.merging", &rows_src, "split_slots", &on),
-                rows_split_small: compile_with(device, "find_splits_rows.split_small.merging", &rows_src, "split_small", &on),
-            }
-        })
+    /// The variant of `find-splits` that merges into the records of a call's earlier
+    /// launches over lower features (`override merging` in split_score.wgsl), compiled on
+    /// first use: only tables wider than one launch's block of features need it (a compile
+    /// error, which the tests rule out, would reach the device's error sink like any wgpu
+    /// error).
+    pub(crate) fn find_splits_merging(&self, device: &wgpu::Device) -> &Kernel {
+        self.merging.get_or_init(|| compile_with(device, "find_splits.merging", &find_splits_src(), "main", &[("merging", 1.0)]))
     }
 }

@@ -54,7 +54,7 @@ impl WgpuBackend {
             // would stop early), on a hardware one where the scratch it needs fits (else
             // one tree a launch, as long as its walks are).
             let rows = span.row_end.saturating_sub(span.row_begin) as u64;
-            if self.loop_budget.is_some() || rows.min(LONG_WALK_ROWS) * 4 <= self.budget.scratch_bytes {
+            if !self.info.hardware || rows.min(LONG_WALK_ROWS) * 4 <= self.budget.scratch_bytes {
                 return self.predict_long_walks(p, span, ids);
             }
         }
@@ -283,7 +283,7 @@ mod tests {
         }
         // Without scratch for the walks' state, a software adapter refuses rather than stop
         // the walks early.
-        if b.loop_budget.is_some() {
+        if !b.info.hardware {
             b.begin_call(&CallBudget::default());
             let p = PredictParams { rows: 1, features: 1, tree_count: 1, node_count: 70_001, max_depth: 70_000 };
             let got = run(&mut b, &p, &[PredictSpan::all(&p)], [&[0], &nodes, &[0], &[9; 4]]);

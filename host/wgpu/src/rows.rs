@@ -2,32 +2,43 @@
 //! batches of few, large slots (the dense path), else without any histogram in device
 //! memory (the grouped path, `find_splits_rows.wgsl`).
 //!
-//! On a software adapter (llvmpipe, whose invocations stop looping after 65535 loop passes
-//! in all, `loops.rs`) the grouped path reads back the chunk's largest slot and launches
-//! the per-slot kernels over ascending blocks of features small enough for it, merged into
-//! the records; slots too large for one workgroup's budget even one feature at a time are
-//! decided one by one by build-histograms + find-splits over a one-slot histogram.
+//! The grouped path reads back the chunk's largest slot and launches the per-slot kernels
+//! over a grid of (slot, block of features), each block as wide as the loop budget allows
+//! (`loops.rs`), writing partial records that `merge_partials` folds into the records;
+//! slots too large for one workgroup's budget even one feature at a time are decided one
+//! by one by build-histograms + find-splits over a one-slot histogram.
 
 use wasi_gpu_backend::{BufferId, GpuError, HIST_WORDS, HistogramParams, NONE, RowSplitParams, SPLIT_WORDS, SplitParams};
 
 use crate::WORKGROUP;
 use crate::backend::WgpuBackend;
 use crate::loops;
-use crate::pipelines::{Kernel, Merging};
+use crate::pipelines::Kernel;
 use crate::scratch::Which;
 
 /// Words of one scan block of `find_splits_rows.wgsl` (64 threads x 4 words).
 const SCAN_BLOCK: u64 = 256;
 /// Words of the uniform block of `find_splits_rows.wgsl`.
-const ROWS_PARAM_WORDS: usize = 20;
-/// Its words set per launch: the scan level (first word, words, next level's first word),
-/// the features (j_begin, j_end) and wg_max.
+const ROWS_PARAM_WORDS: usize = 24;
+/// Its words set per launch: the chunk's first slot, the scan level (first word, words,
+/// next level's first word), the blocks of features (j_per, j_begin, j_end, workgroups per
+/// block, blocks), wg_max and the entry counts of the slots merge_partials folds.
+const SLOT_BEGIN: usize = 6;
 const SCAN_OFF: usize = 12;
 const SCAN_LEN: usize = 13;
 const SUMS_OFF: usize = 14;
+const J_PER: usize = 15;
 const J_BEGIN: usize = 16;
 const J_END: usize = 17;
 const WG_MAX: usize = 18;
+const BLOCK_GROUPS: usize = 19;
+const BLOCKS: usize = 20;
+const M_MIN: usize = 21;
+const M_MAX: usize = 22;
+/// Bytes of one split record.
+const RECORD_BYTES: u64 = SPLIT_WORDS as u64 * 4;
+/// The most bytes of partial records one launch writes: more blocks take more launches.
+const PARTIALS_MAX_BYTES: u64 = 256 << 20;
 /// `find-splits-rows` takes the dense path (build-histograms + find-splits, identical
 /// results by definition) only for batches with fewer slots than this: with fewer than
 /// about a thousand workgroups a GPU is under-occupied by the one-workgroup-per-slot
@@ -61,16 +72,22 @@ fn scan_words(count: u32) -> u64 {
     scan_levels(count).last().map_or(0, |&(off, len)| off + len)
 }
 
-/// The most slots (at least 1, at most `slots`) whose scan fits in `words` words.
+/// Words a chunk of `count` slots needs beside the grouped entries: its scan and one
+/// block of partial records.
+fn chunk_words(count: u32) -> u64 {
+    scan_words(count) + count as u64 * SPLIT_WORDS as u64
+}
+
+/// The most slots (at least 1, at most `slots`) whose [`chunk_words`] fit in `words` words.
 fn largest_chunk(slots: u32, words: u64) -> u32 {
     let (mut lo, mut hi) = (1u32, slots.max(1));
-    if scan_words(hi) <= words {
+    if chunk_words(hi) <= words {
         return hi;
     }
-    // scan_words(lo) <= words < scan_words(hi); scan_words grows with the count.
+    // chunk_words(lo) <= words < chunk_words(hi); chunk_words grows with the count.
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        if scan_words(mid) <= words { lo = mid } else { hi = mid }
+        if chunk_words(mid) <= words { lo = mid } else { hi = mid }
     }
     lo
 }
@@ -116,11 +133,9 @@ impl WgpuBackend {
 
     /// `find-splits-rows` without a histogram in device memory: per chunk of slots, count
     /// the entries of each slot, scan the counts (multi-level), scatter entry indices by
-    /// slot, then decide each slot: one invocation per slot of at most 32 entries, one
-    /// workgroup per larger slot (find_splits_rows.wgsl). Chunks are as large as the
+    /// slot, then decide each slot ([`Self::decide_chunk`]). Chunks are as large as the
     /// scratch budget allows next to the grouped entries; the GPU is waited for and the
-    /// cancel token checked between them. With a loop budget (software adapters) the
-    /// slots are decided as [`Self::decide_bounded`] says.
+    /// cancel token checked between launches.
     fn split_rows_grouped(&mut self, p: &RowSplitParams, ids: [BufferId; 6]) -> Result<(), GpuError> {
         const KERNEL: &str = "find-splits-rows";
         // Device validated node-of as tree_count * rows words inside one buffer, so the
@@ -131,8 +146,8 @@ impl WgpuBackend {
         let order_bytes = (entries * 4).max(4);
         let budget = self.budget.scratch_bytes;
         let room_words = budget.saturating_sub(order_bytes).min(self.info.max_buffer_bytes) / 4;
-        if room_words < scan_words(1) {
-            let least = order_bytes + scan_words(1) * 4;
+        if room_words < chunk_words(1) {
+            let least = order_bytes + chunk_words(1) * 4;
             return Err(GpuError::LimitExceeded(format!(
                 "{KERNEL} needs at least {least} bytes of device scratch memory to group its {entries} (tree, row) \
                  entries, but only {budget} bytes of this guest's limit (--max-device-memory) are left beside its \
@@ -149,12 +164,13 @@ impl WgpuBackend {
                 self.budget.cancel.check(KERNEL)?;
             }
             // (Again for every chunk: a one-slot histogram may have displaced them.)
-            self.reserve(KERNEL, &[(Which::Order, order_bytes), (Which::Scan, scan_words(chunk) * 4)])?;
+            let needs = [(Which::Order, order_bytes), (Which::Scan, scan_words(chunk) * 4)];
+            self.reserve(KERNEL, &needs)?;
             let count = chunk.min(p.slot_count - first);
             let levels = scan_levels(count);
             let (scan, order) = (self.scratch.get(Which::Scan)?, self.scratch.get(Which::Order)?);
-            let [bins, targets, weights, node_of, mask, splits] = ids.map(|id| self.buf(id));
-            let (bins, targets, weights, node_of, mask, splits) = (bins?, targets?, weights?, node_of?, mask?, splits?);
+            let [_, _, weights, node_of, _, _] = ids.map(|id| self.buf(id));
+            let (weights, node_of) = (weights?, node_of?);
             let mut params = [0u32; ROWS_PARAM_WORDS];
             params[2..12].copy_from_slice(&[
                 p.rows,
@@ -168,7 +184,6 @@ impl WgpuBackend {
                 first,
                 entries32,
             ]);
-            (params[J_BEGIN], params[J_END], params[WG_MAX]) = (0, p.features, NONE);
             let entry_groups = entries.div_ceil(WORKGROUP as u64);
             let mut encoder = self.encoder();
             encoder.clear_buffer(scan, 0, Some((count as u64 + 1) * 4));
@@ -195,74 +210,87 @@ impl WgpuBackend {
                 &[(3, weights), (4, node_of), (7, scan), (8, order)],
                 entry_groups,
             );
-            let bindings = [(1, bins), (2, targets), (3, weights), (5, mask), (6, splits), (7, scan), (8, order)];
-            // Slots of few entries take one invocation each, the others a workgroup each.
-            let small_groups = (count as u64).div_ceil(WORKGROUP as u64);
-            match self.loop_budget {
-                None => {
-                    self.dispatch_groups(&mut encoder, &k.rows_split_small, &params, &bindings, small_groups);
-                    self.dispatch_groups(&mut encoder, &k.rows_split, &params, &bindings, count as u64);
-                    self.submit(encoder)?;
-                }
-                Some(loop_budget) => {
-                    // The largest slot's entry count into scan[count], which nothing reads
-                    // after the scan.
-                    encoder.clear_buffer(scan, count as u64 * 4, Some(4));
-                    self.dispatch_groups(&mut encoder, &k.rows_largest, &params, &[(7, scan)], small_groups);
-                    self.submit(encoder)?;
-                    self.decide_bounded(p, ids, &params, loop_budget)?;
-                }
-            }
+            // The largest slot's entry count into scan[count], which nothing reads after the
+            // scan.
+            encoder.clear_buffer(scan, count as u64 * 4, Some(4));
+            self.dispatch_groups(&mut encoder, &k.rows_largest, &params, &[(7, scan)], (count as u64).div_ceil(WORKGROUP as u64));
+            self.submit(encoder)?;
+            self.decide_chunk(p, ids, &params, &needs)?;
             first += count;
         }
         Ok(())
     }
 
-    /// Decides the slots of one grouped chunk (`params`: its uniform words) within
-    /// `loop_budget` loop passes per invocation and launch (`loops.rs`): reads back the
-    /// largest slot's entry count (left in the scan's word `count`), then launches
-    /// `split_small` and `split_slots` over ascending blocks of features as large as that
-    /// allows, each block merged into the records of the blocks before; a slot too large
-    /// for a workgroup even one feature at a time is decided alone, by build-histograms +
-    /// find-splits over blocks of features of a one-slot histogram.
-    fn decide_bounded(
+    /// Decides the slots of one grouped chunk (`params`: its uniform words; `needs`: its
+    /// scratch) within `self.loop_budget` loop passes per invocation (`loops.rs`): reads
+    /// back the largest slot's entry count (left in the scan's word `count`), then launches
+    /// `split_small` and `split_slots` over a grid of (slot, block of features), blocks as
+    /// wide as that allows, as many blocks a launch as the partials scratch holds, each
+    /// launch followed by `merge_partials`; a slot too large for a workgroup even one
+    /// feature at a time is decided alone, by build-histograms + find-splits over blocks of
+    /// features of a one-slot histogram.
+    fn decide_chunk(
         &mut self,
         p: &RowSplitParams,
         ids: [BufferId; 6],
         params: &[u32; ROWS_PARAM_WORDS],
-        loop_budget: u64,
+        needs: &[(Which, u64); 2],
     ) -> Result<(), GpuError> {
         const KERNEL: &str = "find-splits-rows";
+        let loop_budget = self.loop_budget;
         let (first, count) = (params[10], params[7]);
         let largest = self.read_words(self.scratch.get(Which::Scan)?, count as u64, 1)?[0];
         let wg_max = loops::split_slots_max_entries(loop_budget);
-        // Each kernel's launches: (kernel, its merging variant, workgroups, features per launch).
-        type Pick = fn(&Merging) -> &Kernel;
-        let k = &self.kernels;
-        let small: Pick = |m| &m.rows_split_small;
-        let slots: Pick = |m| &m.rows_split;
-        let small_per = loops::split_small_features(loop_budget, largest.min(loops::SMALL));
-        let mut plan = vec![(&k.rows_split_small, small, (count as u64).div_ceil(WORKGROUP as u64), small_per)];
+        let small_groups = (count as u64).div_ceil(WORKGROUP as u64);
+        // Each kernel's launches: (kernel, workgroups per block, features per block, the
+        // entry counts of its slots).
+        let mut plan: Vec<(fn(&crate::pipelines::Kernels) -> &Kernel, u64, u32, (u32, u32))> =
+            vec![(|k| &k.rows_split_small, small_groups, loops::split_small_features(loop_budget, largest.min(loops::SMALL)), (0, loops::SMALL))];
         if largest > loops::SMALL {
-            plan.push((&k.rows_split, slots, count as u64, loops::split_slots_features(loop_budget, largest.min(wg_max))));
+            let per = loops::split_slots_features(loop_budget, largest.min(wg_max));
+            plan.push((|k| &k.rows_split, count as u64, per, (loops::SMALL + 1, wg_max)));
         }
-        let [bins, targets, weights, _, mask, splits] = ids.map(|id| self.buf(id));
-        let (bins, targets, weights, mask, splits) = (bins?, targets?, weights?, mask?, splits?);
-        let (scan, order) = (self.scratch.get(Which::Scan)?, self.scratch.get(Which::Order)?);
-        let bindings = [(1, bins), (2, targets), (3, weights), (5, mask), (6, splits), (7, scan), (8, order)];
-        for (first_kernel, merging, groups, per) in plan {
-            for (i, (j0, j1)) in loops::blocks(0, p.features, per).enumerate() {
-                if i > 0 {
+        // Blocks a launch: as many partial records as the budget leaves beside the chunk's
+        // scan and entries (at least one block: the chunk was sized for it), and as
+        // merge_partials may fold.
+        let held: u64 = needs.iter().map(|n| n.1).sum();
+        let room = self.budget.scratch_bytes.saturating_sub(held).min(self.info.max_buffer_bytes).min(PARTIALS_MAX_BYTES);
+        let per_launch = (room / (count as u64 * RECORD_BYTES)).clamp(1, loops::merge_blocks(loop_budget) as u64);
+        let mut launches = 0u32;
+        for (kernel, block_groups, per, (m_min, m_max)) in plan {
+            let total = (p.features as u64).div_ceil(per as u64).max(1);
+            let mut blk = 0u64;
+            while blk < total {
+                if launches > 0 {
                     // Wait, so that a cancelled run stops after the launch in flight.
                     self.wait()?;
                     self.budget.cancel.check(KERNEL)?;
                 }
+                launches += 1;
+                let blocks = per_launch.min(total - blk);
+                let partial_bytes = blocks * count as u64 * RECORD_BYTES;
+                self.reserve(KERNEL, &[needs[0], needs[1], (Which::Partial, partial_bytes)])?;
+                let j_begin = (blk * per as u64).min(p.features as u64) as u32;
+                let j_end = ((blk + blocks) * per as u64).min(p.features as u64) as u32;
                 let mut q = *params;
-                (q[J_BEGIN], q[J_END], q[WG_MAX]) = (j0, j1, wg_max);
-                let kernel = if j0 > 0 { merging(k.merging(&self.device)) } else { first_kernel };
+                (q[J_PER], q[J_BEGIN], q[J_END], q[WG_MAX], q[BLOCK_GROUPS], q[BLOCKS]) =
+                    (per, j_begin, j_end, wg_max, block_groups as u32, blocks as u32);
+                (q[M_MIN], q[M_MAX]) = (m_min, m_max);
+                let [bins, targets, weights, _, mask, splits] = ids.map(|id| self.buf(id));
+                let (bins, targets, weights, mask, splits) = (bins?, targets?, weights?, mask?, splits?);
+                let (scan, order, partial) =
+                    (self.scratch.get(Which::Scan)?, self.scratch.get(Which::Order)?, self.scratch.get(Which::Partial)?);
+                // The split kernels write their partial records at blk * count + k of the
+                // buffer bound as `splits`, from record 0.
+                let mut split_q = q;
+                split_q[SLOT_BEGIN] = 0;
+                let bindings = [(1, bins), (2, targets), (3, weights), (5, mask), (6, partial), (7, scan), (8, order)];
                 let mut encoder = self.encoder();
-                self.dispatch_groups(&mut encoder, kernel, &q, &bindings, groups);
+                self.dispatch_groups(&mut encoder, kernel(&self.kernels), &split_q, &bindings, blocks * block_groups);
+                let merge = [(6, splits), (7, scan), (9, partial)];
+                self.dispatch_groups(&mut encoder, &self.kernels.rows_merge, &q, &merge, small_groups);
                 self.submit(encoder)?;
+                blk += blocks;
             }
         }
         if largest <= wg_max {
@@ -316,12 +344,13 @@ mod tests {
         assert_eq!(scan_words(1), 2);
         assert_eq!(scan_words(255), 256);
         assert_eq!(scan_words(256), 257 + 2);
+        assert_eq!(chunk_words(1), 2 + 12);
         for words in [2, 3, 256, 257, 258, 259, 260, 1000, 70_000, 1 << 30] {
             for slots in [1, 2, 255, 256, 257, 5000, 1 << 20, u32::MAX] {
                 let c = largest_chunk(slots, words);
                 assert!(c >= 1 && c <= slots);
-                assert!(scan_words(c) <= words || c == 1, "{slots} slots in {words} words: {c}");
-                assert!(c == slots || scan_words(c + 1) > words, "{slots} slots in {words} words: {c} is not the largest");
+                assert!(chunk_words(c) <= words || c == 1, "{slots} slots in {words} words: {c}");
+                assert!(c == slots || chunk_words(c + 1) > words, "{slots} slots in {words} words: {c} is not the largest");
             }
         }
     }

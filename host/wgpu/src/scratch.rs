@@ -25,14 +25,16 @@ pub(crate) enum Which {
     Hist,
     /// `predict-forest`: where each row's walk stands between launches (`predict.rs`).
     Walk,
+    /// The per-block partial split records of the grouped path's launches.
+    Partial,
 }
 
-const ALL: [Which; 4] = [Which::Scan, Which::Order, Which::Hist, Which::Walk];
+const ALL: [Which; 5] = [Which::Scan, Which::Order, Which::Hist, Which::Walk, Which::Partial];
 
 /// The scratch buffers held now, one optional buffer per [`Which`].
 #[derive(Default)]
 pub(crate) struct Scratch {
-    buffers: [Option<wgpu::Buffer>; 4],
+    buffers: [Option<wgpu::Buffer>; 5],
 }
 
 impl Scratch {

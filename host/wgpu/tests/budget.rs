@@ -98,16 +98,19 @@ fn find_splits_rows_within_the_scratch_budget() {
     let dense = rows(5000, 35, 256, 2, 4, true); // histogram 860160 bytes, 2500 entries per slot
     let grouped = rows(3000, 5, 64, 2, 300, false);
     let few = rows(400, 3, 16, 1, 20, true);
+    // The grouped path holds the entries (order), the chunk's scan (slots + 1 words, one
+    // level but for 300 slots, 301 + 2) and the partial records of one launch (48 bytes per slot and block).
     let cases = [
-        // The dense path when its histogram fits, the grouped one when only that fits.
+        // The dense path when its histogram fits, the grouped one when only that fits (its
+        // split_small in 2 blocks of 22 features).
         (dense, 1 << 20, Some(860_160)),
-        (dense, 100_000, Some(order(&dense) + 4 * 5)),
+        (dense, 100_000, Some(order(&dense) + 4 * 5 + 2 * 4 * 48)),
         (dense, order(&dense) + 7, None),
-        // Grouped: one chunk; 63 slots a chunk (5 chunks); one slot a chunk (20 chunks).
-        (grouped, 1 << 20, Some(order(&grouped) + 4 * 303)),
-        (grouped, order(&grouped) + 4 * 64 + 3, Some(order(&grouped) + 4 * 64)),
-        (few, order(&few) + 8, Some(order(&few) + 8)),
-        (few, order(&few) + 7, None),
+        // Grouped: one chunk; 20 slots a chunk (15 chunks); one slot a chunk (20 chunks).
+        (grouped, 1 << 20, Some(order(&grouped) + 4 * 303 + 300 * 48)),
+        (grouped, order(&grouped) + 4 * (13 * 20 + 1) + 3, Some(order(&grouped) + 4 * 21 + 20 * 48)),
+        (few, order(&few) + 56, Some(order(&few) + 56)),
+        (few, order(&few) + 55, None),
     ];
     for (p, extra, held) in cases {
         let bufs = rows_case(&mut rng, &p);
@@ -161,14 +164,14 @@ fn find_splits_rows_cancelled_between_chunks() {
         b.write(i as u64 + 1, 0, data).unwrap();
     }
     let cancel = CancelToken::new();
-    // Room for one slot per chunk: ten chunks.
-    b.begin_call(&CallBudget { scratch_bytes: 300 * 4 + 8, cancel: cancel.clone() });
+    // Room for one slot per chunk (its scan and partial record): ten chunks.
+    b.begin_call(&CallBudget { scratch_bytes: 300 * 4 + 56, cancel: cancel.clone() });
     b.find_splits_rows(&p, 1, 2, 3, 4, 5, 6).unwrap();
     cancel.cancel();
-    b.begin_call(&CallBudget { scratch_bytes: 300 * 4 + 8, cancel: cancel.clone() });
+    b.begin_call(&CallBudget { scratch_bytes: 300 * 4 + 56, cancel: cancel.clone() });
     let e = b.find_splits_rows(&p, 1, 2, 3, 4, 5, 6).expect_err("cancelled");
     assert!(matches!(e, GpuError::Cancelled(_)), "{e}");
-    assert!(b.scratch_bytes() <= 300 * 4 + 8);
+    assert!(b.scratch_bytes() <= 300 * 4 + 56);
     b.release_scratch();
     assert_eq!(b.scratch_bytes(), 0);
 }

@@ -9,16 +9,20 @@
 //   add_offsets     one invocation per word of a level: adds its block's scanned total.
 //   scatter_entries one invocation per entry: order[scan[s]++] = entry, so afterwards
 //                   scan[s] is the end of slot s (and the start of slot s + 1).
-//   largest_slot    (llvmpipe only, below) one invocation per slot: the largest slot's
-//                   entry count into scan[slot_count], which nothing reads after the scan.
-//   split_small     one invocation per slot, for slots of at most SMALL entries (deep
-//                   levels): the slot's entries in registers, each distinct bin of each
-//                   feature evaluated once with its prefix sums (O(features * m^2)).
-//   split_slots     one workgroup per slot with more than SMALL entries: per feature a
-//                   workgroup-memory histogram of
-//                   the slot's entries, then the bins scanned in order exactly as
-//                   SplitSearch does; the best (score, feature, bin) is reduced across the
-//                   workgroup with SplitSearch's tie rule (lower feature, then lower bin).
+//   largest_slot    one invocation per slot: the largest slot's entry count into
+//                   scan[slot_count], which nothing reads after the scan (the host reads it
+//                   back to plan the launches below).
+//   split_small     one invocation per (slot, block of features), for slots of at most
+//                   SMALL entries (deep levels): the slot's entries in registers, each
+//                   distinct bin of each feature evaluated once with its prefix sums
+//                   (O(features * m^2)).
+//   split_slots     one workgroup per (slot, block of features), for slots of more than
+//                   SMALL and at most wg_max entries: per feature a workgroup-memory
+//                   histogram of the slot's entries, then the bins scanned in order exactly
+//                   as SplitSearch does; the best (score, feature, bin) is reduced across
+//                   the workgroup with SplitSearch's tie rule (lower feature, then lower bin).
+//   merge_partials  one invocation per slot: folds the partial records of its blocks, in
+//                   ascending order, into the slot's record (below).
 // Every count and sum is a wrapping integer (32-bit counts, 64-bit sums from 32-bit
 // atomics with carry, 128-bit scores in u32 limbs), so results never depend on order.
 // A slot's entries are distinct rows of one tree, so its entry counts are the `entries`
@@ -28,13 +32,22 @@
 // Work is indexed by workgroup: `base` is the first workgroup of this dispatch, `count`
 // how many it has; a 2-D grid may hold a few more, which return at once.
 //
-// llvmpipe (Mesa's software Vulkan) silently ends all loops of an invocation once they have
-// made 65535 passes together (host/wgpu/src/loops.rs). On such an adapter the host bounds
-// each launch's loops: split_small and split_slots scan only features j_begin..j_end, in
-// ascending blocks of launches, the later ones `merging` into the records (finish_record in
-// split_score.wgsl), and split_slots leaves slots of more than wg_max entries to
-// build-histograms + find-splits on one slot at a time. On a hardware adapter one launch
-// scans every feature and wg_max is NONE.
+// Blocks of features (host/wgpu/src/loops.rs): no invocation may loop for long, on any
+// adapter. llvmpipe (Mesa's software Vulkan) silently ends all loops of an invocation once
+// they have made 65535 passes together, and on a GPU one invocation walking every feature of
+// a wide table serially is both slow (its slot gets no parallelism) and deaf to a cancel. So
+// the host launches split_small and split_slots over a grid of (slot, block): block `blk`
+// of a launch scans features j_begin + blk * j_per .. (at most j_end), as many as the loop
+// budget allows, and writes a partial record (the 12-word record of its features alone) at
+// blk * slot_count + k of the buffer bound as `splits`, which for these two kernels is the
+// host's partials scratch (and p.slot_begin is 0). merge_partials then takes a slot's
+// partials in ascending block order and keeps the earlier candidate unless a later one
+// scores strictly higher (recomputing the kept score exactly from (nL, SL) and the slot's
+// (n, S)), and adds the blocks' `varying` counts: exactly the result of one ascending scan
+// over all features, whose tie rule prefers the lower feature. A launch that does not start
+// at feature 0 (more blocks than the partials scratch holds) folds into the record the
+// launch before wrote. Slots of more than wg_max entries are left to build-histograms +
+// find-splits on one slot at a time.
 
 struct Params {
     base: u32,
@@ -52,11 +65,15 @@ struct Params {
     scan_off: u32,      // scan level: first word
     scan_len: u32,      // scan level: words
     sums_off: u32,      // next scan level's first word, or NONE (scan_blocks, add_offsets)
-    _pad0: u32,
-    j_begin: u32,       // split_small, split_slots: this launch's features, j_begin..j_end
-    j_end: u32,
-    wg_max: u32,        // split_slots: most entries of a slot it decides (NONE: any)
-    _pad1: u32,
+    j_per: u32,         // split_small, split_slots: features per block
+    j_begin: u32,       // this launch's features, j_begin..j_end (merge_partials: fresh
+    j_end: u32,         // record when j_begin is 0, else fold into the launch before's)
+    wg_max: u32,        // split_slots: most entries of a slot it decides
+    block_groups: u32,  // split_small, split_slots: workgroups of one block
+    blocks: u32,        // merge_partials: partial records per slot in this launch
+    m_min: u32,         // merge_partials: the slots it merges, by entry count m_min..=m_max
+    m_max: u32,
+    _pad: u32,
 }
 
 const NONE: u32 = 0xffffffffu;
@@ -74,8 +91,9 @@ const SMALL: u32 = 32u;
 @group(0) @binding(6) var<storage, read_write> splits: array<u32>;
 @group(0) @binding(7) var<storage, read_write> scan: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read_write> order: array<u32>;
+@group(0) @binding(9) var<storage, read> partials: array<u32>;
 
-// mul_wide, square64, div_limb, score, valid, write_record and finish_record come from
+// mul_wide, square64, div_limb, score, valid and write_record come from
 // split_score.wgsl (prepended).
 
 // Bin of `row` for `feature` in the packed feature-major matrix.
@@ -188,8 +206,8 @@ fn slot_range(k: u32) -> vec2<u32> {
     return vec2<u32>(begin, end);
 }
 
-// The largest slot's entry count, for the host's launch plan on llvmpipe, into
-// scan[slot_count] (the host cleared it).
+// The largest slot's entry count, for the host's launch plan, into scan[slot_count] (the
+// host cleared it).
 @compute @workgroup_size(64)
 fn largest_slot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = wid.y * nwg.x + wid.x;
@@ -215,6 +233,13 @@ fn allowed(k: u32, j: u32) -> bool {
     return ((word >> (j % 32u)) & 1u) == 1u;
 }
 
+// Features blk-th block of this launch scans: j_begin + blk * j_per, at most j_per of them,
+// up to j_end (the host launches blk < ceil((j_end - j_begin) / j_per), so none wraps).
+fn block_features(blk: u32) -> vec2<u32> {
+    let first = p.j_begin + blk * p.j_per;
+    return vec2<u32>(first, first + min(p.j_per, p.j_end - first));
+}
+
 // ---- one invocation per small slot ----
 
 @compute @workgroup_size(64)
@@ -223,10 +248,12 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (g >= p.count) {
         return;
     }
-    let k = (p.base + g) * WG + lid;
+    let blk = (p.base + g) / p.block_groups;
+    let k = (p.base + g) % p.block_groups * WG + lid;
     if (k >= p.slot_count) {
         return;
     }
+    let features = block_features(blk);
     let range = slot_range(k);
     let m = range.y - range.x;
     if (m > SMALL) {
@@ -273,7 +300,7 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var varied = 0u;
     // A pure slot is a leaf whatever its candidates.
     if (lo < hi) {
-        for (var j = p.j_begin; j < p.j_end; j++) {
+        for (var j = features.x; j < features.y; j++) {
             if (!allowed(k, j)) {
                 continue;
             }
@@ -344,7 +371,7 @@ fn split_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             }
         }
     }
-    finish_record(k, found, top, top_j, top_b + (top_c - 1u - top_b) / 2u, top_nl, top_dl, top_sl, n, d, s, varied, lo < hi);
+    write_record(blk * p.slot_count + k, found, top_j, top_b + (top_c - 1u - top_b) / 2u, top_nl, top_dl, top_sl, n, d, s, varied, lo < hi);
 }
 
 // ---- one workgroup per slot ----
@@ -385,7 +412,9 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (g >= p.count) {
         return;
     }
-    let k = p.base + g;
+    let blk = (p.base + g) / p.block_groups;
+    let k = (p.base + g) % p.block_groups;
+    let features = block_features(blk);
     let range = slot_range(k);
     let begin = range.x;
     let end = range.y;
@@ -455,7 +484,7 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var best_dl = 0u;
     var best_sl = vec2<u32>(0u);
     if (impure) {
-        for (var j = p.j_begin; j < p.j_end; j++) {
+        for (var j = features.x; j < features.y; j++) {
             if (!allowed(k, j)) {
                 continue;
             }
@@ -621,5 +650,62 @@ fn split_slots(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             key_sh = best_sh[t];
         }
     }
-    finish_record(k, found, top, key.x, key.y, key.z, key_sh.y, vec2<u32>(key.w, key_sh.x), n, d, s, atomicLoad(&varying_total), impure);
+    write_record(blk * p.slot_count + k, found, key.x, key.y, key.z, key_sh.y, vec2<u32>(key.w, key_sh.x), n, d, s, atomicLoad(&varying_total), impure);
+}
+
+// ---- folding the blocks' partial records ----
+
+@compute @workgroup_size(64)
+fn merge_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.count) {
+        return;
+    }
+    let k = (p.base + g) * WG + lid;
+    if (k >= p.slot_count) {
+        return;
+    }
+    // Only the slots whose partials the kernel before wrote.
+    let range = slot_range(k);
+    let m = range.y - range.x;
+    if (m < p.m_min || m > p.m_max) {
+        return;
+    }
+    let out = (p.slot_begin + k) * 12u;
+    var first = 0u;
+    if (p.j_begin == 0u) {
+        for (var w = 0u; w < 12u; w++) {
+            splits[out + w] = partials[k * 12u + w];
+        }
+        first = 1u;
+    }
+    // Every partial of a slot holds the same totals (words 6-9, 11).
+    let n = splits[out + 6u];
+    let s = vec2<u32>(splits[out + 8u], splits[out + 9u]);
+    var have = splits[out] != NONE;
+    var kept = vec4<u32>(0u);
+    if (have) {
+        let nl = splits[out + 2u];
+        let sl = vec2<u32>(splits[out + 4u], splits[out + 5u]);
+        kept = add128(score(sl, nl), score(sub64(s, sl), n - nl));
+    }
+    var varied = splits[out + 10u];
+    for (var b = first; b < p.blocks; b++) {
+        let q = (b * p.slot_count + k) * 12u;
+        varied += partials[q + 10u];
+        if (partials[q] == NONE) {
+            continue;
+        }
+        let nl = partials[q + 2u];
+        let sl = vec2<u32>(partials[q + 4u], partials[q + 5u]);
+        let sc = add128(score(sl, nl), score(sub64(s, sl), n - nl));
+        if (!have || gt128(sc, kept)) {
+            have = true;
+            kept = sc;
+            for (var w = 0u; w < 6u; w++) {
+                splits[out + w] = partials[q + w];
+            }
+        }
+    }
+    splits[out + 10u] = varied;
 }
