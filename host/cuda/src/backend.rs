@@ -59,6 +59,12 @@ const DENSE_MIN_ENTRIES_PER_SLOT: u64 = 16384;
 /// launches (tens of microseconds) already cost under 1% of a launch's work.
 const PREDICT_STEPS_PER_LAUNCH: u64 = 1 << 28;
 
+/// The most (entry, feature) visits of one build-histograms launch: each is a few reads
+/// and atomics, about a predict step's cost, so the same 2^28 bounds a launch to well
+/// under a second even with heavily contended atomics; larger calls are launched over
+/// blocks of features with a wait and a cancel check between them.
+const HISTOGRAM_VISITS_PER_LAUNCH: u64 = 1 << 28;
+
 /// Facts about device 0, read without creating a context.
 pub(crate) struct DeviceFacts {
     pub name: String,
@@ -357,7 +363,9 @@ impl CudaBackend {
     }
 
     /// Queues build-histograms over raw pointers: first every cell of `hist` is set to the
-    /// untouched cell (0, 0, 0, 0, 0xffffffff, 0), then the entries are added.
+    /// untouched cell (0, 0, 0, 0, 0xffffffff, 0), then the entries are added, in launches
+    /// over blocks of features of at most [`HISTOGRAM_VISITS_PER_LAUNCH`] (entry, feature)
+    /// visits; between them it waits for the GPU and stops if the call was cancelled.
     fn queue_build_histograms(
         &mut self,
         p: &HistogramParams,
@@ -370,29 +378,46 @@ impl CudaBackend {
         let mut args = [Arg::U32(p.features), Arg::U32(p.max_bins), Arg::U32(p.slot_count), Arg::Ptr(hist)];
         let f = self.kernels.build_histograms_init.clone();
         self.launch("build-histograms", &f, cells, BLOCK, &mut args)?;
-        let mut args = [
-            Arg::U32(p.rows),
-            Arg::U32(p.features),
-            Arg::U32(p.max_bins),
-            Arg::U32(p.tree_count),
-            Arg::U32(p.slot_begin),
-            Arg::U32(p.slot_count),
-            Arg::Ptr(bins),
-            Arg::Ptr(targets),
-            Arg::Ptr(weights),
-            Arg::Ptr(node_of),
-            Arg::Ptr(hist),
-        ];
+        const OP: &str = "build-histograms";
         let entries = p.tree_count as u64 * p.rows as u64;
-        if p.slot_count as u64 * p.max_bins as u64 <= SHARED_HIST_CELLS {
-            // Few slots: per-block shared histograms, then one global atomic per cell.
-            let target = SHARED_HIST_BLOCKS_PER_SM * self.facts.multiprocessors as u64;
-            let blocks_x = (target / p.features as u64).clamp(1, entries.div_ceil(BLOCK as u64).max(1));
-            let f = self.kernels.build_histograms_shared.clone();
-            return self.launch_2d("build-histograms", &f, blocks_x * BLOCK as u64, p.features as u64, BLOCK, &mut args);
+        // The hist buffer bounds `features` here (slot_count >= 1), so the blocks do too.
+        let per = (HISTOGRAM_VISITS_PER_LAUNCH / entries.max(1)).clamp(1, p.features.max(1) as u64) as u32;
+        let mut j = 0u32;
+        while j < p.features {
+            if j > 0 {
+                self.stream.synchronize().map_err(|e| self.fail(OP, e))?;
+                self.budget.cancel.check(OP)?;
+            }
+            let j_end = j.saturating_add(per).min(p.features);
+            let mut args = [
+                Arg::U32(p.rows),
+                Arg::U32(p.features),
+                Arg::U32(p.max_bins),
+                Arg::U32(p.tree_count),
+                Arg::U32(p.slot_begin),
+                Arg::U32(p.slot_count),
+                Arg::Ptr(bins),
+                Arg::Ptr(targets),
+                Arg::Ptr(weights),
+                Arg::Ptr(node_of),
+                Arg::Ptr(hist),
+                Arg::U32(j),
+                Arg::U32(j_end),
+            ];
+            let width = (j_end - j) as u64;
+            if p.slot_count as u64 * p.max_bins as u64 <= SHARED_HIST_CELLS {
+                // Few slots: per-block shared histograms, then one global atomic per cell.
+                let target = SHARED_HIST_BLOCKS_PER_SM * self.facts.multiprocessors as u64;
+                let blocks_x = (target / width).clamp(1, entries.div_ceil(BLOCK as u64).max(1));
+                let f = self.kernels.build_histograms_shared.clone();
+                self.launch_2d(OP, &f, blocks_x * BLOCK as u64, width, BLOCK, &mut args)?;
+            } else {
+                let f = self.kernels.build_histograms.clone();
+                self.launch_2d(OP, &f, entries, width, BLOCK, &mut args)?;
+            }
+            j = j_end;
         }
-        let f = self.kernels.build_histograms.clone();
-        self.launch_2d("build-histograms", &f, entries, p.features as u64, BLOCK, &mut args)
+        Ok(())
     }
 
     /// Queues find-splits over raw pointers; `mask` points at the batch's first slot's mask.

@@ -231,42 +231,52 @@ impl WgpuBackend {
         }
     }
 
-    /// Records `build-histograms` (one invocation per cell writing the empty cell, then one
-    /// per entry, in blocks of features as the loop budget needs) into `encoder`.
-    /// `bufs`: bins, targets, weights, node-of, hist.
-    pub(crate) fn encode_build_histograms(&self, encoder: &mut wgpu::CommandEncoder, p: &HistogramParams, bufs: [&wgpu::Buffer; 5]) {
-        // Device validated the histogram inside one buffer, so the cell count fits u32.
+    /// Runs `build-histograms` (one invocation per cell writing the empty cell, then one
+    /// per entry and feature). `bufs`: bins, targets, weights, node-of, hist.
+    pub(crate) fn build_histograms_all(&self, p: &HistogramParams, bufs: [&wgpu::Buffer; 5]) -> Result<(), GpuError> {
+        // Device validated the histogram inside one buffer, so the cell count fits u32 and
+        // bounds the features (no slots: no work, whatever `features` says).
         let cells = p.slot_count as u64 * p.features as u64 * p.max_bins as u64;
-        if cells > 0 {
-            self.encode_histogram_block(encoder, p, bufs, (0, p.features), (0, p.features));
+        if cells == 0 {
+            return Ok(());
         }
+        self.histogram_block(p, bufs, (0, p.features), (0, p.features))
     }
 
-    /// Records `build-histograms` of features `block` (j_begin, j_end) into a histogram
-    /// laid out as `layout` (the feature of column 0, columns per slot; (0, features) for
-    /// the kernel's own): clears its cells, then adds the entries, in launches of as many
-    /// features as the loop budget allows.
-    pub(crate) fn encode_histogram_block(
+    /// Runs `build-histograms` of features `block` (j_begin, j_end) into a histogram laid
+    /// out as `layout` (the feature of column 0, columns per slot; (0, features) for the
+    /// kernel's own): clears its cells, then adds the entries in launches of as many
+    /// features as both the loop budget and [`Self::predict_steps`] (entry, feature)
+    /// visits allow, waiting for the GPU and checking the cancel token between them.
+    pub(crate) fn histogram_block(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
         p: &HistogramParams,
         bufs: [&wgpu::Buffer; 5],
         block: (u32, u32),
         layout: (u32, u32),
-    ) {
+    ) -> Result<(), GpuError> {
+        const KERNEL: &str = "build-histograms";
         let (hist_j0, cols) = layout;
         let cells = p.slot_count as u64 * cols as u64 * p.max_bins as u64;
         let entries = p.tree_count as u64 * p.rows as u64;
         let mut params = [0, 0, p.rows, p.features, p.max_bins, p.rows.div_ceil(4), p.slot_begin, p.slot_count, 0, 0, hist_j0, cols];
-        self.dispatch_at(encoder, &self.kernels.build_histograms_clear, &params, &[(5, bufs[4])], cells);
+        let mut encoder = self.encoder();
+        self.dispatch_at(&mut encoder, &self.kernels.build_histograms_clear, &params, &[(5, bufs[4])], cells);
         if entries == 0 {
-            return;
+            return self.submit(encoder);
         }
-        let per = crate::loops::histogram_features(self.loop_budget);
-        for (j0, j1) in crate::loops::blocks(block.0, block.1, per) {
+        let visits = (self.predict_steps() / entries).clamp(1, u32::MAX as u64) as u32;
+        let per = crate::loops::histogram_features(self.loop_budget).min(visits);
+        for (i, (j0, j1)) in crate::loops::blocks(block.0, block.1, per).enumerate() {
+            if i > 0 {
+                self.submit(std::mem::replace(&mut encoder, self.encoder()))?;
+                self.wait()?;
+                self.budget.cancel.check(KERNEL)?;
+            }
             (params[8], params[9]) = (j0, j1);
-            self.dispatch(encoder, &self.kernels.build_histograms, &params, &bufs, entries);
+            self.dispatch(&mut encoder, &self.kernels.build_histograms, &params, &bufs, entries);
         }
+        self.submit(encoder)
     }
 
     /// Records `find-splits` (one invocation per slot, in ascending blocks of features
@@ -405,9 +415,7 @@ impl Backend for WgpuBackend {
     ) -> Result<(), GpuError> {
         self.check()?;
         let bufs = [self.buf(bins)?, self.buf(targets)?, self.buf(weights)?, self.buf(node_of)?, self.buf(hist)?];
-        let mut encoder = self.encoder();
-        self.encode_build_histograms(&mut encoder, p, bufs);
-        self.submit(encoder)
+        self.build_histograms_all(p, bufs)
     }
 
     fn find_splits(&mut self, p: &SplitParams, hist: BufferId, feature_mask: BufferId, splits: BufferId) -> Result<(), GpuError> {

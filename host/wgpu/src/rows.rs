@@ -125,8 +125,8 @@ impl WgpuBackend {
         let hist = self.scratch.get(Which::Hist)?;
         let [bins, targets, weights, node_of, mask, splits] = ids;
         let h = [self.buf(bins)?, self.buf(targets)?, self.buf(weights)?, self.buf(node_of)?, hist];
+        self.build_histograms_all(&p.histogram(), h)?;
         let mut encoder = self.encoder();
-        self.encode_build_histograms(&mut encoder, &p.histogram(), h);
         self.encode_find_splits(&mut encoder, &p.split(), [hist, self.buf(mask)?, self.buf(splits)?]);
         self.submit(encoder)
     }
@@ -325,8 +325,8 @@ impl WgpuBackend {
             for (j0, j1) in loops::blocks(0, p.features, width) {
                 self.wait()?;
                 self.budget.cancel.check(KERNEL)?;
+                self.histogram_block(&hp, [bins, targets, weights, node_of, hist], (j0, j1), (j0, j1 - j0))?;
                 let mut encoder = self.encoder();
-                self.encode_histogram_block(&mut encoder, &hp, [bins, targets, weights, node_of, hist], (j0, j1), (j0, j1 - j0));
                 self.encode_find_splits_block(&mut encoder, &sp, [hist, mask, splits], first + k, (j0, j1), (j0, j1 - j0));
                 self.submit(encoder)?;
             }

@@ -29,6 +29,8 @@ pub struct CpuBackend {
     buffers: HashMap<BufferId, HostBuffer>,
     /// Host bytes the current kernel call may use for its work lists (its scratch).
     scratch_budget: u64,
+    /// The current call's cancel token: the long kernels give up between features.
+    cancel: crate::backend::CancelToken,
 }
 
 /// Refuses a kernel call whose work lists (host memory the reference kernels allocate
@@ -102,6 +104,7 @@ fn total_memory() -> u64 {
 impl Backend for CpuBackend {
     fn begin_call(&mut self, budget: &CallBudget) {
         self.scratch_budget = budget.scratch_bytes;
+        self.cancel = budget.cancel.clone();
     }
 
     fn info(&self) -> DeviceInfo {
@@ -173,9 +176,10 @@ impl Backend for CpuBackend {
         let entries = p.tree_count as u64 * p.rows as u64;
         check_scratch("build-histograms", entries.checked_mul(12), self.scratch_budget)?;
         self.with_output(hist, |me, out| {
-            kernels::build_histograms(p, me.words(bins), me.words(targets), me.words(weights), me.words(node_of), out)
+            let (bins, targets, weights, node_of) = (me.words(bins), me.words(targets), me.words(weights), me.words(node_of));
+            kernels::build_histograms_cancellable(p, bins, targets, weights, node_of, out, &me.cancel)
         });
-        Ok(())
+        self.cancel.check("build-histograms")
     }
 
     fn find_splits(&mut self, p: &SplitParams, hist: BufferId, feature_mask: BufferId, splits: BufferId) -> Result<(), GpuError> {
@@ -203,7 +207,7 @@ impl Backend for CpuBackend {
             .and_then(|b| b.checked_add(entries.checked_mul(16 + features)?));
         check_scratch("find-splits-rows", need, self.scratch_budget)?;
         self.with_output(splits, |me, out| {
-            kernels::find_splits_rows(
+            kernels::find_splits_rows_cancellable(
                 p,
                 me.words(bins),
                 me.words(targets),
@@ -211,9 +215,10 @@ impl Backend for CpuBackend {
                 me.words(node_of),
                 me.words(feature_mask),
                 out,
+                &me.cancel,
             )
         });
-        Ok(())
+        self.cancel.check("find-splits-rows")
     }
 
     fn apply_splits(

@@ -2,8 +2,10 @@
 // slot batch (docs/algorithm.md §6). A cell is 6 u32 words: (count, entries, sum lo,
 // sum hi, min target, max target). build_histograms_init first writes every cell of the
 // batch as untouched, (0, 0, 0, 0, 0xffffffff, 0): the output is overwritten, never
-// accumulated. Grid y strides over features, grid x over the (tree, row) entries, so
-// neighbouring threads read neighbouring rows and no index product can overflow. Counts
+// accumulated. Grid y strides over features j_begin..j_end (the host launches blocks of
+// features, so that one launch's work stays bounded and a cancel is seen between them),
+// grid x over the (tree, row) entries, so neighbouring threads read neighbouring rows and
+// no index product can overflow. Counts
 // and entries use 32-bit atomics (wrapping); the 64-bit sum is built from two 32-bit
 // atomics with an explicit carry (exact modulo 2^64 in any order); min and max use
 // atomicMin / atomicMax. Integers, minima and maxima make the order irrelevant.
@@ -67,12 +69,14 @@ extern "C" __global__ void build_histograms(
     const unsigned int* __restrict__ targets,
     const unsigned int* __restrict__ weights,
     const unsigned int* __restrict__ node_of,
-    unsigned int* __restrict__ hist)
+    unsigned int* __restrict__ hist,
+    unsigned int j_begin,
+    unsigned int j_end)
 {
     const unsigned long long words = ((unsigned long long)rows + 3ull) / 4ull;
     const unsigned long long entries = (unsigned long long)tree_count * rows;
     const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
-    for (unsigned long long j = blockIdx.y; j < features; j += gridDim.y)
+    for (unsigned long long j = j_begin + (unsigned long long)blockIdx.y; j < j_end; j += gridDim.y)
     for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < entries; i += stride) {
         const unsigned int s = node_of[i];
         const unsigned int local = s - slot_begin;
@@ -115,7 +119,9 @@ extern "C" __global__ void __launch_bounds__(256) build_histograms_shared(
     const unsigned int* __restrict__ targets,
     const unsigned int* __restrict__ weights,
     const unsigned int* __restrict__ node_of,
-    unsigned int* __restrict__ hist)
+    unsigned int* __restrict__ hist,
+    unsigned int j_begin,
+    unsigned int j_end)
 {
     __shared__ unsigned int cell_count[BH_SHARED_CELLS];
     __shared__ unsigned int cell_entries[BH_SHARED_CELLS];
@@ -126,7 +132,7 @@ extern "C" __global__ void __launch_bounds__(256) build_histograms_shared(
     const unsigned long long words = ((unsigned long long)rows + 3ull) / 4ull;
     const unsigned long long entries = (unsigned long long)tree_count * rows;
     const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
-    for (unsigned long long j = blockIdx.y; j < features; j += gridDim.y) {
+    for (unsigned long long j = j_begin + (unsigned long long)blockIdx.y; j < j_end; j += gridDim.y) {
         for (unsigned int c = threadIdx.x; c < cells; c += blockDim.x) {
             cell_count[c] = 0u;
             cell_entries[c] = 0u;

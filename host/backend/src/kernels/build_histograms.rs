@@ -3,6 +3,7 @@
 //! all trees of the batch.
 
 use super::{bin_at, par_chunks};
+use crate::backend::CancelToken;
 use crate::params::{HistogramParams, HIST_WORDS, NONE};
 
 /// A cell no entry reaches: (count, entries, sum lo, sum hi, min target, max target).
@@ -17,6 +18,21 @@ pub fn build_histograms(
     weights: &[u32],
     node_of: &[u32],
     hist: &mut [u32],
+) {
+    build_histograms_cancellable(p, bins, targets, weights, node_of, hist, &CancelToken::new());
+}
+
+/// [`build_histograms`] that gives up between features once `cancel` is cancelled (the
+/// CPU backend's call under a time limit: its work is entries x features); the output is
+/// then incomplete, and the caller reports the call as cancelled.
+pub fn build_histograms_cancellable(
+    p: &HistogramParams,
+    bins: &[u32],
+    targets: &[u32],
+    weights: &[u32],
+    node_of: &[u32],
+    hist: &mut [u32],
+    cancel: &CancelToken,
 ) {
     let rows = p.rows as usize;
     let features = p.features as usize;
@@ -45,6 +61,9 @@ pub fn build_histograms(
             cell.copy_from_slice(&EMPTY_CELL);
         }
         for j in 0..features {
+            if cancel.is_cancelled() {
+                return;
+            }
             for &(row, s, w) in &mine {
                 let b = bin_at(bins, words, j, row as usize) as usize;
                 if b < max_bins {

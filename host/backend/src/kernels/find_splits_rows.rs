@@ -4,6 +4,7 @@
 use super::bin_at;
 use super::find_splits::{SplitSearch, allowed};
 use super::par_chunks;
+use crate::backend::CancelToken;
 use crate::params::{NONE, RowSplitParams, SPLIT_WORDS};
 
 /// Groups the (tree, row) entries of the batch's slots by slot (counting sort), then
@@ -17,6 +18,23 @@ pub fn find_splits_rows(
     node_of: &[u32],
     feature_mask: &[u32],
     splits: &mut [u32],
+) {
+    find_splits_rows_cancellable(p, bins, targets, weights, node_of, feature_mask, splits, &CancelToken::new());
+}
+
+/// [`find_splits_rows`] that gives up between features once `cancel` is cancelled (the
+/// CPU backend's call under a time limit: its work is up to entries x features); the
+/// records are then incomplete, and the caller reports the call as cancelled.
+#[allow(clippy::too_many_arguments)]
+pub fn find_splits_rows_cancellable(
+    p: &RowSplitParams,
+    bins: &[u32],
+    targets: &[u32],
+    weights: &[u32],
+    node_of: &[u32],
+    feature_mask: &[u32],
+    splits: &mut [u32],
+    cancel: &CancelToken,
 ) {
     let rows = p.rows as usize;
     let features = p.features as usize;
@@ -107,6 +125,9 @@ pub fn find_splits_rows(
             for j in 0..if scanned { features } else { 0 } {
                 if !allowed(feature_mask, p.mask_words, slot, j) {
                     continue;
+                }
+                if cancel.is_cancelled() {
+                    return;
                 }
                 // Tally the slot's rows into the bins they touch, then scan only those bins
                 // in ascending order: O(rows + touched bins), never O(max_bins) per slot.

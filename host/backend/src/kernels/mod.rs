@@ -18,9 +18,9 @@ pub mod rng;
 pub use apply_splits::apply_splits;
 pub use bin_features::bin_features;
 pub use bootstrap::bootstrap;
-pub use build_histograms::build_histograms;
+pub use build_histograms::{build_histograms, build_histograms_cancellable};
 pub use find_splits::find_splits;
-pub use find_splits_rows::find_splits_rows;
+pub use find_splits_rows::{find_splits_rows, find_splits_rows_cancellable};
 pub use predict_forest::{predict_forest, predict_forest_span};
 
 /// Splits `out` into `chunk`-element pieces and runs `f(first_index, piece)` on all
