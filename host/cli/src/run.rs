@@ -289,6 +289,9 @@ pub fn wasi_ctx(opts: &RunOptions) -> Result<WasiCtx, String> {
     if opts.stdin {
         b.inherit_stdin();
     }
+    // The host runs the guest synchronously: blocking WASI calls (file reads, 64 KiB a call
+    // in wasmtime-wasi) run on this thread instead of a hand-off to a blocking pool and back.
+    b.allow_blocking_current_thread(true);
     b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
     b.socket_addr_check(|_, _| Box::pin(async { false }));
     for d in &opts.dirs {
