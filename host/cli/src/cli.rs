@@ -21,6 +21,14 @@ pub enum Command {
     Run(RunArgs),
     /// Show what each backend probe found, and why a backend is unavailable.
     Devices,
+    /// Internal: compile the component on standard input to standard output, in the
+    /// memory-limited child process `run` starts (host/cli/src/compile.rs).
+    #[command(hide = true)]
+    CompileGuest {
+        /// Compile for an engine with epoch interruption (`run --timeout`).
+        #[arg(long)]
+        epoch_interruption: bool,
+    },
 }
 
 /// Which backend runs the guest's kernels.

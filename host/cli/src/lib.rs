@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod cli;
+pub mod compile;
 pub mod host;
 pub mod limits;
 pub mod profile;
@@ -73,6 +74,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             print!("{}", backends::devices_report());
             0
         }
+        cli::Command::CompileGuest { epoch_interruption } => compile::child_main(epoch_interruption),
         cli::Command::Run(a) => {
             let profile = a.profile;
             match run_guest(&RunOptions::from_args(&a), a.backend) {
@@ -91,10 +93,30 @@ pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunRep
     let start = std::time::Instant::now();
     let bytes = run::read_component_bytes(&opts.wasm)?;
     let (backend, skipped) = backends::open_backend(choice)?;
-    let engine = run::engine(opts)?;
-    // The time limit covers compiling the guest too.
+    let (engine, cache) = run::engine(opts)?;
+    // The time limit covers compiling the guest too, and so does the memory limit.
     let mut watchdog = run::Watchdog::start(&engine, opts.timeout, opts.grace);
-    let component = run::compile(&engine, &opts.wasm, &bytes)?;
+    let limit = compile::compile_memory_limit(opts.max_memory);
+    let epoch = opts.timeout.is_some();
+    let component = match compile::compile(&engine, epoch, &opts.wasm, &bytes, cache.as_deref(), limit, &watchdog.cancel_token()) {
+        Ok(c) => c,
+        Err(compile::CompileError::Failed(msg)) => return Err(msg),
+        Err(compile::CompileError::TimedOut) => {
+            let t = opts.timeout.unwrap_or_default().as_secs_f64();
+            return Ok(RunReport {
+                outcome: Outcome::Trapped(format!(
+                    "wall-clock limit exceeded: compiling the guest took longer than --timeout {t}s"
+                )),
+                profile: Default::default(),
+                wall: Default::default(),
+                backend: backend.info().backend.name(),
+                leaked_buffers: 0,
+                trap_details: None,
+                startup: start.elapsed(),
+                skipped_backends: skipped,
+            });
+        }
+    };
     let startup = start.elapsed();
     let mut report = run::run_component(&engine, &component, backend, opts, &watchdog)?;
     watchdog.stop();

@@ -134,24 +134,32 @@ pub fn check_component_header(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Builds the wasmtime engine: optimising Cranelift, epoch interruption (for `--timeout`),
-/// and the on-disk compile cache when its configuration loads and no writable preopen of
-/// `opts` reaches it (a guest that could write there could plant machine code the host
-/// would later run).
-pub fn engine(opts: &RunOptions) -> Result<Engine, String> {
+/// The wasmtime engine for guests: optimising Cranelift, the component model, and epoch
+/// interruption when a time limit applies (`--timeout`). The `compile-guest` child builds
+/// the same, so that what it compiles loads here.
+pub fn engine_config(epoch_interruption: bool) -> Result<Engine, String> {
     let mut config = Config::new();
     config.cranelift_opt_level(OptLevel::Speed);
-    config.epoch_interruption(opts.timeout.is_some());
+    config.epoch_interruption(epoch_interruption);
     config.wasm_component_model(true);
-    if std::env::var_os("WASMTIME_GPU_HOST_NO_CACHE").is_none()
+    Engine::new(&config).map_err(|e| format!("cannot configure wasmtime: {}", one_line(&e)))
+}
+
+/// The engine for `opts`, and the directory of compiled guests (`compile.rs`): under
+/// wasmtime's cache directory when its configuration loads and no writable preopen of
+/// `opts` reaches it (a guest that could write there could plant machine code the host
+/// would later run); none with `WASMTIME_GPU_HOST_NO_CACHE` set.
+pub fn engine(opts: &RunOptions) -> Result<(Engine, Option<PathBuf>), String> {
+    let cache = if std::env::var_os("WASMTIME_GPU_HOST_NO_CACHE").is_none()
         && let Ok(cache) = wasmtime::Cache::from_file(None)
     {
         check_writable_dirs(opts, Some(cache.directory()))?;
-        config.cache(Some(cache));
+        Some(cache.directory().join("wasmtime-gpu-host"))
     } else {
         check_writable_dirs(opts, None)?;
-    }
-    Engine::new(&config).map_err(|e| format!("cannot configure wasmtime: {}", one_line(&e)))
+        None
+    };
+    Ok((engine_config(opts.timeout.is_some())?, cache))
 }
 
 /// Refuses a `--dir-rw` that contains the compilation cache or the host binary itself.
@@ -243,10 +251,6 @@ impl Drop for Watchdog {
     }
 }
 
-/// Compiles the component bytes.
-pub fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Component, String> {
-    Component::from_binary(engine, bytes).map_err(|e| format!("{} is not a valid component: {}", path.display(), one_line(&e)))
-}
 
 /// A linker with WASI 0.2 (sync; includes `exit-with-code`, so exit codes survive) and `wasi:gpu`.
 pub fn linker(engine: &Engine) -> Result<Linker<HostState>, String> {

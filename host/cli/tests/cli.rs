@@ -257,3 +257,53 @@ fn guest_sees_only_the_given_environment_and_its_arguments() {
     let o = run(&["--backend", "cpu"], &two);
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// A valid command component whose `run` is one function of `n` additions: Cranelift needs
+/// about 0.8 KB per instruction to compile it (600,000: about 480 MB; measured at 400,000).
+fn big_component(name: &str, n: usize) -> PathBuf {
+    let mut body = String::with_capacity(n * 60);
+    body.push_str("(local $x i32) ");
+    for i in 0..n {
+        body.push_str(&format!("(local.set $x (i32.add (local.get $x) (i32.const {i}))) "));
+    }
+    body.push_str("(i32.const 0)");
+    write_wat(name, &command(&body))
+}
+
+/// Compiling a guest counts against its memory limit (at least 256 MiB for compiling) and
+/// its time limit: a component that needs about 480 MB to compile is refused under
+/// `--max-memory 64M` with one line naming the flag, and stopped by `--timeout` 0.3 s with
+/// the trap status, both without a panic.
+#[test]
+fn compiling_stays_within_the_limits() {
+    let path = big_component("big.wasm", 600_000);
+    let o = run(&["--backend", "cpu", "--max-memory", "64M"], &path);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = assert_one_clean_line(&o);
+    assert!(e.contains("--max-memory") && e.contains("compiling it needed more than 268435456 bytes"), "{e}");
+    let start = std::time::Instant::now();
+    let o = run(&["--backend", "cpu", "--timeout", "0.3"], &path);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let e = assert_one_clean_line(&o);
+    assert!(e.contains("compiling the guest took longer than --timeout 0.3s"), "{e}");
+    assert!(start.elapsed().as_secs_f64() < 5.0, "{:?}", start.elapsed());
+}
+
+/// A compiled guest is cached by content and loaded from the cache on the next run.
+#[test]
+fn compiled_guests_are_cached() {
+    let cache = scratch("cache-home");
+    let path = write_wat("cached.wasm", &command("(i32.const 0)"));
+    // wasmtime's cache directory follows the XDG cache home.
+    let go = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wasmtime-gpu-host"));
+        c.env("XDG_CACHE_HOME", &cache).args(["run", "--backend", "cpu"]).arg(&path);
+        c.output().unwrap()
+    };
+    assert_eq!(go().status.code(), Some(0));
+    let dir = cache.join("wasmtime").join("wasmtime-gpu-host");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(go().status.code(), Some(0));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+}

@@ -13,7 +13,7 @@ use wasi_gpu_backend::{BufferId, GpuError, HIST_WORDS, HistogramParams, NONE, Ro
 use crate::WORKGROUP;
 use crate::backend::WgpuBackend;
 use crate::loops;
-use crate::pipelines::Kernel;
+use crate::pipelines::{Kernel, Kernels};
 use crate::scratch::Which;
 
 /// Words of one scan block of `find_splits_rows.wgsl` (64 threads x 4 words).
@@ -90,6 +90,17 @@ fn largest_chunk(slots: u32, words: u64) -> u32 {
         if chunk_words(mid) <= words { lo = mid } else { hi = mid }
     }
     lo
+}
+
+/// One per-slot kernel's part of a grouped chunk's plan.
+struct SplitKernel {
+    kernel: fn(&Kernels) -> &Kernel,
+    /// Workgroups of one block of features.
+    block_groups: u64,
+    /// Features per block.
+    per: u32,
+    /// The entry counts of the slots it decides (merge_partials' m_min..=m_max).
+    m: (u32, u32),
 }
 
 impl WgpuBackend {
@@ -242,13 +253,11 @@ impl WgpuBackend {
         let largest = self.read_words(self.scratch.get(Which::Scan)?, count as u64, 1)?[0];
         let wg_max = loops::split_slots_max_entries(loop_budget);
         let small_groups = (count as u64).div_ceil(WORKGROUP as u64);
-        // Each kernel's launches: (kernel, workgroups per block, features per block, the
-        // entry counts of its slots).
-        let mut plan: Vec<(fn(&crate::pipelines::Kernels) -> &Kernel, u64, u32, (u32, u32))> =
-            vec![(|k| &k.rows_split_small, small_groups, loops::split_small_features(loop_budget, largest.min(loops::SMALL)), (0, loops::SMALL))];
+        let small_per = loops::split_small_features(loop_budget, largest.min(loops::SMALL));
+        let mut plan = vec![SplitKernel { kernel: |k| &k.rows_split_small, block_groups: small_groups, per: small_per, m: (0, loops::SMALL) }];
         if largest > loops::SMALL {
             let per = loops::split_slots_features(loop_budget, largest.min(wg_max));
-            plan.push((|k| &k.rows_split, count as u64, per, (loops::SMALL + 1, wg_max)));
+            plan.push(SplitKernel { kernel: |k| &k.rows_split, block_groups: count as u64, per, m: (loops::SMALL + 1, wg_max) });
         }
         // Blocks a launch: as many partial records as the budget leaves beside the chunk's
         // scan and entries (at least one block: the chunk was sized for it), and as
@@ -257,7 +266,7 @@ impl WgpuBackend {
         let room = self.budget.scratch_bytes.saturating_sub(held).min(self.info.max_buffer_bytes).min(PARTIALS_MAX_BYTES);
         let per_launch = (room / (count as u64 * RECORD_BYTES)).clamp(1, loops::merge_blocks(loop_budget) as u64);
         let mut launches = 0u32;
-        for (kernel, block_groups, per, (m_min, m_max)) in plan {
+        for SplitKernel { kernel, block_groups, per, m: (m_min, m_max) } in plan {
             let total = (p.features as u64).div_ceil(per as u64).max(1);
             let mut blk = 0u64;
             while blk < total {
