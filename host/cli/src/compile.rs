@@ -32,10 +32,17 @@ use wasmtime::component::Component;
 /// compiler state (about 35 MB for our 3.4 MB Rust guest) must fit beside the guest's code.
 pub const COMPILE_MEMORY_FLOOR: u64 = 256 << 20;
 
+/// Stack reserved per compiler thread (Rust's 2 MiB thread stacks, the main thread's
+/// 8 MiB, with room): `RLIMIT_DATA` counts stacks too, and Cranelift compiles on one
+/// thread per core.
+const STACK_BYTES_PER_THREAD: u64 = 8 << 20;
+
 /// Host memory (`RLIMIT_DATA`) the compiling process may use for a guest limited to
-/// `max_memory` bytes of linear memory.
+/// `max_memory` bytes of linear memory: that (at least [`COMPILE_MEMORY_FLOOR`]), plus the
+/// compiler threads' stacks.
 pub fn compile_memory_limit(max_memory: u64) -> u64 {
-    max_memory.max(COMPILE_MEMORY_FLOOR)
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64 + 1;
+    max_memory.max(COMPILE_MEMORY_FLOOR).saturating_add(threads * STACK_BYTES_PER_THREAD)
 }
 
 /// Why a compile did not produce a component.
@@ -109,24 +116,27 @@ pub fn compile(
         }
     }
     let code = compile_in_child(path, bytes, epoch_interruption, memory_limit, cancel)?;
+    // SAFETY: `code` is what `precompile_component` of this same binary, with the same
+    // engine configuration, just wrote for us through a pipe only we hold.
+    let component = unsafe { Component::deserialize(engine, &code) }.map_err(|e| {
+        CompileError::Failed(format!("{}: loading the compiled guest failed: {}", path.display(), crate::run::one_line(&e)))
+    })?;
     if let Some(file) = &cached {
         // Best effort: a cache that cannot be written only costs the next run a compile.
         let _ = write_atomically(file, &code);
     }
-    // SAFETY: `code` is what `precompile_component` of this same binary, with the same
-    // engine configuration, just wrote for us through a pipe only we hold.
-    unsafe { Component::deserialize(engine, &code) }
-        .map_err(|e| CompileError::Failed(format!("{}: loading the compiled guest failed: {}", path.display(), crate::run::one_line(&e))))
+    Ok(component)
 }
 
 fn write_atomically(file: &Path, code: &[u8]) -> std::io::Result<()> {
     let dir = file.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.{}", std::process::id(), file.file_name().and_then(|n| n.to_str()).unwrap_or("cwasm")));
-    std::fs::write(&tmp, code)?;
-    std::fs::rename(&tmp, file).inspect_err(|_| {
+    let written = std::fs::write(&tmp, code).and_then(|()| std::fs::rename(&tmp, file));
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-    })
+    }
+    written
 }
 
 fn compile_in_child(
@@ -137,20 +147,28 @@ fn compile_in_child(
     cancel: &CancelToken,
 ) -> Result<Vec<u8>, CompileError> {
     let failed = |what: String| CompileError::Failed(format!("{}: {what}", path.display()));
-    let exe = std::env::current_exe().map_err(|e| failed(format!("cannot find this host binary to compile the guest: {e}")))?;
-    let mut cmd = Command::new(exe);
+    // The running binary itself, even if its file has been replaced since it started.
+    let mut cmd = Command::new("/proc/self/exe");
     cmd.arg("compile-guest");
     if epoch_interruption {
         cmd.arg("--epoch-interruption");
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).env_clear();
-    // SAFETY: only async-signal-safe calls (prctl, setrlimit) between fork and exec.
+    // The environment is kept: wasmtime's `Config::new` reads some of it (e.g.
+    // WASMTIME_BACKTRACE_DETAILS), and the child's engine must equal ours.
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls (prctl, getrlimit, setrlimit) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            let limit = libc::rlimit { rlim_cur: memory_limit as libc::rlim_t, rlim_max: memory_limit as libc::rlim_t };
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::getrlimit(libc::RLIMIT_DATA, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Never above a hard limit the host was started under.
+            let want = (memory_limit as libc::rlim_t).min(limit.rlim_max);
+            limit = libc::rlimit { rlim_cur: want, rlim_max: want };
             if libc::setrlimit(libc::RLIMIT_DATA, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -182,7 +200,11 @@ fn compile_in_child(
                 return Err(CompileError::TimedOut);
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => return Err(failed(format!("waiting for the compiler process failed: {e}"))),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(format!("waiting for the compiler process failed: {e}")));
+            }
         }
     };
     let _ = feeder.join();
@@ -191,12 +213,15 @@ fn compile_in_child(
     let last = message.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
     // Rust's allocation-failure line, printed before the abort.
     let allocation = message.lines().find(|l| l.starts_with("memory allocation of")).map(str::to_string);
-    use std::os::unix::process::ExitStatusExt;
-    let out_of_memory = allocation.is_some() || status.signal() == Some(libc::SIGABRT);
+    let internal = last.starts_with("error: internal error in the host");
     match (status.code(), code) {
         (Some(0), Some(code)) => Ok(code),
-        (Some(1), _) if !last.is_empty() && !out_of_memory => Err(failed(format!("is not a valid component: {last}"))),
-        _ if !out_of_memory => Err(failed(format!("the compiler process failed ({status}): {last}"))),
+        (Some(1), _) if !last.is_empty() && allocation.is_none() && !internal => {
+            Err(failed(format!("is not a valid component: {last}")))
+        }
+        _ if allocation.is_none() => {
+            Err(failed(format!("the compiler process failed ({status}): {}", last.trim_start_matches("error: "))))
+        }
         _ => Err(failed(format!(
             "compiling it needed more than {memory_limit} bytes of host memory (--max-memory, at least {} MiB for \
              compiling); raise --max-memory or use a smaller guest ({})",

@@ -146,35 +146,63 @@ pub fn engine_config(epoch_interruption: bool) -> Result<Engine, String> {
 }
 
 /// The engine for `opts`, and the directory of compiled guests (`compile.rs`): under
-/// wasmtime's cache directory when its configuration loads and no writable preopen of
-/// `opts` reaches it (a guest that could write there could plant machine code the host
-/// would later run); none with `WASMTIME_GPU_HOST_NO_CACHE` set.
+/// wasmtime's cache directory when its configuration loads; none with
+/// `WASMTIME_GPU_HOST_NO_CACHE` set. Whether or not this run uses the cache, no writable
+/// preopen may reach it (a guest that could write there could plant machine code a later
+/// run would load).
 pub fn engine(opts: &RunOptions) -> Result<(Engine, Option<PathBuf>), String> {
-    let cache = if std::env::var_os("WASMTIME_GPU_HOST_NO_CACHE").is_none()
-        && let Ok(cache) = wasmtime::Cache::from_file(None)
-    {
-        check_writable_dirs(opts, Some(cache.directory()))?;
-        Some(cache.directory().join("wasmtime-gpu-host"))
-    } else {
-        check_writable_dirs(opts, None)?;
-        None
-    };
+    let wasmtime_cache = wasmtime::Cache::from_file(None).ok().map(|c| c.directory().clone());
+    check_writable_dirs(opts, wasmtime_cache.as_deref())?;
+    let cache = wasmtime_cache
+        .filter(|_| std::env::var_os("WASMTIME_GPU_HOST_NO_CACHE").is_none())
+        .map(|dir| dir.join("wasmtime-gpu-host"));
     Ok((engine_config(opts.timeout.is_some())?, cache))
 }
 
-/// Refuses a `--dir-rw` that contains the compilation cache or the host binary itself.
-fn check_writable_dirs(opts: &RunOptions, cache: Option<&PathBuf>) -> Result<(), String> {
-    let exe = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+/// `path` absolute, with symlinks resolved as far as it exists and the rest appended, so
+/// that a directory not created yet is compared by where it will be.
+fn resolve(path: &Path) -> Option<PathBuf> {
+    let mut rest = Vec::new();
+    let mut p = path;
+    loop {
+        if let Ok(mut c) = p.canonicalize() {
+            c.extend(rest.iter().rev());
+            return Some(c);
+        }
+        rest.push(p.file_name()?.to_owned());
+        p = p.parent()?;
+    }
+}
+
+/// Wasmtime's configuration directory (its `config.toml` chooses the cache directory).
+fn wasmtime_config_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("wasmtime"))
+}
+
+/// Refuses a `--dir-rw` that contains, or lies inside, the compilation cache; or contains
+/// wasmtime's configuration (which places the cache) or the host binary itself.
+fn check_writable_dirs(opts: &RunOptions, cache: Option<&Path>) -> Result<(), String> {
+    let exe = std::env::current_exe().ok().and_then(|p| resolve(&p));
+    let cache = cache.and_then(resolve);
+    let config = wasmtime_config_dir().and_then(|p| resolve(&p));
     for d in opts.dirs.iter().filter(|d| d.writable) {
-        let Ok(host) = d.host.canonicalize() else { continue };
-        let guarded = [(cache.and_then(|c| c.canonicalize().ok()), "wasmtime's compilation cache"), (exe.clone(), "this host binary")];
-        for (path, what) in guarded {
+        let Some(host) = resolve(&d.host) else { continue };
+        let guarded = [
+            (cache.clone(), true, "wasmtime's compilation cache"),
+            (config.clone(), false, "wasmtime's configuration"),
+            (exe.clone(), false, "this host binary"),
+        ];
+        for (path, inside_too, what) in guarded {
             if let Some(path) = path
-                && path.starts_with(&host)
+                && (path.starts_with(&host) || (inside_too && host.starts_with(&path)))
             {
                 return Err(format!(
-                    "--dir-rw {}: it contains {what} ({}); a guest able to write there could change code the host runs. \
-                     Grant a narrower directory (or --dir for read-only access)",
+                    "--dir-rw {}: it contains or lies inside {what} ({}); a guest able to write there could change \
+                     code the host runs. Grant another directory (or --dir for read-only access)",
                     d.host.display(),
                     path.display()
                 ));

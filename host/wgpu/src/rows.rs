@@ -262,7 +262,10 @@ impl WgpuBackend {
         // Blocks a launch: as many partial records as the budget leaves beside the chunk's
         // scan and entries (at least one block: the chunk was sized for it), and as
         // merge_partials may fold.
-        let held: u64 = needs.iter().map(|n| n.1).sum();
+        // What Order and Scan hold now (at least their needs, perhaps more from earlier
+        // calls): the partials must fit beside that, or reserve() would remake those
+        // buffers smaller and lose the grouped entries and slot ends they hold.
+        let held: u64 = needs.iter().map(|&(w, need)| self.scratch.size(w).max(need)).sum();
         let room = self.budget.scratch_bytes.saturating_sub(held).min(self.info.max_buffer_bytes).min(PARTIALS_MAX_BYTES);
         let per_launch = (room / (count as u64 * RECORD_BYTES)).clamp(1, loops::merge_blocks(loop_budget) as u64);
         let mut launches = 0u32;

@@ -176,6 +176,43 @@ fn find_splits_rows_cancelled_between_chunks() {
     assert_eq!(b.scratch_bytes(), 0);
 }
 
+/// The partial records of a later call fit beside what the grouped entries' buffers still
+/// hold from an earlier, larger call (4 trees, then 1), and never displace them.
+#[test]
+fn find_splits_rows_partials_beside_larger_kept_scratch() {
+    let Some(mut b) = open(None) else { return };
+    let mut rng = Rng(99);
+    let mut cpu = Device::new(Box::new(CpuBackend::new()), Limits::default());
+    // 60,000 bytes: the first call's entries take 48,000, the second's only 12,000, and its
+    // 91 blocks of features would fill the rest with partial records.
+    let budget = 60_000;
+    for tree_count in [4, 1] {
+        let p = RowSplitParams {
+            rows: 3000,
+            features: 2000,
+            max_bins: 16,
+            tree_count,
+            slot_begin: 0,
+            slot_count: 200,
+            min_samples_leaf: 1,
+            mask_words: 0,
+        };
+        let bufs = rows_case(&mut rng, &p);
+        let want = run_rows(&mut cpu, &p, &bufs).unwrap();
+        for (i, data) in bufs.iter().enumerate() {
+            b.alloc(i as u64 + 1, data.len() as u64).unwrap();
+            b.write(i as u64 + 1, 0, data).unwrap();
+        }
+        b.begin_call(&CallBudget { scratch_bytes: budget, cancel: CancelToken::new() });
+        b.find_splits_rows(&p, 1, 2, 3, 4, 5, 6).unwrap();
+        assert_eq!(b.read(6, 0, bufs[5].len() as u64).unwrap(), want, "{tree_count} trees");
+        assert!(b.scratch_bytes() <= budget);
+        for i in 1..=6 {
+            b.free(i);
+        }
+    }
+}
+
 #[test]
 fn predict_forest_spans_match_the_reference() {
     for grid in [None, Some(1)] {
