@@ -13,6 +13,7 @@
 #include "output.hpp"
 #include "sha256.hpp"
 #include "transfer.hpp"
+#include "xxh64.hpp"
 
 namespace guest {
 namespace {
@@ -21,13 +22,16 @@ constexpr std::uint8_t MAGIC[8] = {0x57, 0x47, 0x50, 0x55, 0x52, 0x46, 0x00, 0x0
 constexpr std::uint32_t VERSION = 2;
 /// Model file task 0: regression (1, classification, is reserved).
 constexpr std::uint32_t TASK_REGRESSION = 0;
-/// Model file checksum kind 1: SHA-256 of every preceding byte.
+/// Model file checksum kind 1: SHA-256 of every preceding byte (read, not written).
 constexpr std::uint32_t CHECKSUM_SHA256 = 1;
+/// Model file checksum kind 2: XXH64 (seed 0) of every preceding byte, 8 bytes little-endian.
+constexpr std::uint32_t CHECKSUM_XXH64 = 2;
 /// Bytes of the fixed header and the label-table length that follows it (§10: 80 + 4).
 constexpr std::size_t HEADER_BYTES = 84;
 /// Bytes per node for regression (K = 1): 24 + 8.
 constexpr std::size_t NODE_BYTES = 32;
 constexpr std::size_t SHA_BYTES = 32;
+constexpr std::size_t XXH64_BYTES = 8;
 /// The reader's answer to a version-1 file (§10).
 const char* const V1_MESSAGE =
     "model format version 1 was written by an older release; retrain the model with this one "
@@ -339,11 +343,11 @@ std::vector<std::uint8_t> Model::serialize() const {
     std::size_t nodes = 0;
     for (const auto& tree : trees) nodes += tree.size();
     std::vector<std::uint8_t> b;
-    b.reserve(HEADER_BYTES + trees.size() * 4 + nodes * NODE_BYTES + SHA_BYTES);
+    b.reserve(HEADER_BYTES + trees.size() * 4 + nodes * NODE_BYTES + XXH64_BYTES);
     b.insert(b.end(), MAGIC, MAGIC + 8);
     put_u32(b, VERSION);
     put_u32(b, TASK_REGRESSION);
-    put_u32(b, CHECKSUM_SHA256);
+    put_u32(b, CHECKSUM_XXH64);
     put_u32(b, features);
     put_u32(b, static_cast<std::uint32_t>(trees.size()));
     put_u64(b, seed);
@@ -369,9 +373,23 @@ std::vector<std::uint8_t> Model::serialize() const {
             put_u64(b, n.value);
         }
     }
-    auto digest = Sha256::digest(b.data(), b.size());
-    b.insert(b.end(), digest.begin(), digest.end());
+    put_u64(b, xxh64(b.data(), b.size()));
     return b;
+}
+
+std::string checksum_of(const std::vector<std::uint8_t>& file) {
+    const std::uint32_t kind = file.size() >= 20 ? file[16] | (std::uint32_t(file[17]) << 8) |
+                                                       (std::uint32_t(file[18]) << 16) | (std::uint32_t(file[19]) << 24)
+                                                 : 0;
+    if (kind == CHECKSUM_SHA256 && file.size() >= SHA_BYTES) {
+        std::array<std::uint8_t, 32> digest;
+        std::memcpy(digest.data(), file.data() + file.size() - SHA_BYTES, SHA_BYTES);
+        return "sha256:" + to_hex(digest);
+    }
+    if (file.size() < XXH64_BYTES) return "";
+    std::uint64_t sum = 0;
+    for (std::size_t i = 0; i < 8; ++i) sum |= std::uint64_t(file[file.size() - 8 + i]) << (8 * i);
+    return xxh64_name(sum);
 }
 
 Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::string& path) {
@@ -380,7 +398,7 @@ Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::
     if (bytes.size() < 8 || std::memcmp(bytes.data(), MAGIC, 8) != 0)
         return fail(path, "not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)");
     // Up to the label-table length, which (like every later field) is then checked as it is read.
-    if (bytes.size() < HEADER_BYTES - 4 + SHA_BYTES)
+    if (bytes.size() < HEADER_BYTES - 4 + XXH64_BYTES)
         return fail(path, "truncated: " + std::to_string(bytes.size()) + " bytes is shorter than a model header");
     Reader r{bytes.data() + 8, bytes.size() - 8};
     std::uint32_t version = 0, task = 0, checksum = 0, tree_count = 0, outputs = 0, labels = 0;
@@ -394,9 +412,26 @@ Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::
         return fail(path, "model task " + std::to_string(task) +
                               " is not supported (this guest reads regression models, task 0)");
     r.u32(checksum);
-    if (checksum != CHECKSUM_SHA256)
+    if (checksum != CHECKSUM_SHA256 && checksum != CHECKSUM_XXH64)
         return fail(path, "checksum kind " + std::to_string(checksum) +
-                              " is not supported (this guest reads SHA-256, kind 1)");
+                              " is not supported (this guest reads SHA-256, kind 1, and XXH64, kind 2)");
+    const std::size_t trailer = checksum == CHECKSUM_SHA256 ? SHA_BYTES : XXH64_BYTES;
+    if (bytes.size() < HEADER_BYTES - 4 + trailer)
+        return fail(path, "truncated: " + std::to_string(bytes.size()) + " bytes is shorter than a model header");
+    // The checksum first: a damaged file is reported as such, not by what its damage looks
+    // like to the parser.
+    const std::size_t body = bytes.size() - trailer;
+    bool intact;
+    if (checksum == CHECKSUM_SHA256) {
+        auto digest = Sha256::digest(bytes.data(), body);
+        intact = std::memcmp(digest.data(), bytes.data() + body, SHA_BYTES) == 0;
+    } else {
+        std::uint64_t sum = xxh64(bytes.data(), body), stored = 0;
+        for (std::size_t i = 0; i < 8; ++i) stored |= std::uint64_t(bytes[body + i]) << (8 * i);
+        intact = sum == stored;
+    }
+    if (!intact) return fail(path, "checksum mismatch: the file is corrupt, truncated or was modified");
+    r.left -= trailer;
     Model m;
     r.u32(m.features);
     r.u32(tree_count);
@@ -438,12 +473,7 @@ Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::
         }
         m.trees.push_back(std::move(nodes));
     }
-    if (r.left < SHA_BYTES) return fail(path, "truncated: the checksum at the end is missing");
-    if (r.left > SHA_BYTES)
-        return fail(path, std::to_string(r.left - SHA_BYTES) + " unexpected bytes after the last tree");
-    auto digest = Sha256::digest(bytes.data(), bytes.size() - SHA_BYTES);
-    if (std::memcmp(digest.data(), bytes.data() + bytes.size() - SHA_BYTES, SHA_BYTES) != 0)
-        return fail(path, "checksum mismatch: the file is corrupt or was modified");
+    if (r.left > 0) return fail(path, std::to_string(r.left) + " unexpected bytes after the last tree");
 
     // What the writer guarantees, so that prediction can trust the forest.
     if (m.features == 0) return fail(path, "the model has 0 features");

@@ -74,6 +74,11 @@ struct Model {
     std::uint32_t depth() const;
 };
 
+/// The checksum a valid model file carries in its last bytes, as reported in
+/// `model_checksum`: `xxh64:` + 16 hex digits (kind 2), or `sha256:` + 64 (kind 1, files of
+/// earlier releases).
+std::string checksum_of(const std::vector<std::uint8_t>& file);
+
 /// Writes `bytes` to `path.tmp`, then renames it over `path`.
 Expected<void> write_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes);
 /// Reads a whole file.

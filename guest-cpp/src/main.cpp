@@ -250,7 +250,7 @@ struct Report {
     std::uint32_t min_samples_split = 0, min_samples_leaf = 0, max_features = 0, bins = 0;
     std::uint64_t seed = 0;
     std::optional<double> load_ms, train_ms, save_ms, predict_ms, mse;
-    std::string model_sha256;
+    std::string model_checksum;
     std::uint64_t model_bytes = 0;
 
     void from_model(const guest::Model& m) {
@@ -284,7 +284,7 @@ void print_json(const Options& o, const wasi_gpu::DeviceInfo& info, const Report
     line += ",\"save_ms\":" + ms_or_null(r.save_ms);
     line += ",\"predict_ms\":" + ms_or_null(r.predict_ms);
     line += ",\"mse\":" + (r.mse ? fmt("%.17g", *r.mse) : std::string("null"));
-    line += ",\"model_sha256\":" + (r.model_sha256.empty() ? std::string("null") : json_string(r.model_sha256));
+    line += ",\"model_checksum\":" + (r.model_checksum.empty() ? std::string("null") : json_string(r.model_checksum));
     guest::emit_text(1, line + "}\n");
 }
 
@@ -327,8 +327,8 @@ Expected<T> about(const std::string& file, Expected<T> r) {
     return wasi_gpu::Unexpected<Failure>(f);
 }
 
-/// `train`: load --train, fit, save --model.
-Expected<void> do_train(const Options& o, Report& r) {
+/// `train`: load --train, fit, save --model; the model, for the pipeline's prediction.
+Expected<guest::Model> do_train(const Options& o, Report& r) {
     const auto tl = std::chrono::steady_clock::now();
     TRY(train, guest::load_dataset(o.train, 0));
     r.train_rows = train.rows;
@@ -343,23 +343,32 @@ Expected<void> do_train(const Options& o, Report& r) {
     TRY_VOID(guest::write_atomically(o.model, bytes));
     r.save_ms = ms_since(ts);
     r.model_bytes = bytes.size();
-    r.model_sha256 = guest::to_hex(guest::Sha256::digest(bytes.data(), bytes.size()));
-    return {};
+    r.model_checksum = guest::checksum_of(bytes);
+    return model;
 }
 
-/// `predict`: load --model and --test, predict, write `out` when given.
-Expected<void> do_predict(const Options& o, const std::optional<std::string>& out, Report& r) {
-    TRY(file, guest::read_file(o.model));
-    TRY(model, guest::Model::parse(file, o.model));
+/// `predict`: load --test, predict with `trained` (the pipeline's model, just saved) or else
+/// the --model file, write `out` when given.
+Expected<void> do_predict(const Options& o, const std::optional<std::string>& out, const guest::Model* trained,
+                          Report& r) {
+    std::vector<std::uint8_t> file;
+    guest::Model loaded;
+    if (!trained) {
+        TRY(read, guest::read_file(o.model));
+        file = std::move(read);
+        TRY(parsed, guest::Model::parse(file, o.model));
+        loaded = std::move(parsed);
+    }
+    const guest::Model& model = trained ? *trained : loaded;
     TRY(test, guest::load_dataset(o.test, model.features));
     TRY(pred, about(o.test, guest::GpuPredictor(model).predict(test)));
     r.test_rows = test.rows;
     if (!test.y.empty()) r.mse = guest::mean_squared_error(pred, test.y);
-    if (r.model_sha256.empty()) {
+    if (r.model_checksum.empty()) {
         r.from_model(model);
         r.train_rows = model.train_rows;
         r.model_bytes = file.size();
-        r.model_sha256 = guest::to_hex(guest::Sha256::digest(file.data(), file.size()));
+        r.model_checksum = guest::checksum_of(file);
     }
     if (out) TRY_VOID(write_predictions(*out, pred));
     return {};
@@ -374,9 +383,9 @@ void print_human(const Options& o, const wasi_gpu::DeviceInfo& info, const Repor
         guest::emit(1, "train: %" PRIu64 " rows x %u features\n", *r.train_rows, r.features);
     else if (r.test_rows)
         guest::emit(1, "test: %" PRIu64 " rows x %u features\n", *r.test_rows, r.features);
-    if (!r.model_sha256.empty())
-        guest::emit(1, "model: %s (%" PRIu64 " bytes, sha256 %s)\n", o.model.c_str(), r.model_bytes,
-                    r.model_sha256.c_str());
+    if (!r.model_checksum.empty())
+        guest::emit(1, "model: %s (%" PRIu64 " bytes, %s)\n", o.model.c_str(), r.model_bytes,
+                    r.model_checksum.c_str());
     if (o.command != Command::Train) {
         if (r.mse) guest::emit(1, "test MSE: %.6f\n", *r.mse);
         else guest::emit(1, "test MSE: n/a (the test data has no target column)\n");
@@ -398,19 +407,22 @@ Expected<void> run(const Options& o) {
     const auto start = std::chrono::steady_clock::now();
     Report r;
     switch (o.command) {
-        case Command::Train:
-            TRY_VOID(do_train(o, r));
+        case Command::Train: {
+            TRY(model, do_train(o, r));
+            (void)model;
             break;
+        }
         case Command::Pipeline: {
-            TRY_VOID(do_train(o, r));
+            // The forest just trained predicts; the file it was saved to is not parsed again.
+            TRY(model, do_train(o, r));
             const auto tp = std::chrono::steady_clock::now();
-            TRY_VOID(do_predict(o, o.out, r));
+            TRY_VOID(do_predict(o, o.out, &model, r));
             r.predict_ms = ms_since(tp);
             break;
         }
         case Command::Predict: {
             const auto tp = std::chrono::steady_clock::now();
-            TRY_VOID(do_predict(o, std::optional<std::string>(o.out.value_or("predictions.txt")), r));
+            TRY_VOID(do_predict(o, std::optional<std::string>(o.out.value_or("predictions.txt")), nullptr, r));
             r.predict_ms = ms_since(tp);
             break;
         }

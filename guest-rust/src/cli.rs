@@ -246,7 +246,7 @@ struct Report {
     predict_ms: Option<f64>,
     mse: Option<f64>,
     model_bytes: Option<usize>,
-    model_sha256: Option<String>,
+    model_checksum: Option<String>,
     total_ms: f64,
 }
 
@@ -272,7 +272,7 @@ impl Report {
                 "{{\"guest\":\"rust\",\"command\":\"{}\",\"backend\":\"{}\",\"device\":{},",
                 "\"train_rows\":{},\"test_rows\":{},\"features\":{},\"trees\":{},\"max_depth\":{},",
                 "\"min_samples_split\":{},\"min_samples_leaf\":{},\"max_features\":{},\"bins\":{},\"seed\":{},",
-                "\"load_ms\":{},\"train_ms\":{},\"save_ms\":{},\"predict_ms\":{},\"mse\":{},\"model_sha256\":{}}}"
+                "\"load_ms\":{},\"train_ms\":{},\"save_ms\":{},\"predict_ms\":{},\"mse\":{},\"model_checksum\":{}}}"
             ),
             command.name(),
             device.backend,
@@ -292,7 +292,7 @@ impl Report {
             ms(self.save_ms),
             ms(self.predict_ms),
             self.mse.map_or("null".into(), fmt_g17),
-            self.model_sha256.as_deref().map_or("null".into(), json_str),
+            self.model_checksum.as_deref().map_or("null".into(), json_str),
         )
     }
 
@@ -306,8 +306,8 @@ impl Report {
             (_, _, Some(te)) => s += &format!("test: {te} rows x {} features\n", self.features.unwrap_or(0)),
             _ => {}
         }
-        if let (Some(bytes), Some(sha)) = (self.model_bytes, &self.model_sha256) {
-            s += &format!("model: {} ({bytes} bytes, sha256 {sha})\n", o.model);
+        if let (Some(bytes), Some(sum)) = (self.model_bytes, &self.model_checksum) {
+            s += &format!("model: {} ({bytes} bytes, {sum})\n", o.model);
         }
         match (o.command, self.mse) {
             (Command::Train, _) => {}
@@ -350,13 +350,17 @@ fn train(o: &Options, device: &DeviceInfo, report: &mut Report) -> Result<Model,
     let (bytes, sha) = model.save(&o.model)?;
     report.save_ms = Some(elapsed(t));
     report.model_bytes = Some(bytes);
-    report.model_sha256 = Some(sha);
+    report.model_checksum = Some(sha);
     Ok(model)
 }
 
-/// Loads the model and test data, predicts, computes the MSE and writes `out` if given.
-fn predict(o: &Options, out: Option<&str>, report: &mut Report) -> Result<(), Error> {
-    let (model, sha) = Model::load(&o.model)?;
+/// Predicts the test data with `trained` (the pipeline's model, just saved), else with the
+/// model file; computes the MSE and writes `out` if given.
+fn predict(o: &Options, out: Option<&str>, trained: Option<Model>, report: &mut Report) -> Result<(), Error> {
+    let (model, sha) = match trained {
+        Some(m) => (m, String::new()),
+        None => Model::load(&o.model)?,
+    };
     let bytes = std::fs::metadata(&o.model).map(|m| m.len() as usize).ok();
     let mut sink = DeviceSink::default();
     let data = data::load(&o.test, Layout::Apply { features: model.features as usize }, None, &mut sink)?;
@@ -365,11 +369,11 @@ fn predict(o: &Options, out: Option<&str>, report: &mut Report) -> Result<(), Er
     let preds = predictor.predict(&x, data.rows).map_err(|e| Error::file(&o.test, e))?;
     report.test_rows = Some(data.rows);
     report.mse = data.targets.as_ref().map(|y| predictor::mse(&preds, y));
-    if report.model_sha256.is_none() {
+    if report.model_checksum.is_none() {
         report.describe_model(&model);
         report.train_rows = Some(model.train_rows as usize);
         report.model_bytes = bytes;
-        report.model_sha256 = Some(sha);
+        report.model_checksum = Some(sha);
     }
     if let Some(path) = out {
         let mut text = String::with_capacity(preds.len() * 24);
@@ -391,15 +395,16 @@ fn run(o: &Options, device: &DeviceInfo) -> Result<Report, Error> {
             train(o, device, &mut report)?;
         }
         Command::Pipeline => {
-            train(o, device, &mut report)?;
+            // The forest just trained predicts; the file it was saved to is not parsed again.
+            let model = train(o, device, &mut report)?;
             let t = Instant::now();
-            predict(o, o.out.as_deref(), &mut report)?;
+            predict(o, o.out.as_deref(), Some(model), &mut report)?;
             report.predict_ms = Some(elapsed(t));
         }
         Command::Predict => {
             let t = Instant::now();
             let out = o.out.clone().unwrap_or_else(|| "predictions.txt".into());
-            predict(o, Some(&out), &mut report)?;
+            predict(o, Some(&out), None, &mut report)?;
             report.load_ms = None;
             report.predict_ms = Some(elapsed(t));
         }
@@ -493,6 +498,6 @@ mod tests {
         let j = r.json(Command::Train, &device);
         assert!(j.starts_with("{\"guest\":\"rust\",\"command\":\"train\",\"backend\":\"cpu\",\"device\":\"CPU \\\"x\\\"\",\"train_rows\":3,\"test_rows\":null"), "{j}");
         assert!(j.contains("\"load_ms\":1.000000,\"train_ms\":null"), "{j}");
-        assert!(j.ends_with("\"mse\":0.10000000000000001,\"model_sha256\":null}"), "{j}");
+        assert!(j.ends_with("\"mse\":0.10000000000000001,\"model_checksum\":null}"), "{j}");
     }
 }

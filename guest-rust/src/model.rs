@@ -3,6 +3,7 @@
 //! trained forest, so both guests and every backend produce identical files.
 
 use sha2::{Digest, Sha256};
+use xxhash_rust::xxh64::xxh64;
 
 use crate::error::Error;
 
@@ -12,8 +13,11 @@ pub const MAGIC: [u8; 8] = *b"WGPURF\0\x01";
 pub const VERSION: u32 = 2;
 /// Task field: regression (1 = classification is reserved).
 const TASK_REGRESSION: u32 = 0;
-/// Checksum field: SHA-256 of every preceding byte, 32 bytes at the end.
+/// Checksum field: SHA-256 of every preceding byte, 32 bytes at the end (read, not written).
 const CHECKSUM_SHA256: u32 = 1;
+/// Checksum field: XXH64 (seed 0) of every preceding byte, 8 bytes (little-endian) at the
+/// end. What this guest writes: it verifies at memory speed (§10).
+const CHECKSUM_XXH64: u32 = 2;
 /// Values per node for regression.
 const OUTPUTS: u32 = 1;
 /// "No feature" (a leaf) and "unlimited depth".
@@ -26,8 +30,14 @@ pub const VALUE_MAX: u64 = (TARGET_MAX as u64) << 32;
 const HEADER_BYTES: usize = 8 + 4 * 5 + 8 + 4 * 7 + 8 + 8;
 /// Bytes per node (regression: one value).
 const NODE_BYTES: usize = 24 + 8 * OUTPUTS as usize;
-/// Bytes of the trailing checksum.
-const SHA_BYTES: usize = 32;
+/// Bytes of the trailing checksum, by kind.
+fn checksum_bytes(kind: u32) -> Option<usize> {
+    match kind {
+        CHECKSUM_SHA256 => Some(32),
+        CHECKSUM_XXH64 => Some(8),
+        _ => None,
+    }
+}
 
 /// One node. Leaves have `feature == NONE`, threshold 0 and children 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,9 +99,9 @@ impl Model {
     /// The file's bytes, checksum included.
     pub fn to_bytes(&self) -> Vec<u8> {
         let nodes: usize = self.trees.iter().map(Vec::len).sum();
-        let mut out = Vec::with_capacity(HEADER_BYTES + self.trees.len() * 4 + nodes * NODE_BYTES + SHA_BYTES);
+        let mut out = Vec::with_capacity(HEADER_BYTES + self.trees.len() * 4 + nodes * NODE_BYTES + 8);
         out.extend_from_slice(&MAGIC);
-        for w in [VERSION, TASK_REGRESSION, CHECKSUM_SHA256, self.features, self.trees.len() as u32] {
+        for w in [VERSION, TASK_REGRESSION, CHECKSUM_XXH64, self.features, self.trees.len() as u32] {
             out.extend_from_slice(&w.to_le_bytes());
         }
         out.extend_from_slice(&self.seed.to_le_bytes());
@@ -114,14 +124,16 @@ impl Model {
             out.extend_from_slice(&(tree.len() as u32).to_le_bytes());
             for n in tree {
                 // Flags (bit 0: missing values go left) are 0 until missing values exist.
-                for w in [n.feature, n.threshold.to_bits(), n.left, n.right, 0, n.count] {
-                    out.extend_from_slice(&w.to_le_bytes());
+                let mut node = [0u8; NODE_BYTES];
+                for (at, w) in [n.feature, n.threshold.to_bits(), n.left, n.right, 0, n.count].into_iter().enumerate() {
+                    node[at * 4..at * 4 + 4].copy_from_slice(&w.to_le_bytes());
                 }
-                out.extend_from_slice(&n.value.to_le_bytes());
+                node[24..].copy_from_slice(&n.value.to_le_bytes());
+                out.extend_from_slice(&node);
             }
         }
-        let sha = Sha256::digest(&out);
-        out.extend_from_slice(&sha);
+        let sum = xxh64(&out, 0);
+        out.extend_from_slice(&sum.to_le_bytes());
         out
     }
 
@@ -130,7 +142,7 @@ impl Model {
         if bytes.len() < 8 || bytes[..8] != MAGIC {
             return Err("not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)".into());
         }
-        if bytes.len() < HEADER_BYTES + SHA_BYTES {
+        if bytes.len() < HEADER_BYTES + 8 {
             return Err(format!("truncated: {} bytes is shorter than a model header", bytes.len()));
         }
         let mut r = Reader { bytes, at: 8 };
@@ -148,9 +160,23 @@ impl Model {
             return Err(format!("model task {task} is not supported (this guest reads regression models, task 0)"));
         }
         let checksum = r.u32()?;
-        if checksum != CHECKSUM_SHA256 {
-            return Err(format!("checksum kind {checksum} is not supported (this guest reads SHA-256, kind 1)"));
+        let Some(trailer) = checksum_bytes(checksum) else {
+            return Err(format!("checksum kind {checksum} is not supported (this guest reads SHA-256, kind 1, and XXH64, kind 2)"));
+        };
+        if bytes.len() < HEADER_BYTES + trailer {
+            return Err(format!("truncated: {} bytes is shorter than a model header", bytes.len()));
         }
+        // The checksum first: a damaged file is reported as such, not by what its damage
+        // looks like to the parser.
+        let (body, sum) = bytes.split_at(bytes.len() - trailer);
+        let intact = match checksum {
+            CHECKSUM_SHA256 => Sha256::digest(body).as_slice() == sum,
+            _ => xxh64(body, 0).to_le_bytes() == sum,
+        };
+        if !intact {
+            return Err("checksum mismatch: the file is corrupt, truncated or was modified".into());
+        }
+        let mut r = Reader { bytes: body, at: r.at };
         let features = r.u32()?;
         let trees = r.u32()?;
         let seed = r.u64()?;
@@ -176,30 +202,26 @@ impl Model {
             if count == 0 {
                 return Err(format!("tree {t} has no nodes"));
             }
-            if count > (bytes.len() - r.at) / NODE_BYTES {
+            if count > (body.len() - r.at) / NODE_BYTES {
                 return Err(format!("truncated: tree {t} claims {count} nodes but the file ends first"));
             }
+            let raw = &body[r.at..r.at + count * NODE_BYTES];
+            r.at += count * NODE_BYTES;
+            let word = |n: &[u8], at: usize| u32::from_le_bytes([n[at], n[at + 1], n[at + 2], n[at + 3]]);
             let mut nodes = Vec::with_capacity(count);
-            for i in 0..count {
-                let (feature, threshold, left, right, flags, weight) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+            for (i, n) in raw.chunks_exact(NODE_BYTES).enumerate() {
+                let flags = word(n, 16);
                 if flags != 0 {
                     return Err(format!("tree {t} node {i}: flags {flags:#x} set reserved bits"));
                 }
-                let value = r.u64()?;
-                nodes.push(Node { feature, threshold: f32::from_bits(threshold), left, right, count: weight, value });
+                let value = u64::from(word(n, 24)) | u64::from(word(n, 28)) << 32;
+                let threshold = f32::from_bits(word(n, 4));
+                nodes.push(Node { feature: word(n, 0), threshold, left: word(n, 8), right: word(n, 12), count: word(n, 20), value });
             }
             forest.push(nodes);
         }
-        let body = r.at;
-        match (bytes.len() - body).cmp(&SHA_BYTES) {
-            std::cmp::Ordering::Less => return Err("truncated: the checksum at the end is missing".into()),
-            std::cmp::Ordering::Greater => {
-                return Err(format!("{} unexpected bytes after the last tree", bytes.len() - body - SHA_BYTES))
-            }
-            std::cmp::Ordering::Equal => {}
-        }
-        if Sha256::digest(&bytes[..body]).as_slice() != &bytes[body..] {
-            return Err("checksum mismatch: the file is corrupt or was modified".into());
+        if r.at != body.len() {
+            return Err(format!("{} unexpected bytes after the last tree", body.len() - r.at));
         }
         let model = Model {
             features,
@@ -284,7 +306,8 @@ impl Model {
         deepest
     }
 
-    /// Writes the model to `<path>.tmp` and renames it over `path`; returns (bytes, SHA-256 hex).
+    /// Writes the model to `<path>.tmp` and renames it over `path`; returns (bytes, the
+    /// file's checksum as [`checksum_of`] names it).
     pub fn save(&self, path: &str) -> Result<(usize, String), Error> {
         let bytes = self.to_bytes();
         let tmp = format!("{path}.tmp");
@@ -296,23 +319,36 @@ impl Model {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::file(path, format!("cannot rename {tmp} to it: {e}")));
         }
-        Ok((bytes.len(), sha256_hex(&bytes)))
+        Ok((bytes.len(), checksum_of(&bytes)))
     }
 
-    /// Reads and validates a model file; returns the model and the file's SHA-256 hex.
+    /// Reads and validates a model file; returns the model and its checksum ([`checksum_of`]).
     pub fn load(path: &str) -> Result<(Model, String), Error> {
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::file(path, "cannot open: no such file (train a model first, or check --model)"),
             _ => Error::file(path, format!("cannot read: {e}")),
         })?;
         let model = Model::from_bytes(&bytes).map_err(|e| Error::file(path, e))?;
-        Ok((model, sha256_hex(&bytes)))
+        Ok((model, checksum_of(&bytes)))
     }
 }
 
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+/// The checksum a valid model file carries in its last bytes, as reported in
+/// `model_checksum`: `xxh64:` and the 16 hex digits of the u64 (kind 2), or `sha256:` and
+/// 64 hex digits (kind 1, files of earlier releases).
+pub fn checksum_of(file: &[u8]) -> String {
+    let kind = file.get(16..20).map_or(0, |k| u32::from_le_bytes([k[0], k[1], k[2], k[3]]));
+    match kind {
+        CHECKSUM_SHA256 if file.len() >= 32 => {
+            let hex: String = file[file.len() - 32..].iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+        _ if file.len() >= 8 => {
+            let sum = u64::from_le_bytes(file[file.len() - 8..].try_into().expect("8 bytes"));
+            format!("xxh64:{sum:016x}")
+        }
+        _ => String::new(),
+    }
 }
 
 /// Little-endian cursor that reports truncation as an error.
@@ -372,10 +408,13 @@ mod tests {
     fn round_trip_and_layout() {
         let m = sample();
         let bytes = m.to_bytes();
-        assert_eq!(bytes.len(), HEADER_BYTES + 4 + 4 + 5 * 32 + 4 + 32 + 32);
+        assert_eq!(bytes.len(), HEADER_BYTES + 4 + 4 + 5 * 32 + 4 + 32 + 8);
         assert_eq!(&bytes[..8], &[0x57, 0x47, 0x50, 0x55, 0x52, 0x46, 0x00, 0x01]);
         assert_eq!(HEADER_BYTES, 80);
-        assert_eq!(&bytes[8..20], &[2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(&bytes[8..20], &[2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
+        let body = bytes.len() - 8;
+        assert_eq!(&bytes[body..], &xxh64(&bytes[..body], 0).to_le_bytes());
+        assert_eq!(checksum_of(&bytes), format!("xxh64:{:016x}", xxh64(&bytes[..body], 0)));
         assert_eq!(&bytes[60..64], &[1, 0, 0, 0]);
         assert_eq!(&bytes[80..84], &[0; 4]);
         // First node: feature 1, threshold 0.5, children 1 and 2, flags 0, count 10, value.
@@ -429,21 +468,36 @@ mod tests {
         let resealed = |at: usize, byte: u8| {
             let mut bytes = sample().to_bytes();
             bytes[at] = byte;
-            let body = bytes.len() - 32;
-            let sha = Sha256::digest(&bytes[..body]);
-            bytes[body..].copy_from_slice(&sha);
+            let body = bytes.len() - 8;
+            let sum = xxh64(&bytes[..body], 0);
+            bytes[body..].copy_from_slice(&sum.to_le_bytes());
             Model::from_bytes(&bytes).unwrap_err()
         };
         assert!(resealed(8, 3).contains("version 3"));
         assert!(resealed(8, 1).contains("retrain"));
         assert!(resealed(12, 1).contains("task"));
-        assert!(resealed(16, 2).contains("checksum kind"));
+        assert!(resealed(16, 3).contains("checksum kind"));
         assert!(resealed(60, 2).contains("1 value per node"));
         assert!(resealed(80, 1).contains("label table"));
         assert!(resealed(88 + 16, 2).contains("reserved"));
         let mut m = sample();
         m.trees[1][0].value = VALUE_MAX + 1;
         assert!(Model::from_bytes(&m.to_bytes()).unwrap_err().contains("exceeds"));
+    }
+
+    /// Files of earlier releases (checksum kind 1, SHA-256) still load.
+    #[test]
+    fn reads_sha256_files() {
+        let bytes = sample().to_bytes();
+        let mut old = bytes[..bytes.len() - 8].to_vec();
+        old[16] = 1;
+        let sha = Sha256::digest(&old);
+        old.extend_from_slice(&sha);
+        assert_eq!(Model::from_bytes(&old).unwrap(), sample());
+        assert_eq!(checksum_of(&old), format!("sha256:{}", sha.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+        let mut flipped = old.clone();
+        flipped[100] ^= 1;
+        assert!(Model::from_bytes(&flipped).unwrap_err().contains("checksum"));
     }
 
     #[test]
@@ -466,7 +520,7 @@ mod tests {
         let (back, sha2) = Model::load(path).unwrap();
         assert_eq!((back, sha2.clone()), (sample(), sha.clone()));
         assert_eq!(std::fs::metadata(path).unwrap().len() as usize, len);
-        assert_eq!(sha.len(), 64);
+        assert!(sha.starts_with("xxh64:") && sha.len() == 6 + 16, "{sha}");
         let bad = dir.join("missing-dir").join("m.bin");
         assert!(sample().save(bad.to_str().unwrap()).is_err());
     }

@@ -1,4 +1,5 @@
 //! Shared helpers for the cross-crate tests.
 
 pub mod artefacts;
+pub mod model_file;
 pub mod parity;

@@ -639,7 +639,8 @@ fn run_cell(opts: &Options, config: &Config, guest: Guest, backend: Backend) -> 
         Err(e) => return Outcome::Failed(e),
     };
     let sha256 = hex(&Sha256::digest(&model_bytes));
-    let reported = json.get("model_sha256").and_then(serde_json::Value::as_str).unwrap_or("");
+    let reported = json.get("model_checksum").and_then(serde_json::Value::as_str).unwrap_or("");
+    let own = crate::model_file::model_checksum(&model_bytes);
     let model = Model::parse(&model_bytes).map_err(|e| e.to_string());
     let body = snapshot_body(config, &sha256, &model, mse, &predictions);
     let mut produced = Produced {
@@ -653,8 +654,8 @@ fn run_cell(opts: &Options, config: &Config, guest: Guest, backend: Backend) -> 
         output_problems: Vec::new(),
         seconds,
     };
-    if reported != sha256 {
-        produced.output_problems.push(format!("{OUTPUT_PREFIX}JSON model_sha256 {reported} but the file hashes to {sha256}"));
+    if own.as_deref() != Ok(reported) {
+        produced.output_problems.push(format!("{OUTPUT_PREFIX}JSON model_checksum {reported} but the file's trailer says {own:?}"));
     }
     if let Err(e) = &produced.model {
         produced.output_problems.push(format!("{OUTPUT_PREFIX}model.bin does not parse: {e}"));

@@ -9,7 +9,7 @@
 //! seed 0. For every set the test asserts
 //!
 //! * ours (the mean over the same three seeds) <= 1.02 x scikit-learn's mean test MSE, and
-//! * the Rust and the C++ guest print the identical MSE and `model_sha256` for seed 0.
+//! * the Rust and the C++ guest print the identical MSE and `model_checksum` for seed 0.
 //!
 //! The table (set, ours, scikit-learn mean/min/max, ratio, seconds) goes to stderr whether
 //! the test passes or not, so the CI log shows it.
@@ -197,7 +197,7 @@ fn run_guest(host: &Path, guest: &Path, dir: &Path, set: &str, max_features: &st
         .and_then(|rest| rest.split([',', '}']).next())
         .unwrap_or("")
         .to_string();
-    let sha = json["model_sha256"].as_str().unwrap_or_else(|| panic!("{set}: no model_sha256 in {line}")).to_string();
+    let sha = json["model_checksum"].as_str().unwrap_or_else(|| panic!("{set}: no model_checksum in {line}")).to_string();
     GuestRun { mse, mse_text, sha, seconds }
 }
 
@@ -294,7 +294,7 @@ fn accuracy_matches_scikit_learn() {
         for (tag, run) in &runs[1..] {
             if run.mse_text != ours.mse_text || run.sha != ours.sha {
                 failures.push(format!(
-                    "{name}: the guests disagree: {} mse {} sha256 {}, {tag} mse {} sha256 {}",
+                    "{name}: the guests disagree: {} mse {} model {}, {tag} mse {} model {}",
                     runs[0].0, ours.mse_text, ours.sha, run.mse_text, run.sha
                 ));
             }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sha2::{Digest, Sha256};
+
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
@@ -133,9 +133,10 @@ fn pipeline_mse_is_in_band_and_models_are_byte_identical() {
     let model_a = std::fs::read(a.path("model.bin")).expect("model.bin written");
     let model_b = std::fs::read(b.path("model.bin")).expect("model.bin written");
     assert!(model_a == model_b, "two runs with the same seed wrote different model files");
-    let sha: String = Sha256::digest(&model_a).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(ja["model_sha256"], sha, "model_sha256 must be the SHA-256 of the file");
-    assert_eq!(ja["model_sha256"], jb["model_sha256"]);
+    let sum = wasi_gpu_tests::model_file::model_checksum(&model_a).expect("a valid checksum trailer");
+    assert!(sum.starts_with("xxh64:"), "{sum}");
+    assert_eq!(ja["model_checksum"], sum, "model_checksum must be the file's own checksum");
+    assert_eq!(ja["model_checksum"], jb["model_checksum"]);
     assert_eq!(ja["mse"], jb["mse"]);
     for (key, want) in [
         ("guest", serde_json::json!("rust")),
@@ -168,7 +169,7 @@ fn train_then_predict_writes_predictions_and_matches_pipeline_mse() {
     assert_eq!(train["mse"], serde_json::Value::Null);
     let predict = json(&s.run(&["predict", "--json", "--out", "p.txt"]));
     assert_eq!(predict["command"], "predict");
-    assert_eq!(predict["model_sha256"], train["model_sha256"]);
+    assert_eq!(predict["model_checksum"], train["model_checksum"]);
     let preds = std::fs::read_to_string(s.path("p.txt")).expect("predictions written");
     let values: Vec<f64> = preds.lines().map(|l| l.parse().expect("one number per line")).collect();
     assert_eq!(values.len(), 89);

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
 
 /// `NONE` in the model file: a leaf's feature.
 pub const NONE: u32 = 0xffff_ffff;
@@ -14,7 +13,8 @@ const VERSION: u32 = 2;
 const HEADER_BYTES: usize = 8 + 4 * 5 + 8 + 4 * 7 + 8 + 8 + 4;
 /// feature, threshold, left, right, flags, count, then one u64 value (regression).
 const NODE_BYTES: usize = 32;
-const CHECKSUM_BYTES: usize = 32;
+const SHA256_BYTES: usize = 32;
+const XXH64_BYTES: usize = 8;
 
 /// One node as stored in the file.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,18 +133,20 @@ impl Reader<'_> {
 impl Model {
     /// Parses and validates a model file (magic, version, checksum, sizes, child indices).
     pub fn parse(bytes: &[u8]) -> Result<Model, ModelError> {
-        if bytes.len() < HEADER_BYTES + CHECKSUM_BYTES {
+        if bytes.len() < HEADER_BYTES + XXH64_BYTES {
             return Err(ModelError(format!(
                 "{} bytes is shorter than the smallest model ({} bytes)",
                 bytes.len(),
-                HEADER_BYTES + CHECKSUM_BYTES
+                HEADER_BYTES + XXH64_BYTES
             )));
         }
-        let body_len = bytes.len() - CHECKSUM_BYTES;
-        let digest = Sha256::digest(&bytes[..body_len]);
-        if digest.as_slice() != &bytes[body_len..] {
-            return Err(ModelError("checksum (last 32 bytes) does not match the contents".into()));
-        }
+        // The checksum (docs/algorithm.md §10): kind 2, XXH64, is what the guests write;
+        // kind 1, SHA-256, is read for files of earlier releases.
+        let body_len = match crate::model_file::model_checksum(bytes) {
+            Ok(sum) if sum.starts_with("xxh64:") => bytes.len() - XXH64_BYTES,
+            Ok(_) => bytes.len() - SHA256_BYTES,
+            Err(e) => return Err(ModelError(format!("checksum: {e}"))),
+        };
         let mut r = Reader { bytes: &bytes[..body_len], pos: 0 };
         if r.take::<8>("magic")? != MAGIC {
             return Err(ModelError("wrong magic (not a WGPURF model)".into()));
@@ -155,8 +157,10 @@ impl Model {
         }
         let task = r.u32("task")?;
         let checksum = r.u32("checksum kind")?;
-        if (task, checksum) != (0, 1) {
-            return Err(ModelError(format!("task {task} / checksum kind {checksum}, expected regression (0) / SHA-256 (1)")));
+        if task != 0 || !(checksum == 1 || checksum == 2) {
+            return Err(ModelError(format!(
+                "task {task} / checksum kind {checksum}, expected regression (0) / SHA-256 (1) or XXH64 (2)"
+            )));
         }
         let features = r.u32("features")?;
         let trees = r.u32("trees")?;
@@ -332,7 +336,7 @@ pub(crate) mod tests {
     pub(crate) fn build(trees: &[Vec<Node>]) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(&MAGIC);
-        for v in [VERSION, 0, 1, 3, trees.len() as u32] {
+        for v in [VERSION, 0, 2, 3, trees.len() as u32] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&42u64.to_le_bytes());
@@ -351,8 +355,8 @@ pub(crate) mod tests {
                 b.extend_from_slice(&n.value.to_le_bytes());
             }
         }
-        let digest = Sha256::digest(&b);
-        b.extend_from_slice(&digest);
+        let sum = xxhash_rust::xxh64::xxh64(&b, 0);
+        b.extend_from_slice(&sum.to_le_bytes());
         b
     }
 

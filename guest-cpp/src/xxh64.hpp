@@ -1,0 +1,19 @@
+// XXH64 (seed 0), the model file's checksum kind 2 (docs/algorithm.md §10): the algorithm of
+// xxHash's specification (doc/xxhash_spec.md in Cyan4973/xxHash), written out here so the
+// guest needs no third-party code. The Rust guest uses the xxhash-rust crate; both write the
+// same model bytes, which the parity tests compare.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace guest {
+
+/// XXH64 of `len` bytes with seed 0.
+std::uint64_t xxh64(const void* data, std::size_t len);
+
+/// `xxh64:` and the 16 lower-case hex digits of `sum`, as reported in `model_checksum`.
+std::string xxh64_name(std::uint64_t sum);
+
+}  // namespace guest
