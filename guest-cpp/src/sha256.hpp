@@ -1,4 +1,4 @@
-// SHA-256 (FIPS 180-4) for the model file checksum and the reported model_sha256.
+// SHA-256 (FIPS 180-4): the model file checksum kind 1, written by earlier releases and still read.
 #pragma once
 
 #include <array>
@@ -27,7 +27,7 @@ private:
     std::uint64_t total_ = 0;
 };
 
-/// Lower-case hex of a digest, as printed in `model_sha256`.
+/// Lower-case hex of a digest, as in `model_checksum` (`sha256:<hex>`).
 std::string to_hex(const std::array<std::uint8_t, 32>& digest);
 
 }  // namespace guest
