@@ -363,14 +363,15 @@ std::vector<std::uint8_t> Model::serialize() const {
     put_u32(b, 0);  // L: no label table for regression
     for (const auto& tree : trees) {
         put_u32(b, static_cast<std::uint32_t>(tree.size()));
+        // Whole 32-byte records (WebAssembly is little-endian, like the file).
+        const std::size_t at = b.size();
+        b.resize(at + tree.size() * NODE_BYTES);
+        std::uint8_t* rec = b.data() + at;
         for (const Node& n : tree) {
-            put_u32(b, n.feature);
-            put_u32(b, f32_bits(n.threshold));
-            put_u32(b, n.left);
-            put_u32(b, n.right);
-            put_u32(b, n.flags);
-            put_u32(b, n.count);
-            put_u64(b, n.value);
+            const std::uint32_t w[6] = {n.feature, f32_bits(n.threshold), n.left, n.right, n.flags, n.count};
+            std::memcpy(rec, w, sizeof w);
+            std::memcpy(rec + 24, &n.value, 8);
+            rec += NODE_BYTES;
         }
     }
     put_u64(b, xxh64(b.data(), b.size()));
@@ -458,18 +459,22 @@ Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::
             return fail(path, "truncated: tree " + std::to_string(t) + " claims " + std::to_string(count) +
                                   " nodes but the file ends first");
         std::vector<Node> nodes(count);
-        for (std::uint32_t k = 0; k < count; ++k) {
+        // Whole 32-byte records at a time (WebAssembly is little-endian, like the file).
+        const std::uint8_t* rec = r.p;
+        r.p += std::size_t(count) * NODE_BYTES, r.left -= std::size_t(count) * NODE_BYTES;
+        for (std::uint32_t k = 0; k < count; ++k, rec += NODE_BYTES) {
             Node& n = nodes[k];
-            std::uint32_t bits = 0;
-            r.u32(n.feature), r.u32(bits), r.u32(n.left), r.u32(n.right), r.u32(n.flags), r.u32(n.count);
+            std::uint32_t w[6];
+            std::memcpy(w, rec, sizeof w);
+            std::memcpy(&n.value, rec + 24, 8);
+            n.feature = w[0], n.left = w[2], n.right = w[3], n.flags = w[4], n.count = w[5];
+            n.threshold = bits_f32(w[1]);
             if (n.flags != 0) {
                 char hex[16];
                 std::snprintf(hex, sizeof hex, "%#x", n.flags);
                 return fail(path, "tree " + std::to_string(t) + " node " + std::to_string(k) + ": flags " + hex +
                                       " set reserved bits");
             }
-            r.u64(n.value);
-            n.threshold = bits_f32(bits);
         }
         m.trees.push_back(std::move(nodes));
     }
@@ -492,25 +497,26 @@ Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::
         const std::uint64_t count = tree.size();
         for (std::size_t k = 0; k < tree.size(); ++k) {
             const Node& n = tree[k];
-            const std::string where = "tree " + std::to_string(t) + " node " + std::to_string(k) + ": ";
+            // Built only for a message: every node passes through here.
+            const auto where = [&] { return "tree " + std::to_string(t) + " node " + std::to_string(k) + ": "; };
             if (n.value > VALUE_MAX) {
                 char hex[64];
                 std::snprintf(hex, sizeof hex, "%#llx exceeds %#llx", static_cast<unsigned long long>(n.value),
                               static_cast<unsigned long long>(VALUE_MAX));
-                return fail(path, where + "value " + hex);
+                return fail(path, where() + "value " + hex);
             }
             if (n.feature == NONE) {
                 if (f32_bits(n.threshold) != 0 || n.left != 0 || n.right != 0)
-                    return fail(path, where + "a leaf must have threshold 0 and children 0");
+                    return fail(path, where() + "a leaf must have threshold 0 and children 0");
                 continue;
             }
             if (n.feature >= m.features)
-                return fail(path, where + "feature " + std::to_string(n.feature) + " is not below the model's " +
+                return fail(path, where() + "feature " + std::to_string(n.feature) + " is not below the model's " +
                                       std::to_string(m.features) + " features");
-            if (std::isnan(n.threshold)) return fail(path, where + "threshold is NaN");
+            if (std::isnan(n.threshold)) return fail(path, where() + "threshold is NaN");
             for (std::uint32_t child : {n.left, n.right}) {
                 if (child >= count || child <= k)
-                    return fail(path, where + "child " + std::to_string(child) +
+                    return fail(path, where() + "child " + std::to_string(child) +
                                           " is out of range or not after its parent (" + std::to_string(count) +
                                           " nodes)");
             }
@@ -575,10 +581,22 @@ Expected<std::vector<std::uint8_t>> read_file(const std::string& path) {
     if (!f)
         return fail(path, errno == ENOENT ? std::string("cannot open: no such file (train a model first, or check --model)")
                                           : std::string("cannot read: ") + std::strerror(errno));
+    // Sized once from the file's length, then filled in large reads (no regrowth, no copy).
     std::vector<std::uint8_t> out;
-    std::uint8_t chunk[65536];
-    std::size_t n;
-    while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) out.insert(out.end(), chunk, chunk + n);
+    if (std::fseek(f, 0, SEEK_END) == 0) {
+        const long size = std::ftell(f);
+        if (size > 0) out.reserve(static_cast<std::size_t>(size));
+        std::rewind(f);
+    }
+    constexpr std::size_t BLOCK = std::size_t(16) << 20;
+    for (;;) {
+        const std::size_t at = out.size();
+        const std::size_t want = out.capacity() > at ? out.capacity() - at : BLOCK;
+        out.resize(at + want);
+        const std::size_t n = std::fread(out.data() + at, 1, want, f);
+        out.resize(at + n);
+        if (n == 0) break;
+    }
     bool err = std::ferror(f) != 0;
     std::fclose(f);
     if (err) return fail(path, "read error");
