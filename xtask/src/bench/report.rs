@@ -78,6 +78,7 @@ fn measurement_json(m: &Measurement) -> Value {
         "system": m.system.kind, "guest": m.system.guest, "backend": m.system.backend,
         "label": m.system.label(), "device": m.device,
         "train_ms": m.train_ms, "predict_ms": m.predict_ms, "mse": m.mse,
+        "save_ms": m.save_ms, "median_save_ms": median(&m.save_ms), "model_bytes": m.model_bytes,
         "median_train_ms": median(&m.train_ms), "median_predict_ms": median(&m.predict_ms),
         "median_mse": median(&m.mse), "peak_rss_bytes": m.peak_rss_bytes,
         "peak_device_bytes": m.peak_device_bytes, "device_mem_method": m.device_mem_method,
@@ -182,6 +183,18 @@ pub fn markdown(machine: &Value, results: &[(Workload, Vec<Measurement>)], notes
                     fmt_x(r.predict_speedup),
                     r.mse_ratio.map_or("—".into(), |v| format!("{v:.4}"))
                 );
+            }
+            s.push('\n');
+        }
+        // Saving the model, ours only: serialise, checksum and write, through WASI.
+        let saved: Vec<&Measurement> = rows.iter().filter(|m| !m.save_ms.is_empty() && m.model_bytes.is_some()).collect();
+        if !saved.is_empty() {
+            let _ = writeln!(s, "| model save | model MB | save ms | MB/s |");
+            let _ = writeln!(s, "|---|---:|---:|---:|");
+            for m in saved {
+                let bytes = m.model_bytes.unwrap_or(0) as f64;
+                let ms = median(&m.save_ms).unwrap_or(f64::NAN);
+                let _ = writeln!(s, "| {} | {:.1} | {} | {:.0} |", m.system.label(), bytes / 1e6, fmt_ms(Some(ms)), bytes / 1e3 / ms);
             }
             s.push('\n');
         }

@@ -59,6 +59,11 @@ pub struct Measurement {
     pub predict_ms: Vec<f64>,
     /// Per-repeat test MSE.
     pub mse: Vec<f64>,
+    /// Per-repeat milliseconds the guest took to save its model (serialise, checksum, write);
+    /// ours only.
+    pub save_ms: Vec<f64>,
+    /// Bytes of the model file our guest wrote.
+    pub model_bytes: Option<u64>,
     /// Largest peak resident set over the repeats, bytes.
     pub peak_rss_bytes: Option<u64>,
     /// Largest peak device memory over the repeats, bytes (None: not measurable).
@@ -93,6 +98,8 @@ impl Measurement {
             train_ms: Vec::new(),
             predict_ms: Vec::new(),
             mse: Vec::new(),
+            save_ms: Vec::new(),
+            model_bytes: None,
             peak_rss_bytes: None,
             peak_device_bytes: None,
             device_mem_method: "n/a".into(),
@@ -231,6 +238,7 @@ pub fn ours(
     m.error = None;
     m.device_mem_method = "host --profile: peak wasi:gpu buffer bytes held".into();
     let model = format!("target/bench/model-{guest}-{backend}.bin");
+    let model_file = root.join(&model);
     let guest_args: Vec<String> = vec![
         "--train".into(),
         w.train.display().to_string(),
@@ -284,6 +292,10 @@ pub fn ours(
         };
         m.train_ms.push(train);
         m.predict_ms.push(predict);
+        if let Some(save) = j["save_ms"].as_f64() {
+            m.save_ms.push(save);
+        }
+        m.model_bytes = std::fs::metadata(&model_file).ok().map(|f| f.len());
         if let Some(mse) = j["mse"].as_f64() {
             m.mse.push(mse);
         }
