@@ -92,7 +92,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunReport, String> {
     let start = std::time::Instant::now();
     let bytes = run::read_component_bytes(&opts.wasm)?;
+    let read = start.elapsed();
     let (backend, skipped) = backends::open_backend(choice)?;
+    let opened = start.elapsed();
     let (engine, cache) = run::engine(opts)?;
     // The time limit covers compiling the guest too, and so does the memory limit.
     let mut watchdog = run::Watchdog::start(&engine, opts.timeout, opts.grace);
@@ -112,12 +114,12 @@ pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunRep
                 backend: backend.info().backend.name(),
                 leaked_buffers: 0,
                 trap_details: None,
-                startup: start.elapsed(),
+                startup: run::Startup { read, backend: opened - read, compile: start.elapsed() - opened },
                 skipped_backends: skipped,
             });
         }
     };
-    let startup = start.elapsed();
+    let startup = run::Startup { read, backend: opened - read, compile: start.elapsed() - opened };
     let mut report = run::run_component(&engine, &component, backend, opts, &watchdog)?;
     watchdog.stop();
     report.startup = startup;
@@ -137,7 +139,15 @@ fn finish(report: &RunReport, profile: bool) -> i32 {
     }
     if profile {
         eprint!("{}", report.profile.report(report.wall, report.backend));
-        eprintln!("startup (read, open backend, compile): {:.3} ms", report.startup.as_secs_f64() * 1e3);
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let s = report.startup;
+        eprintln!(
+            "startup (read, open backend, compile): {:.3} ms = read {:.3} + open backend (driver, device kernels) {:.3} + compile or load from cache {:.3}",
+            ms(s.total()),
+            ms(s.read),
+            ms(s.backend),
+            ms(s.compile)
+        );
         for why in &report.skipped_backends {
             eprintln!("backend skipped by --backend auto: {why}");
         }

@@ -92,6 +92,24 @@ impl Outcome {
     }
 }
 
+/// The steps before a guest runs, timed for `--profile`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Startup {
+    /// Reading the component file.
+    pub read: Duration,
+    /// Opening the backend: for CUDA and wgpu the driver's initialisation and the device
+    /// kernels' compilation (NVRTC, WGSL pipelines).
+    pub backend: Duration,
+    /// Configuring wasmtime and compiling the guest (or loading it from the cache).
+    pub compile: Duration,
+}
+
+impl Startup {
+    pub fn total(&self) -> Duration {
+        self.read + self.backend + self.compile
+    }
+}
+
 /// A finished run: the outcome plus what `--profile` reports.
 #[derive(Debug)]
 pub struct RunReport {
@@ -107,8 +125,8 @@ pub struct RunReport {
     pub leaked_buffers: usize,
     /// The full error with its wasm backtrace when the guest trapped.
     pub trap_details: Option<String>,
-    /// Time to read and compile the component (filled in by [`crate::run_guest`]).
-    pub startup: Duration,
+    /// Time before the guest starts, by step (filled in by [`crate::run_guest`]).
+    pub startup: Startup,
     /// Why `--backend auto` skipped each backend it did not pick.
     pub skipped_backends: Vec<String>,
 }
@@ -404,7 +422,7 @@ pub fn run_component(
         backend: backend_name,
         leaked_buffers,
         trap_details,
-        startup: Duration::ZERO,
+        startup: Startup::default(),
         skipped_backends: Vec::new(),
     })
 }
