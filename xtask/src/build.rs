@@ -227,5 +227,17 @@ pub fn test(args: &[String]) -> Result<()> {
         .env("GUEST_CPP_WASM", &artefacts.guest_cpp)
         .env("EXAMPLE_CPP_WASM", &artefacts.example_cpp)
         .env("HOSTILE_WASM", &artefacts.hostile);
+    // Tests open wgpu in-process; without XDG_RUNTIME_DIR, libwayland (loaded by Mesa's
+    // Vulkan drivers) prints an `error:` line for every adapter enumeration. A private
+    // directory silences it, as the host binary does for itself.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = root.join("target").join("xdg-runtime");
+        std::fs::create_dir_all(&dir)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        cmd.env("XDG_RUNTIME_DIR", &dir);
+    }
     run(&mut cmd)
 }

@@ -44,6 +44,30 @@ pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     r.map_err(|p| panic_message(&*p))
 }
 
+/// Mesa's Vulkan drivers load the Wayland window-system code while wgpu enumerates adapters,
+/// and libwayland prints `error: XDG_RUNTIME_DIR is invalid or not set in the environment.`
+/// when that variable is missing (headless servers, CI, containers). The host never draws,
+/// so when it is missing it points it at a private empty directory (mode 0700 under the
+/// temporary directory), which silences that line; a directory the user set is kept.
+/// Call it first thing in `main`, before any thread is started.
+pub fn quiet_wayland_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+        return;
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("wasmtime-gpu-host-runtime-{uid}"));
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // Only a directory of ours that nobody else can use (not a planted one).
+    let ours = std::fs::symlink_metadata(&dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0);
+    if ours {
+        // SAFETY: called from `main` before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
 /// Replaces the default panic output (a multi-line trace) with one `error:` line.
 /// Panics inside backend calls are caught and turned into `kernel-failure` errors; this
 /// hook only keeps any other panic from printing a trace.
