@@ -124,6 +124,7 @@ pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunRep
     let mut watchdog = run::Watchdog::start(&engine, opts.timeout, opts.grace);
     let limit = compile::compile_memory_limit(opts.max_memory);
     let epoch = opts.timeout.is_some();
+    let startup = || run::Startup { read, backend: opened - read, compile: start.elapsed() - opened };
     let component = match compile::compile(&engine, epoch, &opts.wasm, &bytes, cache.as_deref(), limit, &watchdog.cancel_token()) {
         Ok(c) => c,
         Err(compile::CompileError::Failed(msg)) => return Err(msg),
@@ -138,12 +139,12 @@ pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunRep
                 backend: backend.info().backend.name(),
                 leaked_buffers: 0,
                 trap_details: None,
-                startup: run::Startup { read, backend: opened - read, compile: start.elapsed() - opened },
+                startup: startup(),
                 skipped_backends: skipped,
             });
         }
     };
-    let startup = run::Startup { read, backend: opened - read, compile: start.elapsed() - opened };
+    let startup = startup();
     let mut report = run::run_component(&engine, &component, backend, opts, &watchdog)?;
     watchdog.stop();
     report.startup = startup;

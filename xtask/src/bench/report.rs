@@ -132,7 +132,7 @@ pub fn markdown(machine: &Value, results: &[(Workload, Vec<Measurement>)], notes
         let list: Vec<String> = v.iter().map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?"))).collect();
         let _ = writeln!(s, "Anchors' software: {}.", list.join(", "));
     }
-    let _ = writeln!(s, "Times are medians over the repeats, in milliseconds; train and predict exclude file loading.\n");
+    let _ = writeln!(s, "Times are medians over the repeats, in milliseconds; train excludes reading the training file; our predict includes reading the test file, the anchors' excludes it (docs/benchmarks.md).\n");
     for n in notes {
         let _ = writeln!(s, "* note: {n}");
     }
