@@ -208,10 +208,11 @@ std::string open_error(int err) {
     return std::string("cannot read: ") + std::strerror(err);
 }
 
-Expected<Dataset> load_csv(const std::string& path, std::uint32_t features_hint) {
+/// With `header_only`, stops after the checks that precede the rows (check_dataset).
+Expected<Dataset> load_csv(const std::string& path, std::uint32_t features_hint, bool header_only) {
     File file(std::fopen(path.c_str(), "rb"));
     if (!file.f) return fail(path, open_error(errno));
-    if (const std::uint64_t at = first_nul_line(file.f))
+    if (const std::uint64_t at = header_only ? 0 : first_nul_line(file.f))
         return fail_line(path, at, "contains a NUL byte; a CSV file must be text");
     LineReader lines(file.f);
     std::string line;
@@ -248,6 +249,7 @@ Expected<Dataset> load_csv(const std::string& path, std::uint32_t features_hint)
                          "the header has " + std::to_string(columns) +
                              " column; training data needs at least one feature column and the target (last) column");
     }
+    if (header_only) return d;
     if (columns - (with_target ? 1 : 0) > std::numeric_limits<std::uint32_t>::max())
         return fail_line(path, line_no, "too many columns");
     d.features = static_cast<std::uint32_t>(columns - (with_target ? 1 : 0));
@@ -352,7 +354,8 @@ std::string npy_row_error(const unsigned char* src, std::size_t width, std::uint
     return place(0) + "invalid value";  // not reached: the caller found a problem on this row
 }
 
-Expected<Dataset> load_npy(const std::string& path, std::uint32_t features_hint) {
+/// With `header_only`, stops after the checks that precede the rows (check_dataset).
+Expected<Dataset> load_npy(const std::string& path, std::uint32_t features_hint, bool header_only) {
     File file(std::fopen(path.c_str(), "rb"));
     if (!file.f) return fail(path, open_error(errno));
     unsigned char magic[8];
@@ -421,6 +424,7 @@ Expected<Dataset> load_npy(const std::string& path, std::uint32_t features_hint)
         return fail(path, "the array has " + std::to_string(columns) +
                               " column; training data needs at least one feature column and the target (last) column");
     }
+    if (header_only) return d;
     if (rows == 0) return fail(path, "has no data rows (shape has 0 rows); it needs at least one row");
     if (columns > std::numeric_limits<std::uint32_t>::max()) return fail(path, "too many columns");
     const std::uint64_t row_bytes = columns * width;
@@ -575,8 +579,14 @@ std::string rust_display(double v) {
 }
 
 Expected<Dataset> load_dataset(const std::string& path, std::uint32_t features_hint) {
-    if (ends_with_ignore_case(path, ".npy")) return load_npy(path, features_hint);
-    return load_csv(path, features_hint);
+    if (ends_with_ignore_case(path, ".npy")) return load_npy(path, features_hint, false);
+    return load_csv(path, features_hint, false);
+}
+
+Expected<void> check_dataset(const std::string& path, std::uint32_t features) {
+    auto header = ends_with_ignore_case(path, ".npy") ? load_npy(path, features, true) : load_csv(path, features, true);
+    if (!header) return wasi_gpu::Unexpected<Failure>(header.error());
+    return {};
 }
 
 }  // namespace guest

@@ -26,6 +26,12 @@ struct Dataset {
 /// 1 row. A NUL byte in a CSV file and a finite value that overflows f32 are errors.
 Expected<Dataset> load_dataset(const std::string& path, std::uint32_t features_hint);
 
+/// The checks load_dataset makes before it reads a single row: the file opens, its .npy
+/// header or CSV header line is well formed, and it has `features` or `features + 1` columns.
+/// The pipeline makes them on its test file before training, so that a test file it cannot
+/// use is refused before the model file is replaced.
+Expected<void> check_dataset(const std::string& path, std::uint32_t features);
+
 /// The CSV field grammar of docs/algorithm.md §1, parsed as a correctly rounded f64.
 /// Returns false (and leaves `out` alone) for anything else, including overflow to ±inf.
 bool parse_number(const char* begin, const char* end, double& out);

@@ -327,10 +327,13 @@ Expected<T> about(const std::string& file, Expected<T> r) {
     return wasi_gpu::Unexpected<Failure>(f);
 }
 
-/// `train`: load --train, fit, save --model; the model, for the pipeline's prediction.
-Expected<guest::Model> do_train(const Options& o, Report& r) {
+/// `train`: load --train, fit, save --model; the model, for the pipeline's prediction. With
+/// `then_test` (the pipeline), that file's columns are checked against the training data
+/// before training.
+Expected<guest::Model> do_train(const Options& o, Report& r, const std::string* then_test) {
     const auto tl = std::chrono::steady_clock::now();
     TRY(train, guest::load_dataset(o.train, 0));
+    if (then_test) TRY_VOID(guest::check_dataset(*then_test, train.features));
     r.train_rows = train.rows;
     r.load_ms = ms_since(tl);
     const auto tt = std::chrono::steady_clock::now();
@@ -408,13 +411,13 @@ Expected<void> run(const Options& o) {
     Report r;
     switch (o.command) {
         case Command::Train: {
-            TRY(model, do_train(o, r));
+            TRY(model, do_train(o, r, nullptr));
             (void)model;
             break;
         }
         case Command::Pipeline: {
             // The forest just trained predicts; the file it was saved to is not parsed again.
-            TRY(model, do_train(o, r));
+            TRY(model, do_train(o, r, &o.test));
             const auto tp = std::chrono::steady_clock::now();
             TRY_VOID(do_predict(o, o.out, &model, r));
             r.predict_ms = ms_since(tp);

@@ -335,10 +335,16 @@ fn elapsed(t: Instant) -> f64 {
 }
 
 /// Loads training data into a device buffer and trains; returns (model, load ms, train ms).
-fn train(o: &Options, device: &DeviceInfo, report: &mut Report) -> Result<Model, Error> {
+/// With `then_test` (the pipeline), that file's columns are checked against the training
+/// data before training, so that a test file the run cannot use never costs a training nor
+/// replaces the model file.
+fn train(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Option<&str>) -> Result<Model, Error> {
     let t = Instant::now();
     let mut sink = DeviceSink::default();
     let data = data::load(&o.train, Layout::Train, Some(o.params.seed), &mut sink)?;
+    if let Some(test) = then_test {
+        data::check(test, Layout::Apply { features: data.features })?;
+    }
     let x = sink.buffer.take().ok_or_else(|| Error::file(&o.train, "no feature matrix was produced"))?;
     report.train_rows = Some(data.rows);
     report.load_ms = Some(elapsed(t));
@@ -392,11 +398,11 @@ fn run(o: &Options, device: &DeviceInfo) -> Result<Report, Error> {
     let mut report = Report::default();
     match o.command {
         Command::Train => {
-            train(o, device, &mut report)?;
+            train(o, device, &mut report, None)?;
         }
         Command::Pipeline => {
             // The forest just trained predicts; the file it was saved to is not parsed again.
-            let model = train(o, device, &mut report)?;
+            let model = train(o, device, &mut report, Some(&o.test))?;
             let t = Instant::now();
             predict(o, o.out.as_deref(), Some(model), &mut report)?;
             report.predict_ms = Some(elapsed(t));

@@ -7,7 +7,7 @@
 //! never held in memory twice.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 
 use crate::bins;
 use crate::error::Error;
@@ -79,6 +79,29 @@ pub fn load(path: &str, layout: Layout, sample_seed: Option<u64>, sink: &mut dyn
     } else {
         load_csv(path, layout, sample_seed, sink)
     }
+}
+
+/// The checks [`load`] makes before it reads a single row: the file opens, its `.npy` header
+/// or CSV header line is well formed, and its column count fits `layout`. The pipeline makes
+/// them on its test file before training, so that a test file it cannot use is refused before
+/// the model file is replaced. (Everything about the rows is checked when they are read.)
+pub fn check(path: &str, layout: Layout) -> Result<(), Error> {
+    let file = File::open(path).map_err(|e| Error::file(path, read_error(e)))?;
+    let mut reader = BufReader::new(file);
+    if path.to_ascii_lowercase().ends_with(".npy") {
+        let h = read_npy_header(&mut reader).map_err(|e| Error::file(path, e))?;
+        shape(layout, h.cols).map_err(|e| Error::file(path, format!("the array {e}")))?;
+    } else {
+        let mut header = Vec::new();
+        reader.read_until(b'\n', &mut header).map_err(|e| Error::file(path, read_error(e)))?;
+        let header = header.strip_suffix(b"\n").unwrap_or(&header);
+        if is_blank(header) {
+            return Err(Error::line(path, 1, "the first line must be a header naming the columns, but it is empty"));
+        }
+        let cols = header.split(|&b| b == b',').count();
+        shape(layout, cols).map_err(|e| Error::line(path, 1, format!("the header {e}")))?;
+    }
+    Ok(())
 }
 
 /// Splits `cols` into (features, has target) for the layout, or says what is wrong.

@@ -234,3 +234,42 @@ fn guests_agree_on_edge_case_inputs() {
         }
     }
 }
+
+/// The pipeline checks its test file (it opens, its header, its column count against the
+/// training data) before it trains: a test file it cannot use is refused with the same line
+/// by both guests, and the model file already there is left as it was.
+#[test]
+fn pipeline_refuses_an_unusable_test_file_before_training() {
+    let dir = workdir("test-file-first");
+    std::fs::write(dir.join("few.csv"), "a,b,c\n1,2,3\n").unwrap();
+    std::fs::write(dir.join("few.npy"), npy_header("(1, 3)")).unwrap();
+    let cases = [
+        ("few.csv", "error: few.csv:1: the header has 3 columns but the model was trained on 10 features"),
+        ("few.npy", "error: few.npy: the array has 3 columns but the model was trained on 10 features"),
+        ("missing.csv", "error: missing.csv: cannot open: no such file"),
+    ];
+    for (test, want) in cases {
+        for guest in [guest_rust(), guest_cpp()] {
+            std::fs::write(dir.join("model.bin"), b"the model of an earlier run").unwrap();
+            let args = ["--train", "data/diabetes_train.csv", "--test", test, "--quiet"];
+            let out = run_guest(&dir, &guest, &args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{} {test}: {stderr}", guest.display());
+            assert!(stderr.starts_with(want), "{} {test}: {stderr}", guest.display());
+            assert_eq!(std::fs::read(dir.join("model.bin")).unwrap(), b"the model of an earlier run", "{test}");
+        }
+    }
+}
+
+/// A `.npy` v1 header for `<f4` data of `shape`, without data.
+fn npy_header(shape: &str) -> Vec<u8> {
+    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    b.extend_from_slice(dict.as_bytes());
+    b
+}
