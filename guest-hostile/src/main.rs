@@ -214,10 +214,10 @@ fn big_write(r: &mut Report) {
     const SIZE: usize = 200 << 20;
     let Some(b) = r.either("create 200 MiB", Buffer::create(SIZE as u64)) else { return };
     let data = vec![0x5au8; SIZE];
-    if r.either("write 200 MiB in one call", b.write(0, &data)).is_some() {
-        if let Some(v) = r.either("read 200 MiB in one call", b.read(0, SIZE as u64)) {
-            r.check("contents", v.len() == SIZE && v.iter().all(|&x| x == 0x5a), format!("{} bytes", v.len()));
-        }
+    if r.either("write 200 MiB in one call", b.write(0, &data)).is_some()
+        && let Some(v) = r.either("read 200 MiB in one call", b.read(0, SIZE as u64))
+    {
+        r.check("contents", v.len() == SIZE && v.iter().all(|&x| x == 0x5a), format!("{} bytes", v.len()));
     }
 }
 
@@ -245,11 +245,7 @@ fn huge_offset(r: &mut Report) {
     let Some(src) = r.ok("create 64-byte source", Buffer::create(64)) else { return };
     r.rejected("copy from src offset u64::MAX", b.copy_from(&src, u64::MAX, 0, 1), &["invalid-argument"]);
     r.rejected("copy to dst offset u64::MAX", b.copy_from(&src, 0, u64::MAX, 1), &["invalid-argument"]);
-    r.rejected(
-        "copy with offsets and len that wrap to 0",
-        b.copy_from(&src, u64::MAX - 3, u64::MAX - 3, 4),
-        &["invalid-argument"],
-    );
+    r.rejected("copy with offsets and len that wrap to 0", b.copy_from(&src, u64::MAX - 3, u64::MAX - 3, 4), &["invalid-argument"]);
 }
 
 fn huge_sizes(r: &mut Report) {
@@ -283,20 +279,11 @@ fn zero_sizes(r: &mut Report) {
     r.either("copy 0 bytes within one buffer", b.copy_from(&b, 0, 0, 0));
     let Some(bins) = r.ok("create 4 bytes", Buffer::create(4)) else { return };
     let Some(edges) = r.ok("create 4 bytes", Buffer::create(4)) else { return };
-    r.either(
-        "bin-features with 0 rows",
-        k::bin_features(k::BinFeaturesParams { rows: 0, features: 1, max_bins: 2 }, &b, &edges, &bins),
-    );
+    r.either("bin-features with 0 rows", k::bin_features(k::BinFeaturesParams { rows: 0, features: 1, max_bins: 2 }, &b, &edges, &bins));
     let Some(sums) = r.ok("create 16 bytes", Buffer::create(16)) else { return };
     r.either(
         "predict-forest with 0 trees and 0 nodes",
-        k::predict_forest(
-            k::PredictParams { rows: 1, features: 1, tree_count: 0, node_count: 0, max_depth: 0 },
-            &b,
-            &edges,
-            &bins,
-            &sums,
-        ),
+        k::predict_forest(k::PredictParams { rows: 1, features: 1, tree_count: 0, node_count: 0, max_depth: 0 }, &b, &edges, &bins, &sums),
     );
 }
 
@@ -383,13 +370,7 @@ fn undersized(r: &mut Report) {
     );
     r.rejected(
         "predict-forest with 8-byte buffers",
-        k::predict_forest(
-            k::PredictParams { rows: 100, features: 2, tree_count: 3, node_count: 10, max_depth: 8 },
-            &small,
-            &s2,
-            &s3,
-            &s4,
-        ),
+        k::predict_forest(k::PredictParams { rows: 100, features: 2, tree_count: 3, node_count: 10, max_depth: 8 }, &small, &s2, &s3, &s4),
         inv,
     );
     // Sizes that overflow 64 bits when multiplied out.
@@ -580,13 +561,34 @@ fn planted_nodes(r: &mut Report) {
     // root names; node 5: x <= 1.5 goes on to node 6, else back to that leaf (a child before
     // its parent); node 6: back to node 5, a 5 <-> 6 cycle if back-edges were followed.
     let nodes = [
-        7, 0, 0, 0, //
-        0, 0.5f32.to_bits(), 1000, NONE - 3, //
-        0, 10f32.to_bits(), 2, 2, //
-        0, 0x7fc0_0000, NONE, NONE, //
-        NONE, NONE, NONE, NONE, //
-        0, 1.5f32.to_bits(), 6, 4, //
-        0, f32::INFINITY.to_bits(), 5, 5, //
+        7,
+        0,
+        0,
+        0, //
+        0,
+        0.5f32.to_bits(),
+        1000,
+        NONE - 3, //
+        0,
+        10f32.to_bits(),
+        2,
+        2, //
+        0,
+        0x7fc0_0000,
+        NONE,
+        NONE, //
+        NONE,
+        NONE,
+        NONE,
+        NONE, //
+        0,
+        1.5f32.to_bits(),
+        6,
+        4, //
+        0,
+        f32::INFINITY.to_bits(),
+        5,
+        5, //
     ];
     let Some(nodes_b) = filled(r, "nodes", &words(&nodes)) else { return };
     let Some(roots) = filled(r, "roots", &words(&[0, 1, 2, 3, 5, 6, 7, 1 << 31, NONE])) else { return };
@@ -626,7 +628,8 @@ fn planted_bins(r: &mut Report) {
         min_samples_leaf: 1,
         mask_words: 0,
     };
-    if r.ok("find-splits-rows with bins >= max-bins", k::find_splits_rows(rp, &bins, &targets, &weights, &node_of, &mask, &splits)).is_some()
+    if r.ok("find-splits-rows with bins >= max-bins", k::find_splits_rows(rp, &bins, &targets, &weights, &node_of, &mask, &splits))
+        .is_some()
         && let Some(s) = read_words(r, "read splits", &splits)
     {
         r.check("no split chosen", s[0] == NONE, format!("split record {s:?}"));
@@ -636,7 +639,13 @@ fn planted_bins(r: &mut Report) {
     if r.ok("write a split on feature 0", splits.write(0, &rec)).is_some() {
         r.ok(
             "apply-splits with bins >= max-bins",
-            k::apply_splits(k::ApplyParams { rows: ROWS, features: FEATURES, tree_count: 1, slot_count: 1 }, &bins, &splits, &next, &node_of),
+            k::apply_splits(
+                k::ApplyParams { rows: ROWS, features: FEATURES, tree_count: 1, slot_count: 1 },
+                &bins,
+                &splits,
+                &next,
+                &node_of,
+            ),
         );
     }
 }
@@ -659,11 +668,7 @@ fn device_memory(r: &mut Report) {
     let total = held.len() as u64 * chunk;
     r.line("allocate until refused", &format!("held {} buffers of {chunk} bytes ({total} bytes)", held.len()));
     r.rejected("the next allocation", Err::<(), _>(err), &["limit-exceeded", "out-of-memory"]);
-    r.check(
-        "the limit matches device-info memory-bytes",
-        total <= info.memory_bytes,
-        format!("{total} <= {}", info.memory_bytes),
-    );
+    r.check("the limit matches device-info memory-bytes", total <= info.memory_bytes, format!("{total} <= {}", info.memory_bytes));
     drop(held);
     r.ok("allocate again after dropping everything", Buffer::create(chunk));
 }

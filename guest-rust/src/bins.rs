@@ -52,7 +52,7 @@ pub fn feature_edges(column: &mut [f32], max_bins: u32) -> Vec<f32> {
                 break;
             }
             let runs_after = d - 1 - i as u64;
-            if runs_after <= left - 1 || (2 * cur + runs[i + 1].1) * left >= 2 * rest {
+            if runs_after < left || (2 * cur + runs[i + 1].1) * left >= 2 * rest {
                 edges.push(mid(runs[i].0, runs[i + 1].0));
                 rest -= cur;
                 cur = 0;

@@ -139,8 +139,17 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
             "-h" | "--help" => return Err(UsageError::Help),
             "--json" => o.json = true,
             "--quiet" => o.params.progress = false,
-            "--train" | "--test" | "--model" | "--out" | "--trees" | "--max-depth" | "--min-samples-split"
-            | "--min-samples-leaf" | "--max-features" | "--bins" | "--seed" => {
+            "--train"
+            | "--test"
+            | "--model"
+            | "--out"
+            | "--trees"
+            | "--max-depth"
+            | "--min-samples-split"
+            | "--min-samples-leaf"
+            | "--max-features"
+            | "--bins"
+            | "--seed" => {
                 let v = match inline {
                     Some(v) => v,
                     None => it.next().cloned().ok_or_else(|| UsageError::Bad(format!("{flag} needs a value")))?,
@@ -182,7 +191,13 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
 pub fn fmt_g17(v: f64) -> String {
     const P: i32 = 17;
     if !v.is_finite() {
-        return if v.is_nan() { "nan".into() } else if v > 0.0 { "inf".into() } else { "-inf".into() };
+        return if v.is_nan() {
+            "nan".into()
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     if v == 0.0 {
         return if v.is_sign_negative() { "-0".into() } else { "0".into() };
@@ -190,10 +205,9 @@ pub fn fmt_g17(v: f64) -> String {
     let sci = format!("{:.*e}", (P - 1) as usize, v);
     let (mantissa, exp) = sci.split_once('e').expect("exponent form");
     let x: i32 = exp.parse().expect("integer exponent");
-    let strip = |s: &str| -> String {
-        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() }
-    };
-    if x < -4 || x >= P {
+    let strip =
+        |s: &str| -> String { if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() } };
+    if !(-4..P).contains(&x) {
         format!("{}e{}{:02}", strip(mantissa), if x < 0 { '-' } else { '+' }, x.abs())
     } else {
         strip(&format!("{:.*}", (P - 1 - x) as usize, v))
@@ -491,7 +505,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_usage() {
-        for bad in ["--bins 1", "--bins 257", "--trees 0", "--trees x", "--nope", "extra", "--model", "--max-features 1.5", "--max-features 0", "--seed -1"] {
+        for bad in [
+            "--bins 1",
+            "--bins 257",
+            "--trees 0",
+            "--trees x",
+            "--nope",
+            "extra",
+            "--model",
+            "--max-features 1.5",
+            "--max-features 0",
+            "--seed -1",
+        ] {
             assert!(matches!(parse(&args(bad)), Err(UsageError::Bad(_))), "{bad}");
         }
         assert_eq!(parse(&args("--help")), Err(UsageError::Help));

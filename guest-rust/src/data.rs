@@ -108,9 +108,7 @@ pub fn check(path: &str, layout: Layout) -> Result<(), Error> {
 fn shape(layout: Layout, cols: usize) -> Result<(usize, bool), String> {
     match layout {
         Layout::Train if cols >= 2 => Ok((cols - 1, true)),
-        Layout::Train => Err(format!(
-            "has {cols} column; training data needs at least one feature column and the target (last) column"
-        )),
+        Layout::Train => Err(format!("has {cols} column; training data needs at least one feature column and the target (last) column")),
         Layout::Apply { features } if cols == features + 1 => Ok((features, true)),
         Layout::Apply { features } if cols == features => Ok((features, false)),
         Layout::Apply { features } => Err(format!(
@@ -149,7 +147,10 @@ impl<'a> Collector<'a> {
         sink: &'a mut dyn FeatureSink,
     ) -> Result<Self, Error> {
         if rows > u32::MAX as usize || features > u32::MAX as usize {
-            return Err(Error::file(file, format!("{rows} rows x {features} features is more than the device kernels address (2^32 - 1 each)")));
+            return Err(Error::file(
+                file,
+                format!("{rows} rows x {features} features is more than the device kernels address (2^32 - 1 each)"),
+            ));
         }
         sink.begin(rows, features).map_err(|e| Error::file(file, e))?;
         let chunk_rows = (CHUNK_VALUES / features.max(1)).clamp(1, rows.max(1));
@@ -234,12 +235,7 @@ impl<'a> Collector<'a> {
     fn finish(mut self) -> Result<Dataset, Error> {
         self.flush()?;
         debug_assert_eq!(self.row, self.rows);
-        Ok(Dataset {
-            rows: self.rows,
-            features: self.features,
-            targets: self.has_target.then_some(self.targets),
-            sample: self.sample,
-        })
+        Ok(Dataset { rows: self.rows, features: self.features, targets: self.has_target.then_some(self.targets), sample: self.sample })
     }
 }
 
@@ -410,9 +406,7 @@ fn parse_npy_header(bytes: &[u8], data_offset: u64) -> Result<NpyHeader, String>
         "<f4" => 4,
         "<f8" => 8,
         other => {
-            return Err(format!(
-                "dtype `{other}` is not supported; save the array as little-endian float32 or float64 (`<f4` or `<f8`)"
-            ))
+            return Err(format!("dtype `{other}` is not supported; save the array as little-endian float32 or float64 (`<f4` or `<f8`)"));
         }
     };
     match dict_value(text, "fortran_order") {

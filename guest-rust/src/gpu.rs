@@ -202,8 +202,7 @@ pub fn find_splits_rows(
     mask: &DeviceBuffer,
     splits: &DeviceBuffer,
 ) -> GpuResult<()> {
-    k::find_splits_rows(p, &bins.inner, &targets.inner, &weights.inner, &node_of.inner, &mask.inner, &splits.inner)
-        .map_err(describe)
+    k::find_splits_rows(p, &bins.inner, &targets.inner, &weights.inner, &node_of.inner, &mask.inner, &splits.inner).map_err(describe)
 }
 
 /// Kernel `apply-splits` (§8).

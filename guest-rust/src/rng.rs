@@ -60,9 +60,8 @@ impl Shuffle {
         let len = candidates.len() as u32;
         debug_assert!(i < len);
         let p = i + mulhi(key(&[lo, hi, 2, self.tree, self.node, i]), len - i);
-        let at = |moved: &[(u32, u32)], pos: u32| {
-            moved.iter().rev().find(|&&(q, _)| q == pos).map_or(candidates[pos as usize], |&(_, v)| v)
-        };
+        let at =
+            |moved: &[(u32, u32)], pos: u32| moved.iter().rev().find(|&&(q, _)| q == pos).map_or(candidates[pos as usize], |&(_, v)| v);
         let (vi, vp) = (at(&self.moved, i), at(&self.moved, p));
         // Position i is never read again; position p now holds what was at i.
         self.moved.retain(|&(q, _)| q > i);

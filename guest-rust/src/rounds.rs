@@ -171,6 +171,7 @@ impl<'a> Rounds<'a> {
 mod tests {
     use super::*;
 
+    #[allow(clippy::too_many_arguments)]
     fn rec(feature: u32, bin: u32, nl: u32, sl: u64, n: u32, s: u64, varying: u32, impure: u32) -> [u32; SPLIT_WORDS] {
         [feature, bin, nl, nl, sl as u32, (sl >> 32) as u32, n, n, s as u32, (s >> 32) as u32, varying, impure]
     }

@@ -9,7 +9,7 @@
 use crate::bins;
 use crate::data::Dataset;
 use crate::gpu::{self, DeviceBuffer, DeviceInfo};
-use crate::model::{node_value, Model, Node, NONE, TARGET_MAX};
+use crate::model::{Model, NONE, Node, TARGET_MAX, node_value};
 use crate::rounds::{self, Rounds};
 
 /// Slots decided per find-splits-rows call (bounds the feature-mask upload only).
@@ -39,7 +39,7 @@ impl MaxFeatures {
         let m = match self {
             MaxFeatures::Count(n) if n >= 1 && n <= features => n,
             MaxFeatures::Count(n) => {
-                return Err(format!("--max-features {n} is more than the data's {features} features; use at most {features}"))
+                return Err(format!("--max-features {n} is more than the data's {features} features; use at most {features}"));
             }
             MaxFeatures::Fraction(x) => (x * f).floor() as u32,
             MaxFeatures::Sqrt => f.sqrt().floor() as u32,
@@ -226,7 +226,15 @@ impl GpuTrainer {
     /// The split records of one level's slots (`level`: (local tree, node)), from one
     /// `find-splits-rows` pass over every feature, or from rounds of feature draws when
     /// `max_features` is below the candidate count (§8).
-    fn decide_level(&self, s: &Shared, scratch: &mut Scratch, sizes: BatchSizes, begin: u32, count: u32, level: &[(u32, u32)]) -> Result<Vec<u32>, String> {
+    fn decide_level(
+        &self,
+        s: &Shared,
+        scratch: &mut Scratch,
+        sizes: BatchSizes,
+        begin: u32,
+        count: u32,
+        level: &[(u32, u32)],
+    ) -> Result<Vec<u32>, String> {
         let p = &self.params;
         let n_slots = level.len() as u32;
         let splits = scratch.splits.at_least(u64::from(n_slots) * SPLIT_WORDS)?;
@@ -256,7 +264,7 @@ impl GpuTrainer {
             for (first, slots) in batches() {
                 call(first, slots, mask, 0)?;
             }
-            return Ok(splits.read_u32(0, u64::from(n_slots) * SPLIT_WORDS)?);
+            return splits.read_u32(0, u64::from(n_slots) * SPLIT_WORDS);
         }
         let slots = level.iter().map(|&(t, k)| (begin + t, k));
         let mut rounds = Rounds::new(p.seed, &s.candidates, s.features, s.max_features, slots);

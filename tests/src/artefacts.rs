@@ -12,11 +12,7 @@ pub fn workspace() -> PathBuf {
 /// The artefact named by `var`, or its default location; panics with what to run if absent.
 pub fn artefact(var: &str, default: &str) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace().join(default));
-    assert!(
-        path.is_file(),
-        "{var}: {} does not exist; build it with `cargo xtask build-all` (or run `cargo xtask test`)",
-        path.display()
-    );
+    assert!(path.is_file(), "{var}: {} does not exist; build it with `cargo xtask build-all` (or run `cargo xtask test`)", path.display());
     path
 }
 

@@ -162,8 +162,18 @@ pub fn configs() -> Vec<Config> {
             train: DIABETES_TRAIN,
             test: DIABETES_TEST,
             args: &[
-                "--trees", "100", "--max-features", "3", "--min-samples-leaf", "5", "--min-samples-split", "4",
-                "--bins", "32", "--seed", "11",
+                "--trees",
+                "100",
+                "--max-features",
+                "3",
+                "--min-samples-leaf",
+                "5",
+                "--min-samples-split",
+                "4",
+                "--bins",
+                "32",
+                "--seed",
+                "11",
             ],
         },
         Config {
@@ -242,10 +252,7 @@ impl Options {
             ("C++ guest", "GUEST_CPP_WASM / --cpp", &self.cpp),
         ] {
             if !path.is_file() {
-                missing.push(format!(
-                    "{what} {} does not exist (set {var}, or build it with `cargo xtask build-all`)",
-                    path.display()
-                ));
+                missing.push(format!("{what} {} does not exist (set {var}, or build it with `cargo xtask build-all`)", path.display()));
             }
         }
         for config in self.selected()? {
@@ -392,10 +399,10 @@ impl Report {
                     snapshot::file_name(c.config.name)
                 ));
             }
-            if let SnapshotStatus::Unreadable(e) = &c.snapshot {
-                if with_snapshots {
-                    out.push(format!("{}: snapshot unreadable: {e}", c.config.name));
-                }
+            if let SnapshotStatus::Unreadable(e) = &c.snapshot
+                && with_snapshots
+            {
+                out.push(format!("{}: snapshot unreadable: {e}", c.config.name));
             }
         }
         out
@@ -606,9 +613,8 @@ fn run_cell(opts: &Options, config: &Config, guest: Guest, backend: Backend) -> 
     };
     let train = format!("data/{}", config.train);
     let test = format!("data/{}", config.test);
-    let mut args = vec![
-        "pipeline", "--train", &train, "--test", &test, "--model", "model.bin", "--out", "predictions.txt", "--json", "--quiet",
-    ];
+    let mut args =
+        vec!["pipeline", "--train", &train, "--test", &test, "--model", "model.bin", "--out", "predictions.txt", "--json", "--quiet"];
     args.extend_from_slice(config.args);
     let started = Instant::now();
     let out = match run_guest(opts, guest, backend, &dir, &args) {
@@ -706,15 +712,10 @@ fn compare_cells(a: &Produced, a_name: &str, b: &Produced, b_name: &str) -> Vec<
     let mut out = Vec::new();
     if a.model_bytes != b.model_bytes {
         let detail = match (&a.model, &b.model) {
-            (Ok(ma), Ok(mb)) => model::first_difference(ma, a_name, mb, b_name)
-                .unwrap_or_else(|| "same trees, different bytes".into()),
+            (Ok(ma), Ok(mb)) => model::first_difference(ma, a_name, mb, b_name).unwrap_or_else(|| "same trees, different bytes".into()),
             _ => "a model file does not parse".into(),
         };
-        out.push(format!(
-            "{CELL_PREFIX}{a_name}: model sha256 {} vs {}; first difference: {detail}",
-            &b.sha256[..12],
-            &a.sha256[..12]
-        ));
+        out.push(format!("{CELL_PREFIX}{a_name}: model sha256 {} vs {}; first difference: {detail}", &b.sha256[..12], &a.sha256[..12]));
     }
     if a.mse.to_bits() != b.mse.to_bits() {
         out.push(format!("{CELL_PREFIX}{a_name}: test mse {:?} vs {:?}", b.mse, a.mse));
@@ -768,10 +769,10 @@ pub fn run(opts: &Options) -> Result<Report, String> {
                     Some(why) => Outcome::Skipped(why),
                     None => run_cell(opts, &config, guest, backend),
                 };
-                if let Outcome::Skipped(why) = &outcome {
-                    if !late_skips.iter().any(|(b, _)| *b == backend) {
-                        late_skips.push((backend, why.clone()));
-                    }
+                if let Outcome::Skipped(why) = &outcome
+                    && !late_skips.iter().any(|(b, _)| *b == backend)
+                {
+                    late_skips.push((backend, why.clone()));
                 }
                 let mut cell = Cell { guest, backend, outcome, problems: Vec::new(), snapshot_differs: false };
                 match &cell.outcome {
@@ -816,8 +817,8 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             Some(body) => match snapshot::read(&opts.snapshot_dir, config.name) {
                 Err(e) => SnapshotStatus::Unreadable(e),
                 Ok(expected) => {
-                    let differs = expected.as_deref() != Some(body.as_str())
-                        || cells.iter().filter_map(Cell::produced).any(|p| p.body != body);
+                    let differs =
+                        expected.as_deref() != Some(body.as_str()) || cells.iter().filter_map(Cell::produced).any(|p| p.body != body);
                     if opts.bless && all_agree && differs {
                         match snapshot::write(&opts.snapshot_dir, config.name, &body) {
                             Ok(path) => SnapshotStatus::Written(path),
@@ -850,12 +851,12 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     for &b in &opts.require {
         for c in &reports {
             for cell in &c.cells {
-                if cell.backend == b {
-                    if let Outcome::Skipped(why) = &cell.outcome {
-                        let line = format!("{} is required but its cells were skipped: {why}", b.name());
-                        if !required_but_skipped.contains(&line) {
-                            required_but_skipped.push(line);
-                        }
+                if cell.backend == b
+                    && let Outcome::Skipped(why) = &cell.outcome
+                {
+                    let line = format!("{} is required but its cells were skipped: {why}", b.name());
+                    if !required_but_skipped.contains(&line) {
+                        required_but_skipped.push(line);
                     }
                 }
             }

@@ -38,14 +38,8 @@ const TOLERANCE: f64 = 1.02;
 const SEEDS: [&str; 3] = ["0", "1", "2"];
 
 /// The sets, with the `--max-features` both sides use.
-const SETS: &[(&str, &str)] = &[
-    ("ties", "1.0"),
-    ("outliers", "1.0"),
-    ("heavy-tail", "1.0"),
-    ("zero-heavy", "1.0"),
-    ("onehot", "sqrt"),
-    ("diabetes", "1.0"),
-];
+const SETS: &[(&str, &str)] =
+    &[("ties", "1.0"), ("outliers", "1.0"), ("heavy-tail", "1.0"), ("zero-heavy", "1.0"), ("onehot", "sqrt"), ("diabetes", "1.0")];
 
 /// Sets that `ACCURACY_SETS` may name besides SETS (not asserted by default; see make_data.py).
 const EXTRA_SETS: &[(&str, &str)] = &[("outliers-random", "1.0")];
@@ -64,11 +58,7 @@ fn report(text: &str) {
 
 fn artefact(var: &str, default: &str) -> PathBuf {
     let path = wasi_gpu_tests::parity::artefact_path(var, &workspace(), default);
-    assert!(
-        path.is_file(),
-        "{var}: {} does not exist; build it with `cargo xtask build-all` (or run `cargo xtask test`)",
-        path.display()
-    );
+    assert!(path.is_file(), "{var}: {} does not exist; build it with `cargo xtask build-all` (or run `cargo xtask test`)", path.display());
     path
 }
 
@@ -143,12 +133,8 @@ fn sets() -> Vec<(String, String)> {
     list.split(',')
         .map(|spec| {
             let (name, mf) = spec.split_once(':').unwrap_or((spec, ""));
-            let default = SETS
-                .iter()
-                .chain(EXTRA_SETS)
-                .find(|(n, _)| *n == name)
-                .unwrap_or_else(|| panic!("ACCURACY_SETS: unknown set {name}"))
-                .1;
+            let default =
+                SETS.iter().chain(EXTRA_SETS).find(|(n, _)| *n == name).unwrap_or_else(|| panic!("ACCURACY_SETS: unknown set {name}")).1;
             (name.to_string(), if mf.is_empty() { default } else { mf }.to_string())
         })
         .collect()
@@ -165,8 +151,22 @@ struct GuestRun {
 fn run_guest(host: &Path, guest: &Path, dir: &Path, set: &str, max_features: &str, tag: &str, seed: &str) -> GuestRun {
     let (train, test, model) = (format!("{set}_train.csv"), format!("{set}_test.csv"), format!("{set}-{tag}-{seed}.bin"));
     let args = [
-        "--train", &train, "--test", &test, "--model", &model, "--trees", "200", "--max-depth", "16",
-        "--max-features", max_features, "--seed", seed, "--json", "--quiet",
+        "--train",
+        &train,
+        "--test",
+        &test,
+        "--model",
+        &model,
+        "--trees",
+        "200",
+        "--max-depth",
+        "16",
+        "--max-features",
+        max_features,
+        "--seed",
+        seed,
+        "--json",
+        "--quiet",
     ];
     let start = Instant::now();
     let out = Command::new(host)
@@ -187,16 +187,10 @@ fn run_guest(host: &Path, guest: &Path, dir: &Path, set: &str, max_features: &st
         String::from_utf8_lossy(&out.stderr)
     );
     let line = stdout.lines().next().unwrap_or("");
-    let json: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("{set}: not one JSON line ({e}):\n{stdout}"));
+    let json: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{set}: not one JSON line ({e}):\n{stdout}"));
     let mse = json["mse"].as_f64().unwrap_or_else(|| panic!("{set}: no mse in {line}"));
     // The text of the number as printed, so the cross-guest check compares exact bits.
-    let mse_text = line
-        .split("\"mse\":")
-        .nth(1)
-        .and_then(|rest| rest.split([',', '}']).next())
-        .unwrap_or("")
-        .to_string();
+    let mse_text = line.split("\"mse\":").nth(1).and_then(|rest| rest.split([',', '}']).next()).unwrap_or("").to_string();
     let sha = json["model_checksum"].as_str().unwrap_or_else(|| panic!("{set}: no model_checksum in {line}")).to_string();
     GuestRun { mse, mse_text, sha, seconds }
 }
@@ -253,8 +247,8 @@ fn accuracy_matches_scikit_learn() {
     }
     let reference = run_checked(&mut reference, "sklearn_ref.py");
     let sklearn_seconds = start.elapsed().as_secs_f64();
-    let reference: serde_json::Value = serde_json::from_str(reference.trim())
-        .unwrap_or_else(|e| panic!("sklearn_ref.py printed no JSON ({e}):\n{reference}"));
+    let reference: serde_json::Value =
+        serde_json::from_str(reference.trim()).unwrap_or_else(|e| panic!("sklearn_ref.py printed no JSON ({e}):\n{reference}"));
 
     // Ours, and the table.
     let mut table = format!(

@@ -152,10 +152,12 @@ fn bin_features() {
             // Ascending edges (ties allowed), +inf padded, as the guest builds them.
             let used = rng.random_range(0..max_bins);
             let mut e: Vec<f32> = (0..used)
-                .map(|_| loop {
-                    let v = awkward_float(&mut rng);
-                    if !v.is_nan() {
-                        break v;
+                .map(|_| {
+                    loop {
+                        let v = awkward_float(&mut rng);
+                        if !v.is_nan() {
+                            break v;
+                        }
                     }
                 })
                 .collect();
@@ -231,8 +233,11 @@ fn build_histograms() {
             .map(|v| if v != NONE && v < slot_begin && rng.random_bool(0.5) { v + slot_begin } else { v })
             .collect();
         let hist = garbage_indices(&mut rng, slot_count as usize * features as usize * max_bins as usize * HIST_WORDS as usize + 4, 100);
-        let bufs = [words_to_bytes(&bins), words_to_bytes(&targets), words_to_bytes(&weights), words_to_bytes(&node_of), words_to_bytes(&hist)];
-        check(&mut devs, &format!("build-histograms {p:?}"), &bufs, |d, ids| d.build_histograms(&p, ids[0], ids[1], ids[2], ids[3], ids[4]));
+        let bufs =
+            [words_to_bytes(&bins), words_to_bytes(&targets), words_to_bytes(&weights), words_to_bytes(&node_of), words_to_bytes(&hist)];
+        check(&mut devs, &format!("build-histograms {p:?}"), &bufs, |d, ids| {
+            d.build_histograms(&p, ids[0], ids[1], ids[2], ids[3], ids[4])
+        });
     }
     report("build-histograms", &devs);
 }
@@ -396,11 +401,26 @@ fn predict_forest() {
     // Cycles and back-edges add nothing: node 1 is a self-loop, node 3 jumps back to the
     // leaf at node 2 (which tree 2 reaches directly), node 4 goes back to the root.
     let nodes = [
-        0, 0.0f32.to_bits(), 1, 3, //
-        0, f32::INFINITY.to_bits(), 1, 1, //
-        NONE, 9, 0, 0, //
-        0, f32::INFINITY.to_bits(), 2, 4, //
-        0, 0.0f32.to_bits(), 0, 0, //
+        0,
+        0.0f32.to_bits(),
+        1,
+        3, //
+        0,
+        f32::INFINITY.to_bits(),
+        1,
+        1, //
+        NONE,
+        9,
+        0,
+        0, //
+        0,
+        f32::INFINITY.to_bits(),
+        2,
+        4, //
+        0,
+        0.0f32.to_bits(),
+        0,
+        0, //
     ];
     let p = PredictParams { rows: 3, features: 1, tree_count: 3, node_count: 5, max_depth: 5 };
     planted("back-edges", p, &[-1.0, 1.0, f32::NAN], &nodes, &[0, 3, 2], &[9, 9, 9]);
@@ -759,12 +779,7 @@ enum Targets {
 /// Inputs of `find-splits-rows` whose slots are laid out by `slot_of(tree, row)` (NONE: in
 /// no slot), with weights 0..4, targets over the whole range and `distinct` bins per feature
 /// (some out of range); the mask (when `masked`) allows feature 0 and random others.
-fn rows_inputs(
-    rng: &mut StdRng,
-    p: &RowSplitParams,
-    distinct: u32,
-    slot_of: &dyn Fn(u32, u32) -> u32,
-) -> [Vec<u8>; 6] {
+fn rows_inputs(rng: &mut StdRng, p: &RowSplitParams, distinct: u32, slot_of: &dyn Fn(u32, u32) -> u32) -> [Vec<u8>; 6] {
     let words = p.rows.div_ceil(4) as usize;
     let bins: Vec<u32> = (0..p.features as usize * words)
         .map(|_| {
@@ -886,7 +901,8 @@ fn kernels_long_loops() {
         let weights: Vec<u32> = (0..n).map(|_| rng.random_range(0..3)).collect();
         let node_of = garbage_indices(&mut rng, n, slot_begin + slot_count);
         let hist = garbage_indices(&mut rng, (slot_count * features * max_bins * HIST_WORDS) as usize, 5);
-        let bufs = [words_to_bytes(&bins), words_to_bytes(&targets), words_to_bytes(&weights), words_to_bytes(&node_of), words_to_bytes(&hist)];
+        let bufs =
+            [words_to_bytes(&bins), words_to_bytes(&targets), words_to_bytes(&weights), words_to_bytes(&node_of), words_to_bytes(&hist)];
         check(&mut devs, &format!("build-histograms long loops {p:?}"), &bufs, |d, ids| {
             d.build_histograms(&p, ids[0], ids[1], ids[2], ids[3], ids[4])
         });

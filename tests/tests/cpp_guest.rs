@@ -9,8 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-
-
 use wasi_gpu_tests::artefacts::{example_cpp, guest_cpp, guest_rust, host, workspace};
 
 /// A fresh working directory with the diabetes data under `data/`.
@@ -83,15 +81,30 @@ fn cpp_pipeline_on_diabetes() {
     let j = json(&stdout);
     // serde_json sorts keys, so check the order of docs/guests.md on the raw line.
     let order = [
-        "guest", "command", "backend", "device", "train_rows", "test_rows", "features", "trees", "max_depth",
-        "min_samples_split", "min_samples_leaf", "max_features", "bins", "seed", "load_ms", "train_ms", "save_ms",
-        "predict_ms", "mse", "model_checksum",
+        "guest",
+        "command",
+        "backend",
+        "device",
+        "train_rows",
+        "test_rows",
+        "features",
+        "trees",
+        "max_depth",
+        "min_samples_split",
+        "min_samples_leaf",
+        "max_features",
+        "bins",
+        "seed",
+        "load_ms",
+        "train_ms",
+        "save_ms",
+        "predict_ms",
+        "mse",
+        "model_checksum",
     ];
     assert_eq!(j.as_object().unwrap().len(), order.len(), "exactly the fields of docs/guests.md: {stdout}");
-    let positions: Vec<usize> = order
-        .iter()
-        .map(|k| stdout.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("field {k} missing: {stdout}")))
-        .collect();
+    let positions: Vec<usize> =
+        order.iter().map(|k| stdout.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("field {k} missing: {stdout}"))).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "fields out of the documented order: {stdout}");
     assert_eq!(j["guest"], "cpp");
     assert_eq!(j["command"], "pipeline");
@@ -182,9 +195,7 @@ fn guests_read_each_others_models() {
     let (cpp, rust) = train_both(&dir, &["--trees", "30", "--seed", "99", "--max-features", "log2"]);
     assert_eq!(cpp, rust);
     let mut predictions = Vec::new();
-    for (guest, model) in
-        [(guest_cpp(), "rust.bin"), (guest_rust(), "cpp.bin"), (guest_cpp(), "cpp.bin"), (guest_rust(), "rust.bin")]
-    {
+    for (guest, model) in [(guest_cpp(), "rust.bin"), (guest_rust(), "cpp.bin"), (guest_cpp(), "cpp.bin"), (guest_rust(), "rust.bin")] {
         let out = format!("pred-{}-{model}.txt", guest.file_stem().unwrap().to_string_lossy());
         let j = json(&ok(&dir, &guest, &["predict", "--model", model, "--out", &out, "--json"]));
         assert_eq!(j["command"], "predict");

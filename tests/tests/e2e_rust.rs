@@ -10,19 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-
-
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 fn artifact(var: &str, default: &str, build: &str) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace().join(default));
-    assert!(
-        path.is_file(),
-        "{} does not exist; build it first ({build}) or point {var} at it",
-        path.display()
-    );
+    assert!(path.is_file(), "{} does not exist; build it first ({build}) or point {var} at it", path.display());
     path
 }
 
@@ -47,11 +41,7 @@ struct Sandbox {
 impl Sandbox {
     fn new(name: &str) -> Sandbox {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "e2e-rust-{}-{}-{name}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = std::env::temp_dir().join(format!("e2e-rust-{}-{}-{name}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("create sandbox");
         for f in ["diabetes_train.csv", "diabetes_test.csv"] {
@@ -109,10 +99,7 @@ fn json(out: &Output) -> serde_json::Value {
 fn assert_fails(out: &Output, prefix: &str, needle: &str) {
     assert_eq!(out.status.code(), Some(1), "expected exit 1\n{}", describe(out));
     let stderr = text(&out.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("no `error:` line\n{}", describe(out)));
+    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no `error:` line\n{}", describe(out)));
     assert!(line.starts_with(&format!("error: {prefix}")), "error line should start with `error: {prefix}`: {line}");
     assert!(line.contains(needle), "error line should mention `{needle}`: {line}");
     assert!(out.stdout.is_empty() || !text(&out.stdout).contains("MSE"), "{}", describe(out));

@@ -133,11 +133,7 @@ fn all_attacks(backend: &str) {
     let unexpected = unexpected_lines(&r.stdout);
     assert!(unexpected.is_empty(), "unexpected answers on {backend}: {unexpected:#?}\n{}", r.context());
     for attack in NON_FATAL {
-        assert!(
-            r.stdout.contains(&format!("{attack}: PASS")),
-            "{attack} did not finish on {backend}\n{}",
-            r.context()
-        );
+        assert!(r.stdout.contains(&format!("{attack}: PASS")), "{attack} did not finish on {backend}\n{}", r.context());
     }
     // The refusals are the typed errors the WIT promises, with the host's messages.
     for needle in [
@@ -194,9 +190,11 @@ fn fatal(backend: &str, host_args: &[&str], attack: &str, names: &[&str]) {
     let r = run(backend, host_args, &[attack]);
     r.assert_no_panic();
     assert_eq!(r.code(), Some(3), "{attack} on {backend}\n{}", r.context());
-    let line = r.stderr.lines().find(|l| l.starts_with("error: guest trapped: ")).unwrap_or_else(|| {
-        panic!("no `error: guest trapped:` line for {attack} on {backend}\n{}", r.context())
-    });
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: guest trapped: "))
+        .unwrap_or_else(|| panic!("no `error: guest trapped:` line for {attack} on {backend}\n{}", r.context()));
     for name in names {
         assert!(line.contains(name), "the trap line of {attack} on {backend} does not mention `{name}`: {line}");
     }

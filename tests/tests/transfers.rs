@@ -105,8 +105,21 @@ fn pipeline(dir: &Path, guest: &Path, limit: Option<&str>, tag: &str) -> (Vec<u8
     let host_opts: Vec<&str> = limit.map_or(vec![], |l| vec!["--max-transfer", l]);
     let (model, out) = (format!("{tag}.bin"), format!("{tag}.txt"));
     let args = [
-        "--train", "train.npy", "--test", "test.npy", "--trees", "3", "--max-depth", "8", "--seed", "5", "--model",
-        &model, "--out", &out, "--quiet",
+        "--train",
+        "train.npy",
+        "--test",
+        "test.npy",
+        "--trees",
+        "3",
+        "--max-depth",
+        "8",
+        "--seed",
+        "5",
+        "--model",
+        &model,
+        "--out",
+        &out,
+        "--quiet",
     ];
     let run = run_guest(dir, guest, &host_opts, &args);
     assert!(

@@ -239,9 +239,7 @@ fn workloads(root: &Path, o: &Options) -> Result<Vec<Workload>> {
 /// filled from PyPI when missing), or `python3` with `--no-install`.
 fn python(root: &Path, o: &Options) -> Result<PathBuf> {
     let imports = "import numpy, sklearn, xgboost";
-    let works = |py: &Path, code: &str| {
-        Command::new(py).args(["-c", code]).status().map(|s| s.success()).unwrap_or(false)
-    };
+    let works = |py: &Path, code: &str| Command::new(py).args(["-c", code]).status().map(|s| s.success()).unwrap_or(false);
     if let Some(py) = &o.python {
         return Ok(py.clone());
     }

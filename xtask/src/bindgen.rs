@@ -18,24 +18,12 @@ pub const RENAMED: &str = "wasi_gpu";
 pub fn generate(root: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let wit = root.join("wit");
     let mut resolve = Resolve::default();
-    let (package, _) = resolve
-        .push_dir(&wit)
-        .with_context(|| format!("parsing {}", wit.display()))?;
-    let world = resolve
-        .select_world(&[package], Some(WORLD))
-        .with_context(|| format!("selecting world {WORLD}"))?;
-    let opts = wit_bindgen_c::Opts {
-        rename_world: Some(RENAMED.to_string()),
-        ..Default::default()
-    };
+    let (package, _) = resolve.push_dir(&wit).with_context(|| format!("parsing {}", wit.display()))?;
+    let world = resolve.select_world(&[package], Some(WORLD)).with_context(|| format!("selecting world {WORLD}"))?;
+    let opts = wit_bindgen_c::Opts { rename_world: Some(RENAMED.to_string()), ..Default::default() };
     let mut files = Files::default();
-    opts.build()
-        .generate(&mut resolve, world, &mut files)
-        .context("wit-bindgen-c failed")?;
-    let out: Vec<(String, Vec<u8>)> = files
-        .iter()
-        .map(|(name, bytes)| (name.to_string(), bytes.to_vec()))
-        .collect();
+    opts.build().generate(&mut resolve, world, &mut files).context("wit-bindgen-c failed")?;
+    let out: Vec<(String, Vec<u8>)> = files.iter().map(|(name, bytes)| (name.to_string(), bytes.to_vec())).collect();
     for expected in [".h", ".c", "_component_type.o"] {
         let name = format!("{RENAMED}{expected}");
         if !out.iter().any(|(n, _)| *n == name) {
@@ -88,10 +76,7 @@ pub fn check(root: &Path) -> Result<()> {
         println!("include/{RENAMED}.* are up to date with wit/");
         Ok(())
     } else {
-        bail!(
-            "generated C bindings are stale (run `cargo xtask bindgen`):\n  {}",
-            stale.join("\n  ")
-        )
+        bail!("generated C bindings are stale (run `cargo xtask bindgen`):\n  {}", stale.join("\n  "))
     }
 }
 
@@ -103,11 +88,7 @@ mod tests {
     #[test]
     fn checked_in_bindings_match_wit() {
         let stale = drift(&crate::workspace_root()).expect("generator runs");
-        assert!(
-            stale.is_empty(),
-            "run `cargo xtask bindgen`:\n{}",
-            stale.join("\n")
-        );
+        assert!(stale.is_empty(), "run `cargo xtask bindgen`:\n{}", stale.join("\n"));
     }
 
     /// The header declares the API under the renamed prefix, not the world's name.

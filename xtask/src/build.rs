@@ -61,11 +61,7 @@ enum CppToolchain {
 }
 
 fn have(program: &str, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    Command::new(program).arg(arg).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 /// Checks every tool the build needs and says how to install what is missing.
@@ -97,10 +93,7 @@ fn check_toolchains() -> Result<CppToolchain> {
                 ("/usr/include/wasm32-wasi/stdio.h", "wasi-libc"),
                 ("/usr/lib/wasm32-wasi/libc++.a", "libc++-19-dev-wasm32"),
                 ("/usr/lib/wasm32-wasi/libc++abi.a", "libc++abi-19-dev-wasm32"),
-                (
-                    "/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a",
-                    "libclang-rt-19-dev-wasm32",
-                ),
+                ("/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a", "libclang-rt-19-dev-wasm32"),
             ];
             for (path, package) in sysroot_checks {
                 if !Path::new(path).exists() {
@@ -110,9 +103,7 @@ fn check_toolchains() -> Result<CppToolchain> {
             CppToolchain::DebianClang
         }
     };
-    let targets = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
     match targets {
         Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") => {}
         Ok(_) => missing.push("Rust target wasm32-wasip2: `rustup target add wasm32-wasip2`".to_string()),
@@ -122,19 +113,14 @@ fn check_toolchains() -> Result<CppToolchain> {
         ),
     }
     if !missing.is_empty() {
-        bail!(
-            "missing toolchain pieces (or set WASI_SDK_PATH to a WASI SDK instead of Debian's clang-19):\n  {}",
-            missing.join("\n  ")
-        );
+        bail!("missing toolchain pieces (or set WASI_SDK_PATH to a WASI SDK instead of Debian's clang-19):\n  {}", missing.join("\n  "));
     }
     Ok(cpp)
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("+ {cmd:?}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    let status = cmd.status().with_context(|| format!("starting {:?}", cmd.get_program()))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -159,24 +145,16 @@ pub fn build_all(profile: Profile) -> Result<Artefacts> {
     let host = target.join(profile.dir()).join(format!("wasmtime-gpu-host{}", std::env::consts::EXE_SUFFIX));
 
     // Rust guest.
-    run(cargo()
-        .current_dir(&root)
-        .args(["build", "-p", "guest-rust", "--target", "wasm32-wasip2"])
-        .args(release))?;
+    run(cargo().current_dir(&root).args(["build", "-p", "guest-rust", "--target", "wasm32-wasip2"]).args(release))?;
     let rust_built = target.join("wasm32-wasip2").join(profile.dir()).join("guest-rust.wasm");
     let guest_rust = wasm_dir.join("guest-rust.wasm");
-    std::fs::copy(&rust_built, &guest_rust)
-        .with_context(|| format!("copying {} to {}", rust_built.display(), guest_rust.display()))?;
+    std::fs::copy(&rust_built, &guest_rust).with_context(|| format!("copying {} to {}", rust_built.display(), guest_rust.display()))?;
 
     // Hostile test guest.
-    run(cargo()
-        .current_dir(&root)
-        .args(["build", "-p", "guest-hostile", "--target", "wasm32-wasip2"])
-        .args(release))?;
+    run(cargo().current_dir(&root).args(["build", "-p", "guest-hostile", "--target", "wasm32-wasip2"]).args(release))?;
     let hostile_built = target.join("wasm32-wasip2").join(profile.dir()).join("guest-hostile.wasm");
     let hostile = wasm_dir.join("guest-hostile.wasm");
-    std::fs::copy(&hostile_built, &hostile)
-        .with_context(|| format!("copying {} to {}", hostile_built.display(), hostile.display()))?;
+    std::fs::copy(&hostile_built, &hostile).with_context(|| format!("copying {} to {}", hostile_built.display(), hostile.display()))?;
 
     // C++ guest and example: core modules with CMake, then components.
     let cpp_build = target.join("cpp").join(profile.dir());
@@ -209,15 +187,19 @@ pub fn build_all(profile: Profile) -> Result<Artefacts> {
     Ok(artefacts)
 }
 
-/// `cargo xtask test [--debug] [ARGS]`: build-all, then the workspace tests with
-/// the artefact paths in the environment; ARGS go to `cargo test`.
+/// `cargo xtask test [--debug] [ARGS]`: the style checks (`cargo fmt --check` with the
+/// workspace's rustfmt.toml, `cargo clippy --workspace --all-targets -D warnings`), build-all,
+/// then the workspace tests with the artefact paths in the environment; ARGS go to
+/// `cargo test`.
 pub fn test(args: &[String]) -> Result<()> {
     let (profile, rest) = match args.split_first() {
         Some((flag, rest)) if flag == "--debug" => (Profile::Debug, rest),
         _ => (Profile::Release, args),
     };
-    let artefacts = build_all(profile)?;
     let root = workspace_root();
+    run(cargo().current_dir(&root).args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().current_dir(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let artefacts = build_all(profile)?;
     let mut cmd = cargo();
     cmd.current_dir(&root)
         .args(["test", "--release", "--workspace"])

@@ -4,9 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use wasi_preview1_component_adapter_provider::{
-    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-};
+use wasi_preview1_component_adapter_provider::{WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER};
 use wit_component::ComponentEncoder;
 
 /// The interfaces every guest must import, checked after encoding.
@@ -19,10 +17,7 @@ pub fn componentize(core: &[u8]) -> Result<Vec<u8>> {
         .validate(true)
         .module(core)
         .context("reading the core module (was wasi_gpu_component_type.o linked in?)")?
-        .adapter(
-            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-        )
+        .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER)
         .context("loading the wasi_snapshot_preview1 command adapter")?
         .encode()
         .context("encoding the component")?;
@@ -41,8 +36,7 @@ pub fn component_imports(component: &[u8]) -> Result<Vec<String>> {
     let mut depth = 0usize;
     for payload in wasmparser::Parser::new(0).parse_all(component) {
         match payload.context("parsing the component")? {
-            wasmparser::Payload::ModuleSection { .. }
-            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. } => depth += 1,
             wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
             wasmparser::Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {

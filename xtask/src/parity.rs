@@ -64,11 +64,8 @@ pub fn command(args: &[String]) -> Result<()> {
         forward.push(root.display().to_string());
     }
     eprintln!("+ {} {}", binary.display(), forward.join(" "));
-    let status = Command::new(&binary)
-        .current_dir(&root)
-        .args(&forward)
-        .status()
-        .with_context(|| format!("starting {}", binary.display()))?;
+    let status =
+        Command::new(&binary).current_dir(&root).args(&forward).status().with_context(|| format!("starting {}", binary.display()))?;
     if !status.success() {
         bail!("parity failed ({status}): the table and the mismatches are above");
     }

@@ -155,10 +155,7 @@ pub fn write_npy(path: &Path, seed: u64, split: Split, rows: u64) -> Result<()> 
         }
         w.write_all(&bytes).with_context(|| format!("writing {}", tmp.display()))?;
     }
-    w.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("flushing {}", tmp.display()))?;
+    w.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(|| format!("flushing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
@@ -184,9 +181,7 @@ pub fn test_rows_for(train_rows: u64) -> u64 {
 /// Creates (or reuses) the train and test files of a `train_rows` x 32 workload in `dir`.
 pub fn ensure_dataset(dir: &Path, train_rows: u64, seed: u64) -> Result<Dataset> {
     let test_rows = test_rows_for(train_rows);
-    let path = |split: Split| {
-        dir.join(format!("friedman1-v{GENERATOR_VERSION}-s{seed}-{train_rows}x{FEATURES}-{}.npy", split.name()))
-    };
+    let path = |split: Split| dir.join(format!("friedman1-v{GENERATOR_VERSION}-s{seed}-{train_rows}x{FEATURES}-{}.npy", split.name()));
     let (train, test) = (path(Split::Train), path(Split::Test));
     for (p, split, rows) in [(&train, Split::Train, train_rows), (&test, Split::Test, test_rows)] {
         if is_complete(p, rows) {
@@ -279,10 +274,7 @@ mod tests {
             assert!(row[..32].iter().all(|&v| (0.0..1.0).contains(&v)));
             mean_x += f64::from(row[9]);
             let x = |j: usize| f64::from(row[j]);
-            let clean = 10.0 * (std::f64::consts::PI * x(0) * x(1)).sin()
-                + 20.0 * (x(2) - 0.5).powi(2)
-                + 10.0 * x(3)
-                + 5.0 * x(4);
+            let clean = 10.0 * (std::f64::consts::PI * x(0) * x(1)).sin() + 20.0 * (x(2) - 0.5).powi(2) + 10.0 * x(3) + 5.0 * x(4);
             let e = f64::from(row[32]) - clean;
             resid_sum += e;
             resid_sq += e * e;
@@ -305,8 +297,7 @@ mod tests {
         let h = npy_header(3, 33).len();
         let mut row = [0f32; 33];
         fill_row(5, Split::Train, 0, &mut row);
-        let first: Vec<f32> =
-            bytes[h..h + 33 * 4].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let first: Vec<f32> = bytes[h..h + 33 * 4].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
         assert_eq!(first, row);
         fs::remove_dir_all(&dir).unwrap();
     }

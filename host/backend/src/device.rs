@@ -63,10 +63,7 @@ impl Device {
     /// Tells the backend what the next kernel call may use beyond its buffers.
     fn begin_call(&mut self, kernel: &str) -> Result<(), GpuError> {
         self.cancel.check(kernel)?;
-        let budget = CallBudget {
-            scratch_bytes: self.limits.max_device_bytes.saturating_sub(self.used),
-            cancel: self.cancel.clone(),
-        };
+        let budget = CallBudget { scratch_bytes: self.limits.max_device_bytes.saturating_sub(self.used), cancel: self.cancel.clone() };
         self.backend.begin_call(&budget);
         Ok(())
     }
@@ -143,10 +140,7 @@ impl Device {
     }
 
     pub fn buffer_size(&self, id: BufferId) -> Result<u64, GpuError> {
-        self.sizes
-            .get(&id)
-            .copied()
-            .ok_or_else(|| GpuError::invalid(format!("buffer {id} does not exist (already dropped?)")))
+        self.sizes.get(&id).copied().ok_or_else(|| GpuError::invalid(format!("buffer {id} does not exist (already dropped?)")))
     }
 
     /// Checks a write of `len` bytes at `offset` (limits and bounds) without its data, so a
@@ -165,9 +159,7 @@ impl Device {
         }
         match offset.checked_add(len) {
             Some(end) if end <= size => Ok(()),
-            _ => Err(GpuError::invalid(format!(
-                "{what} of {len} bytes at offset {offset} runs past the end of a {size}-byte buffer"
-            ))),
+            _ => Err(GpuError::invalid(format!("{what} of {len} bytes at offset {offset} runs past the end of a {size}-byte buffer"))),
         }
     }
 
@@ -203,16 +195,10 @@ impl Device {
     pub fn validate<P: KernelParams<N>, const N: usize>(&mut self, p: &P, ids: [BufferId; N]) -> Result<(), GpuError> {
         let need = p.check()?;
         for (i, ((name, id), need)) in P::BUFFERS.iter().zip(ids).zip(need).enumerate() {
-            let size = self
-                .sizes
-                .get(&id)
-                .copied()
-                .ok_or_else(|| GpuError::invalid(format!("{}: `{name}` is not a live buffer", P::NAME)))?;
+            let size =
+                self.sizes.get(&id).copied().ok_or_else(|| GpuError::invalid(format!("{}: `{name}` is not a live buffer", P::NAME)))?;
             if size < need {
-                return Err(GpuError::invalid(format!(
-                    "{}: `{name}` holds {size} bytes but these parameters need {need}",
-                    P::NAME
-                )));
+                return Err(GpuError::invalid(format!("{}: `{name}` holds {size} bytes but these parameters need {need}", P::NAME)));
             }
             if let Some(other) = ids[..i].iter().position(|&o| o == id) {
                 return Err(GpuError::invalid(format!(

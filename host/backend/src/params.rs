@@ -118,10 +118,7 @@ impl BootstrapParams {
             return Err(GpuError::invalid("`tree-begin + tree-count` overflows u32"));
         }
         if self.draws > self.rows {
-            return Err(GpuError::invalid(format!(
-                "`draws` is {}; at most `rows` ({}) draws per tree are allowed",
-                self.draws, self.rows
-            )));
+            return Err(GpuError::invalid(format!("`draws` is {}; at most `rows` ({}) draws per tree are allowed", self.draws, self.rows)));
         }
         if self.tree_count == NONE {
             return Err(GpuError::invalid("`tree-count` must be below 0xffffffff"));
@@ -156,10 +153,7 @@ impl HistogramParams {
             bytes("targets", &[self.rows as u64, 4])?,
             per_tree,
             per_tree,
-            bytes(
-                "hist",
-                &[self.slot_count as u64, self.features as u64, self.max_bins as u64, HIST_WORDS as u64, 4],
-            )?,
+            bytes("hist", &[self.slot_count as u64, self.features as u64, self.max_bins as u64, HIST_WORDS as u64, 4])?,
         ])
     }
 }
@@ -180,10 +174,8 @@ impl SplitParams {
     pub fn check(&self) -> Result<[u64; 3], GpuError> {
         positive("features", self.features)?;
         bins_range(self.max_bins)?;
-        let end = self
-            .slot_begin
-            .checked_add(self.slot_count)
-            .ok_or_else(|| GpuError::invalid("`slot-begin + slot-count` overflows u32"))?;
+        let end =
+            self.slot_begin.checked_add(self.slot_count).ok_or_else(|| GpuError::invalid("`slot-begin + slot-count` overflows u32"))?;
         if self.mask_words != 0 && self.mask_words != self.features.div_ceil(32) {
             return Err(GpuError::invalid(format!(
                 "`mask-words` is {}; it must be 0 (all features) or ceil(features/32) = {}",
@@ -192,10 +184,7 @@ impl SplitParams {
             )));
         }
         Ok([
-            bytes(
-                "hist",
-                &[self.slot_count as u64, self.features as u64, self.max_bins as u64, HIST_WORDS as u64, 4],
-            )?,
+            bytes("hist", &[self.slot_count as u64, self.features as u64, self.max_bins as u64, HIST_WORDS as u64, 4])?,
             bytes("feature-mask", &[self.slot_count as u64, self.mask_words as u64, 4])?,
             bytes("splits", &[end as u64, SPLIT_WORDS as u64, 4])?,
         ])
@@ -292,12 +281,8 @@ impl PredictSpan {
         let mut next = (rows > 0).then_some((0u32, 0u32));
         std::iter::from_fn(move || {
             let (r, t) = next?;
-            let span = PredictSpan {
-                row_begin: r,
-                row_end: r + rows_per.min(rows - r),
-                tree_begin: t,
-                tree_end: t + trees_per.min(trees - t),
-            };
+            let span =
+                PredictSpan { row_begin: r, row_end: r + rows_per.min(rows - r), tree_begin: t, tree_end: t + trees_per.min(trees - t) };
             next = if span.tree_end < trees {
                 Some((r, span.tree_end))
             } else if span.row_end < rows {

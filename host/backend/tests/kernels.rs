@@ -346,12 +346,30 @@ fn predict_forest_sums_leaves_and_bounds_walks() {
     // Tree 0: x0 <= 0.5 ? leaf 10 : leaf 20. Tree 1: a leaf of 5. Tree 2: a self-loop.
     // Tree 3: a root out of range. Tree 4: a back-edge to the leaf of tree 1.
     let nodes = [
-        0, 0.5f32.to_bits(), 1, 2, //
-        NONE, 10, 0, 0, //
-        NONE, 20, 0, 0, //
-        NONE, 5, 0, 0, //
-        0, 0.0f32.to_bits(), 4, 4, //
-        0, f32::INFINITY.to_bits(), 3, 3, //
+        0,
+        0.5f32.to_bits(),
+        1,
+        2, //
+        NONE,
+        10,
+        0,
+        0, //
+        NONE,
+        20,
+        0,
+        0, //
+        NONE,
+        5,
+        0,
+        0, //
+        0,
+        0.0f32.to_bits(),
+        4,
+        4, //
+        0,
+        f32::INFINITY.to_bits(),
+        3,
+        3, //
     ];
     let roots = [0, 3, 4, 99, 5];
     let x = [0.25f32, 0.5, 0.75];
@@ -366,10 +384,22 @@ fn predict_forest_sums_64_bit_leaves_in_128_bits() {
     // Three trees whose leaves are near 2^64 and one small leaf: the sum carries into word 2.
     let big = u64::MAX - 5;
     let nodes = [
-        0, 0.0f32.to_bits(), 1, 2, //
-        NONE, big as u32, (big >> 32) as u32, 0, //
-        NONE, u32::MAX, u32::MAX, 0, //
-        NONE, 0x20, 0, 0, //
+        0,
+        0.0f32.to_bits(),
+        1,
+        2, //
+        NONE,
+        big as u32,
+        (big >> 32) as u32,
+        0, //
+        NONE,
+        u32::MAX,
+        u32::MAX,
+        0, //
+        NONE,
+        0x20,
+        0,
+        0, //
     ];
     let roots = [0, 0, 3, 0];
     let x = [-1.0f32, 1.0, f32::NAN];
@@ -478,9 +508,8 @@ fn predict_forest_matches_naive_walks() {
             }
         }
         let roots: Vec<u32> = (0..tree_count).map(|_| rng.random_range(0..node_count + 2)).collect();
-        let x: Vec<f32> = (0..rows * features)
-            .map(|_| if rng.random_bool(0.05) { f32::NAN } else { rng.random_range(-2.0f32..2.0) })
-            .collect();
+        let x: Vec<f32> =
+            (0..rows * features).map(|_| if rng.random_bool(0.05) { f32::NAN } else { rng.random_range(-2.0f32..2.0) }).collect();
         let p = PredictParams { rows, features, tree_count, node_count, max_depth };
         let mut sums = vec![0xeeu32; rows as usize * 4];
         kernels::predict_forest(&p, &x, &nodes, &roots, &mut sums);
@@ -640,15 +669,14 @@ fn find_splits_rows_equals_histograms_then_find_splits() {
             .map(|_| if case % 3 == 0 { rng.random_range(0..3) * 0x7fff_ffff } else { rng.random_range(0..=TARGET_MAX) & !0x3ff })
             .collect();
         let n = (trees * rows) as usize;
-        let weights: Vec<u32> = (0..n)
-            .map(|_| if case % 7 == 0 && rng.random_bool(0.2) { rng.random() } else { rng.random_range(0..4) })
-            .collect();
-        let node_of: Vec<u32> = (0..n)
-            .map(|_| if rng.random_bool(0.05) { rng.random() } else { rng.random_range(0..slot_begin + slot_count + 1) })
-            .collect();
+        let weights: Vec<u32> =
+            (0..n).map(|_| if case % 7 == 0 && rng.random_bool(0.2) { rng.random() } else { rng.random_range(0..4) }).collect();
+        let node_of: Vec<u32> =
+            (0..n).map(|_| if rng.random_bool(0.05) { rng.random() } else { rng.random_range(0..slot_begin + slot_count + 1) }).collect();
         let mask_words = if rng.random_bool(0.5) { features.div_ceil(32) } else { 0 };
         let mask: Vec<u32> = (0..(slot_count * mask_words).max(1)).map(|_| rng.random()).collect();
-        let p = RowSplitParams { rows, features, max_bins, tree_count: trees, slot_begin, slot_count, min_samples_leaf: min_leaf, mask_words };
+        let p =
+            RowSplitParams { rows, features, max_bins, tree_count: trees, slot_begin, slot_count, min_samples_leaf: min_leaf, mask_words };
         let mut hist = vec![0u32; (slot_count * features * max_bins * HIST_WORDS) as usize];
         kernels::build_histograms(&p.histogram(), &bins, &targets, &weights, &node_of, &mut hist);
         let total = ((slot_begin + slot_count) * SPLIT_WORDS) as usize;

@@ -99,11 +99,14 @@ mod tests {
         assert!(skipped.is_empty());
         let (auto, skipped) = open_backend(BackendChoice::Auto).unwrap();
         // Whatever auto picked, every backend it skipped says why.
-        assert_eq!(skipped.len(), match auto.info().backend {
-            wasi_gpu_backend::BackendKind::Cuda => 0,
-            wasi_gpu_backend::BackendKind::Wgpu => 1,
-            wasi_gpu_backend::BackendKind::Cpu => 2,
-        });
+        assert_eq!(
+            skipped.len(),
+            match auto.info().backend {
+                wasi_gpu_backend::BackendKind::Cuda => 0,
+                wasi_gpu_backend::BackendKind::Wgpu => 1,
+                wasi_gpu_backend::BackendKind::Cpu => 2,
+            }
+        );
     }
 
     #[test]

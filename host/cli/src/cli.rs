@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Command-line interface of `wasmtime-gpu-host`.
 #[derive(Debug, Parser)]
-#[command(name = "wasmtime-gpu-host", version, about = "Runs wasi:gpu guests (WebAssembly components) under wasmtime on CUDA, wgpu or the CPU.")]
+#[command(
+    name = "wasmtime-gpu-host",
+    version,
+    about = "Runs wasi:gpu guests (WebAssembly components) under wasmtime on CUDA, wgpu or the CPU."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -237,9 +241,33 @@ mod tests {
     #[test]
     fn full_command_line() {
         let cli = Cli::try_parse_from([
-            "wasmtime-gpu-host", "run", "--backend", "cpu", "--dir", ".", "--dir-rw", "/tmp::/scratch", "--stdin", "--env", "K=V",
-            "--max-device-memory", "512M", "--max-buffers", "7", "--max-transfer", "1M", "--max-memory", "64M",
-            "--timeout", "2", "--profile", "g.wasm", "--", "--trees", "10", "-v",
+            "wasmtime-gpu-host",
+            "run",
+            "--backend",
+            "cpu",
+            "--dir",
+            ".",
+            "--dir-rw",
+            "/tmp::/scratch",
+            "--stdin",
+            "--env",
+            "K=V",
+            "--max-device-memory",
+            "512M",
+            "--max-buffers",
+            "7",
+            "--max-transfer",
+            "1M",
+            "--max-memory",
+            "64M",
+            "--timeout",
+            "2",
+            "--profile",
+            "g.wasm",
+            "--",
+            "--trees",
+            "10",
+            "-v",
         ])
         .unwrap();
         let Command::Run(r) = cli.command else { panic!("expected run") };

@@ -216,12 +216,8 @@ fn compile_in_child(
     let internal = last.starts_with("error: internal error in the host");
     match (status.code(), code) {
         (Some(0), Some(code)) => Ok(code),
-        (Some(1), _) if !last.is_empty() && allocation.is_none() && !internal => {
-            Err(failed(format!("is not a valid component: {last}")))
-        }
-        _ if allocation.is_none() => {
-            Err(failed(format!("the compiler process failed ({status}): {}", last.trim_start_matches("error: "))))
-        }
+        (Some(1), _) if !last.is_empty() && allocation.is_none() && !internal => Err(failed(format!("is not a valid component: {last}"))),
+        _ if allocation.is_none() => Err(failed(format!("the compiler process failed ({status}): {}", last.trim_start_matches("error: ")))),
         _ => Err(failed(format!(
             "compiling it needed more than {memory_limit} bytes of host memory (--max-memory, at least {} MiB for \
              compiling); raise --max-memory or use a smaller guest ({})",

@@ -464,10 +464,25 @@ mod tests {
         fn find_splits(&mut self, _: &wasi_gpu_backend::SplitParams, _: BufferId, _: BufferId, _: BufferId) -> Result<(), GpuError> {
             unreachable!()
         }
-        fn apply_splits(&mut self, _: &wasi_gpu_backend::ApplyParams, _: BufferId, _: BufferId, _: BufferId, _: BufferId) -> Result<(), GpuError> {
+        fn apply_splits(
+            &mut self,
+            _: &wasi_gpu_backend::ApplyParams,
+            _: BufferId,
+            _: BufferId,
+            _: BufferId,
+            _: BufferId,
+        ) -> Result<(), GpuError> {
             unreachable!()
         }
-        fn predict_forest(&mut self, _: &wasi_gpu_backend::PredictParams, _: &wasi_gpu_backend::PredictSpan, _: BufferId, _: BufferId, _: BufferId, _: BufferId) -> Result<(), GpuError> {
+        fn predict_forest(
+            &mut self,
+            _: &wasi_gpu_backend::PredictParams,
+            _: &wasi_gpu_backend::PredictSpan,
+            _: BufferId,
+            _: BufferId,
+            _: BufferId,
+            _: BufferId,
+        ) -> Result<(), GpuError> {
             unreachable!()
         }
     }

@@ -60,8 +60,7 @@ pub fn quiet_wayland_probe() {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
     // Only a directory of ours that nobody else can use (not a planted one).
-    let ours = std::fs::symlink_metadata(&dir)
-        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0);
+    let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0);
     if ours {
         // SAFETY: called from `main` before any other thread exists.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
@@ -131,9 +130,7 @@ pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunRep
         Err(compile::CompileError::TimedOut) => {
             let t = opts.timeout.unwrap_or_default().as_secs_f64();
             return Ok(RunReport {
-                outcome: Outcome::Trapped(format!(
-                    "wall-clock limit exceeded: compiling the guest took longer than --timeout {t}s"
-                )),
+                outcome: Outcome::Trapped(format!("wall-clock limit exceeded: compiling the guest took longer than --timeout {t}s")),
                 profile: Default::default(),
                 wall: Default::default(),
                 backend: backend.info().backend.name(),

@@ -171,9 +171,8 @@ pub fn engine_config(epoch_interruption: bool) -> Result<Engine, String> {
 pub fn engine(opts: &RunOptions) -> Result<(Engine, Option<PathBuf>), String> {
     let wasmtime_cache = wasmtime::Cache::from_file(None).ok().map(|c| c.directory().clone());
     check_writable_dirs(opts, wasmtime_cache.as_deref())?;
-    let cache = wasmtime_cache
-        .filter(|_| std::env::var_os("WASMTIME_GPU_HOST_NO_CACHE").is_none())
-        .map(|dir| dir.join("wasmtime-gpu-host"));
+    let cache =
+        wasmtime_cache.filter(|_| std::env::var_os("WASMTIME_GPU_HOST_NO_CACHE").is_none()).map(|dir| dir.join("wasmtime-gpu-host"));
     Ok((engine_config(opts.timeout.is_some())?, cache))
 }
 
@@ -297,12 +296,10 @@ impl Drop for Watchdog {
     }
 }
 
-
 /// A linker with WASI 0.2 (sync; includes `exit-with-code`, so exit codes survive) and `wasi:gpu`.
 pub fn linker(engine: &Engine) -> Result<Linker<HostState>, String> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-        .map_err(|e| format!("cannot link WASI: {}", one_line(&e)))?;
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("cannot link WASI: {}", one_line(&e)))?;
     MlCompute::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
         .map_err(|e| format!("cannot link wasi:gpu: {}", one_line(&e)))?;
     // The generated `buffer.write` copies the whole list out of the guest before any check;
@@ -350,8 +347,7 @@ pub fn wasi_ctx(opts: &RunOptions) -> Result<WasiCtx, String> {
             return Err(format!("{flag} {}: not a directory on the host", d.host.display()));
         }
         let perms = if d.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-        b.preopened_dir(&d.host, &d.guest, perms)
-            .map_err(|e| format!("{flag} {}: cannot open it: {}", d.host.display(), one_line(&e)))?;
+        b.preopened_dir(&d.host, &d.guest, perms).map_err(|e| format!("{flag} {}: cannot open it: {}", d.host.display(), one_line(&e)))?;
     }
     Ok(b.build())
 }
@@ -366,12 +362,9 @@ pub fn run_component(
     watchdog: &Watchdog,
 ) -> Result<RunReport, String> {
     let linker = linker(engine)?;
-    let pre = linker
-        .instantiate_pre(component)
-        .map_err(|e| format!("{} cannot run here: {}", opts.wasm.display(), one_line(&e)))?;
-    let pre = CommandPre::new(pre).map_err(|e| {
-        format!("{} is not a wasi:cli command (it must export wasi:cli/run): {}", opts.wasm.display(), one_line(&e))
-    })?;
+    let pre = linker.instantiate_pre(component).map_err(|e| format!("{} cannot run here: {}", opts.wasm.display(), one_line(&e)))?;
+    let pre = CommandPre::new(pre)
+        .map_err(|e| format!("{} is not a wasi:cli command (it must export wasi:cli/run): {}", opts.wasm.display(), one_line(&e)))?;
 
     let wasi = wasi_ctx(opts)?;
     let mut device = Device::new(backend, opts.limits);

@@ -65,7 +65,11 @@ fn run_cases(mut harness: Harness, default_cases: u64, seed_salt: u64) {
         harness.kernels_ran
     );
     if cases >= 100 {
-        assert!(harness.kernels_ran > cases / 4, "too few kernels ran ({}): the generator is not reaching the kernels", harness.kernels_ran);
+        assert!(
+            harness.kernels_ran > cases / 4,
+            "too few kernels ran ({}): the generator is not reaching the kernels",
+            harness.kernels_ran
+        );
         assert!(harness.refused > cases, "too few refusals ({}): the generator is not probing bad input", harness.refused);
         assert!(harness.trapped > cases / 10, "too few stale-handle traps ({})", harness.trapped);
     }
@@ -79,9 +83,7 @@ fn random_call_sequences_on_cpu() {
 #[test]
 fn random_call_sequences_on_wgpu_software() {
     match wasi_gpu_wgpu::open(true) {
-        Ok(backend) => {
-            run_cases(Harness::new(backend), 600, 0x9e9e)
-        }
+        Ok(backend) => run_cases(Harness::new(backend), 600, 0x9e9e),
         // No Vulkan adapter at all (not even llvmpipe): nothing to test here.
         Err(why) => eprintln!("skipping: no wgpu adapter opens here: {why}"),
     }

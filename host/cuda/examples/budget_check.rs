@@ -65,9 +65,7 @@ fn forest(rng: &mut StdRng, features: u32, trees: u32, node_count: u32) -> (Vec<
             nodes.extend([f, rng.random_range(-2.0f32..2.0).to_bits(), left, right]);
         }
     }
-    let roots = (0..trees)
-        .map(|_| if rng.random_range(0..10) == 0 { rng.random() } else { rng.random_range(0..node_count) })
-        .collect();
+    let roots = (0..trees).map(|_| if rng.random_range(0..10) == 0 { rng.random() } else { rng.random_range(0..node_count) }).collect();
     (nodes, roots)
 }
 
@@ -117,8 +115,14 @@ fn predict_checks(b: &mut dyn Backend) -> bool {
         let spans: Vec<PredictSpan> = PredictSpan::split(&p, steps).collect();
         ok &= predict_case(b, &format!("split steps {steps}"), p, &spans, 100 + i as u64);
     }
-    let span = |r: std::ops::Range<u32>, t: std::ops::Range<u32>| PredictSpan { row_begin: r.start, row_end: r.end, tree_begin: t.start, tree_end: t.end };
-    let manual = [span(3..997, 0..1), span(3..997, 1..2), span(10..20, 2..300), span(500..501, 0..300), span(0..1000, 5..5), span(7..9, 0..0)];
+    let span = |r: std::ops::Range<u32>, t: std::ops::Range<u32>| PredictSpan {
+        row_begin: r.start,
+        row_end: r.end,
+        tree_begin: t.start,
+        tree_end: t.end,
+    };
+    let manual =
+        [span(3..997, 0..1), span(3..997, 1..2), span(10..20, 2..300), span(500..501, 0..300), span(0..1000, 5..5), span(7..9, 0..0)];
     ok &= predict_case(b, "hand-made spans", p, &manual, 200);
     // No trees at all: the first launch zeroes the rows.
     let p0 = PredictParams { tree_count: 0, ..p };

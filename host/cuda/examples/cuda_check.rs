@@ -75,7 +75,9 @@ fn level(d: &mut Device, rows: u32, features: u32, trees: u32, seed: u64) -> Res
         times.push((name, t.elapsed().as_secs_f64() * 1e3));
         Ok::<(), GpuError>(())
     };
-    timed(d, "bootstrap", &|d| d.bootstrap(&BootstrapParams { seed, rows, tree_begin: 0, tree_count: trees, draws: rows }, weights, node_of))?;
+    timed(d, "bootstrap", &|d| {
+        d.bootstrap(&BootstrapParams { seed, rows, tree_begin: 0, tree_count: trees, draws: rows }, weights, node_of)
+    })?;
     timed(d, "bin-features", &|d| d.bin_features(&BinFeaturesParams { rows, features, max_bins }, bx, be, bins))?;
     let hp = HistogramParams { rows, features, max_bins, tree_count: trees, slot_begin: 0, slot_count: trees };
     timed(d, "build-histograms", &|d| d.build_histograms(&hp, bins, bt, weights, node_of, hist))?;
@@ -115,9 +117,8 @@ impl RowLevel {
         let slot_count = trees * slots_per_tree;
         let mask_words = if masked { features.div_ceil(32) } else { 0 };
         let words = rows.div_ceil(4) as usize;
-        let bins = (0..features as usize * words)
-            .map(|_| (0..4).fold(0u32, |w, lane| w | rng.random_range(0..max_bins) << (lane * 8)))
-            .collect();
+        let bins =
+            (0..features as usize * words).map(|_| (0..4).fold(0u32, |w, lane| w | rng.random_range(0..max_bins) << (lane * 8))).collect();
         let targets = (0..rows).map(|_| rng.random_range(0..=TARGET_MAX)).collect();
         let n = trees as usize * rows as usize;
         let weights = (0..n).map(|_| [0, 0, 1, 1, 1, 2, 2, 3][rng.random_range(0..8)]).collect();
@@ -128,7 +129,16 @@ impl RowLevel {
             })
             .collect();
         let mask = (0..(slot_count * mask_words).max(1)).map(|_| rng.random::<u32>()).collect();
-        let p = RowSplitParams { rows, features, max_bins, tree_count: trees, slot_begin: 0, slot_count, min_samples_leaf: min_leaf, mask_words };
+        let p = RowSplitParams {
+            rows,
+            features,
+            max_bins,
+            tree_count: trees,
+            slot_begin: 0,
+            slot_count,
+            min_samples_leaf: min_leaf,
+            mask_words,
+        };
         RowLevel { p, bins, targets, weights, node_of, mask }
     }
 

@@ -10,8 +10,8 @@ use cudarc::driver::sys::{self, CUdevice_attribute, CUdeviceptr};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DriverError};
 use cudarc::nvrtc::Ptx;
 use wasi_gpu_backend::{
-    ApplyParams, Backend, BackendKind, BinFeaturesParams, BootstrapParams, BufferId, CallBudget, DeviceInfo, GpuError,
-    HistogramParams, PredictParams, PredictSpan, RowSplitParams, SplitParams, HIST_WORDS, SPLIT_WORDS,
+    ApplyParams, Backend, BackendKind, BinFeaturesParams, BootstrapParams, BufferId, CallBudget, DeviceInfo, GpuError, HIST_WORDS,
+    HistogramParams, PredictParams, PredictSpan, RowSplitParams, SPLIT_WORDS, SplitParams,
 };
 
 use crate::compile;
@@ -100,9 +100,7 @@ impl DeviceFacts {
         let total_mem = unsafe { result::device::total_mem(dev) }.map_err(|e| fail("cannot read the device memory", e))?;
         let mut driver = 0i32;
         // SAFETY: writes one int.
-        unsafe { sys::cuDriverGetVersion(&mut driver) }
-            .result()
-            .map_err(|e| fail("cannot read the driver version", e))?;
+        unsafe { sys::cuDriverGetVersion(&mut driver) }.result().map_err(|e| fail("cannot read the driver version", e))?;
         Ok(DeviceFacts { name, major, minor, driver, total_mem: total_mem as u64, multiprocessors, max_grid_x })
     }
 
@@ -179,9 +177,9 @@ impl CudaBackend {
             let ptx = compile::ptx_for(facts.major, facts.minor)?;
             let fail = |what: &str, e: DriverError| format!("{what}: {}", describe(&e));
             let ctx = CudaContext::new(0).map_err(|e| fail("cannot create a CUDA context on device 0", e))?;
-            let module = ctx.load_module(Ptx::from_src(ptx)).map_err(|e| {
-                fail("the driver rejected the NVRTC output (is NVRTC newer than the driver?)", e)
-            })?;
+            let module = ctx
+                .load_module(Ptx::from_src(ptx))
+                .map_err(|e| fail("the driver rejected the NVRTC output (is NVRTC newer than the driver?)", e))?;
             let f = |name: &str| module.load_function(name).map_err(|e| fail(&format!("kernel `{name}` missing"), e));
             let kernels = Kernels {
                 bin_features: f(compile::ENTRY_POINTS[0])?,
@@ -246,10 +244,7 @@ impl CudaBackend {
     }
 
     fn ptr(&self, id: BufferId) -> Result<CUdeviceptr, GpuError> {
-        self.buffers
-            .get(&id)
-            .map(|a| a.ptr)
-            .ok_or_else(|| GpuError::invalid(format!("buffer {id} does not exist on the CUDA device")))
+        self.buffers.get(&id).map(|a| a.ptr).ok_or_else(|| GpuError::invalid(format!("buffer {id} does not exist on the CUDA device")))
     }
 
     fn zero(&mut self, op: &str, ptr: CUdeviceptr, bytes: u64) -> Result<(), GpuError> {
@@ -284,10 +279,8 @@ impl CudaBackend {
         // SAFETY: the argument list matches the kernel's declaration (same order and
         // widths); pointers are live allocations sized by Device's checks; the kernels
         // range-check every index they read from buffer contents.
-        unsafe {
-            result::launch_kernel(f.cu_function(), (blocks, blocks_y, 1), (block, 1, 1), 0, self.stream.cu_stream(), &mut params)
-        }
-        .map_err(|e| self.fail(op, e))
+        unsafe { result::launch_kernel(f.cu_function(), (blocks, blocks_y, 1), (block, 1, 1), 0, self.stream.cu_stream(), &mut params) }
+            .map_err(|e| self.fail(op, e))
     }
 
     /// Allocates `bytes > 0` bytes of device memory (not zeroed).
@@ -296,11 +289,8 @@ impl CudaBackend {
             .map_err(|_| GpuError::OutOfMemory(format!("{op}: {bytes} bytes do not fit this host's address space")))?;
         let stream = self.stream.cu_stream();
         // SAFETY: plain allocation on our stream; callers zero or overwrite it before use.
-        let ptr = if self.ctx.has_async_alloc() {
-            unsafe { result::malloc_async(stream, size) }
-        } else {
-            unsafe { result::malloc_sync(size) }
-        };
+        let ptr =
+            if self.ctx.has_async_alloc() { unsafe { result::malloc_async(stream, size) } } else { unsafe { result::malloc_sync(size) } };
         ptr.map_err(|e| match e.0 {
             sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => GpuError::OutOfMemory(format!(
                 "{op}: allocating {bytes} bytes on the GPU failed: out of device memory; free buffers or use smaller batches"
@@ -347,11 +337,7 @@ impl CudaBackend {
         }
         let old = std::mem::take(&mut self.scratch);
         self.raw_free(old.ptr);
-        let want = bytes
-            .max(old.bytes.saturating_add(old.bytes / 2))
-            .div_ceil(1 << 20)
-            .saturating_mul(1 << 20)
-            .min(budget);
+        let want = bytes.max(old.bytes.saturating_add(old.bytes / 2)).div_ceil(1 << 20).saturating_mul(1 << 20).min(budget);
         // Fall back to the exact size when the rounded-up one does not fit.
         let (ptr, got) = match self.raw_alloc(op, want) {
             Ok(p) => (p, want),
@@ -509,7 +495,11 @@ impl CudaBackend {
 
     /// find-splits-rows from each slot's own rows: group the entries by slot (count,
     /// scan, scatter), then one block per slot tallies and scans shared histograms.
-    fn rows_grouped(&mut self, p: &RowSplitParams, [bins, targets, weights, node_of, mask, splits]: [CUdeviceptr; 6]) -> Result<(), GpuError> {
+    fn rows_grouped(
+        &mut self,
+        p: &RowSplitParams,
+        [bins, targets, weights, node_of, mask, splits]: [CUdeviceptr; 6],
+    ) -> Result<(), GpuError> {
         const OP: &str = "find-splits-rows";
         let entries = p.tree_count as u64 * p.rows as u64;
         let n = p.slot_count as u64 + 1;
@@ -600,12 +590,7 @@ impl Backend for CudaBackend {
             backend: BackendKind::Cuda,
             memory_bytes: self.facts.total_mem,
             hardware: true,
-            driver: format!(
-                "CUDA driver {}, sm_{}{}",
-                self.facts.driver_version(),
-                self.facts.major,
-                self.facts.minor
-            ),
+            driver: format!("CUDA driver {}, sm_{}{}", self.facts.driver_version(), self.facts.major, self.facts.minor),
             max_buffer_bytes: self.facts.total_mem,
         }
     }
@@ -664,8 +649,7 @@ impl Backend for CudaBackend {
     fn read(&mut self, id: BufferId, offset: u64, len: u64) -> Result<Vec<u8>, GpuError> {
         self.run("reading a buffer", |me| {
             let mut out = Vec::new();
-            out.try_reserve_exact(len as usize)
-                .map_err(|_| GpuError::OutOfMemory(format!("host memory for reading {len} bytes")))?;
+            out.try_reserve_exact(len as usize).map_err(|_| GpuError::OutOfMemory(format!("host memory for reading {len} bytes")))?;
             out.resize(len as usize, 0u8);
             if len > 0 {
                 let src = me.ptr(id)? + offset;

@@ -92,10 +92,9 @@ fn compile(arch: &str) -> Result<String, String> {
     };
     match cudarc::nvrtc::compile_ptx_with_opts(program_source(), opts) {
         Ok(ptx) => Ok(ptx.to_src()),
-        Err(CompileError::CompileError { nvrtc, options, log }) => Err(format!(
-            "NVRTC failed to compile the kernels for {arch} ({nvrtc:?}, options {options:?}):\n{}",
-            log.to_string_lossy()
-        )),
+        Err(CompileError::CompileError { nvrtc, options, log }) => {
+            Err(format!("NVRTC failed to compile the kernels for {arch} ({nvrtc:?}, options {options:?}):\n{}", log.to_string_lossy()))
+        }
         Err(e) => Err(format!("NVRTC failed for {arch}: {e}")),
     }
 }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use wasi_gpu_backend::{
-    ApplyParams, Backend, BackendKind, BinFeaturesParams, BootstrapParams, BufferId, CallBudget, DeviceInfo, GpuError,
-    HistogramParams, PredictParams, PredictSpan, RowSplitParams, SplitParams,
+    ApplyParams, Backend, BackendKind, BinFeaturesParams, BootstrapParams, BufferId, CallBudget, DeviceInfo, GpuError, HistogramParams,
+    PredictParams, PredictSpan, RowSplitParams, SplitParams,
 };
 use wgpu::util::DeviceExt;
 
@@ -136,8 +136,7 @@ impl WgpuBackend {
         let size = round4(size).max(4);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         // wgpu zero-initializes new buffers.
-        let buffer =
-            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size, usage, mapped_at_creation: false });
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size, usage, mapped_at_creation: false });
         if let Some(e) = pollster::block_on(scope.pop()) {
             buffer.destroy();
             return Err(GpuError::OutOfMemory(format!("allocating {size} bytes ({what}) on the wgpu device failed: {e}")));

@@ -121,8 +121,8 @@ pub(crate) fn blocks(begin: u32, end: u32, per: u32) -> impl Iterator<Item = (u3
 #[cfg(test)]
 mod tests {
     use wasi_gpu_backend::{
-        Backend, BootstrapParams, CallBudget, CancelToken, HIST_WORDS, HistogramParams, NONE, RowSplitParams, SPLIT_WORDS,
-        SplitParams, kernels,
+        Backend, BootstrapParams, CallBudget, CancelToken, HIST_WORDS, HistogramParams, NONE, RowSplitParams, SPLIT_WORDS, SplitParams,
+        kernels,
     };
 
     use super::*;

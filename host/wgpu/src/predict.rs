@@ -129,19 +129,8 @@ impl WgpuBackend {
                     }
                     launched = true;
                     let steps = per_launch.min(walk_steps - done);
-                    let params = [
-                        0,
-                        0,
-                        p.features,
-                        p.node_count,
-                        p.max_depth,
-                        row_begin,
-                        row_end,
-                        tree,
-                        tree + 1,
-                        steps as u32,
-                        (done > 0) as u32,
-                    ];
+                    let params =
+                        [0, 0, p.features, p.node_count, p.max_depth, row_begin, row_end, tree, tree + 1, steps as u32, (done > 0) as u32];
                     self.dispatch_at(&mut encoder, &self.kernels.predict_walk, &params, &bindings, end - row);
                     done += steps;
                 }
@@ -156,7 +145,6 @@ impl WgpuBackend {
 /// Most rows of one block of [`WgpuBackend::predict_long_walks`] (their walks' state takes 4
 /// bytes each of scratch).
 const LONG_WALK_ROWS: u64 = 1 << 20;
-
 
 #[cfg(test)]
 mod tests {

@@ -254,7 +254,8 @@ impl WgpuBackend {
         let wg_max = loops::split_slots_max_entries(loop_budget);
         let small_groups = (count as u64).div_ceil(WORKGROUP as u64);
         let small_per = loops::split_small_features(loop_budget, largest.min(loops::SMALL));
-        let mut plan = vec![SplitKernel { kernel: |k| &k.rows_split_small, block_groups: small_groups, per: small_per, m: (0, loops::SMALL) }];
+        let mut plan =
+            vec![SplitKernel { kernel: |k| &k.rows_split_small, block_groups: small_groups, per: small_per, m: (0, loops::SMALL) }];
         if largest > loops::SMALL {
             let per = loops::split_slots_features(loop_budget, largest.min(wg_max));
             plan.push(SplitKernel { kernel: |k| &k.rows_split, block_groups: count as u64, per, m: (loops::SMALL + 1, wg_max) });

@@ -48,9 +48,7 @@ impl Scratch {
     }
 
     pub(crate) fn get(&self, which: Which) -> Result<&wgpu::Buffer, GpuError> {
-        self.buffers[which as usize]
-            .as_ref()
-            .ok_or_else(|| GpuError::KernelFailure(format!("the {which:?} scratch buffer is missing")))
+        self.buffers[which as usize].as_ref().ok_or_else(|| GpuError::KernelFailure(format!("the {which:?} scratch buffer is missing")))
     }
 
     /// Destroys `which`; true if it held a buffer.

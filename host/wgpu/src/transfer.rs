@@ -117,9 +117,8 @@ impl WgpuBackend {
                 Ok(Err(e)) => return Err(GpuError::KernelFailure(format!("mapping the read-back buffer failed: {e}"))),
                 Err(_) => return Err(GpuError::DeviceLost("the read-back buffer was never mapped".into())),
             }
-            let view = staging
-                .get_mapped_range(0..n)
-                .map_err(|e| GpuError::KernelFailure(format!("reading the mapped buffer failed: {e}")))?;
+            let view =
+                staging.get_mapped_range(0..n).map_err(|e| GpuError::KernelFailure(format!("reading the mapped buffer failed: {e}")))?;
             let (lo, hi) = (offset.max(pos), (offset + len).min(pos + n));
             out.extend_from_slice(&view[(lo - pos) as usize..(hi - pos) as usize]);
             drop(view);
@@ -167,15 +166,7 @@ impl WgpuBackend {
 
     /// Byte-exact copy of `len` bytes from `src[src_off..]` to `dst[dst_off..]` on the GPU,
     /// leaving the other bytes of the edge words of `dst` untouched.
-    fn copy_bytes(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        src: &wgpu::Buffer,
-        src_off: u64,
-        dst: &wgpu::Buffer,
-        dst_off: u64,
-        len: u64,
-    ) {
+    fn copy_bytes(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, src_off: u64, dst: &wgpu::Buffer, dst_off: u64, len: u64) {
         let first = dst_off / 4;
         let last = (dst_off + len - 1) / 4;
         let params = [0, 0, first as u32, dst_off as u32, len as u32, src_off as u32];

@@ -61,8 +61,7 @@ fn rows_case(rng: &mut Rng, p: &RowSplitParams) -> Vec<Vec<u8>> {
     let bins: Vec<u8> = (0..nb).map(|_| rng.below(p.max_bins) as u8).collect();
     let entries = (p.tree_count * p.rows) as usize;
     let weights: Vec<u32> = (0..entries).map(|_| rng.below(4)).collect();
-    let node_of: Vec<u32> =
-        (0..entries).map(|_| if rng.below(10) == 0 { NONE } else { p.slot_begin + rng.below(p.slot_count) }).collect();
+    let node_of: Vec<u32> = (0..entries).map(|_| if rng.below(10) == 0 { NONE } else { p.slot_begin + rng.below(p.slot_count) }).collect();
     vec![bins, rng.bytes(nt as usize), bytes(&weights), bytes(&node_of), rng.bytes(nm as usize), rng.bytes(ns as usize)]
 }
 
@@ -287,9 +286,12 @@ fn transfers_of_several_pieces() {
     }
     // Copies within one buffer (disjoint) and between buffers, aligned and not.
     let mut model_b = vec![0u8; size];
-    for (src, dst, len, same) in
-        [(1usize, (10 << 20) + 2, (9 << 20) + 1, true), (0, 12 << 20, 8 << 20, true), (5, 2, (19 << 20) + 3, false), (4, 8, 16 << 20, false)]
-    {
+    for (src, dst, len, same) in [
+        (1usize, (10 << 20) + 2, (9 << 20) + 1, true),
+        (0, 12 << 20, 8 << 20, true),
+        (5, 2, (19 << 20) + 3, false),
+        (4, 8, 16 << 20, false),
+    ] {
         if same {
             d.copy(a, src as u64, a, dst as u64, len as u64).unwrap();
             model.copy_within(src..src + len, dst);

@@ -54,8 +54,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--bless" | "--list" | "--write-ties-data" | "--quiet" => flags.push(arg.clone()),
-            "--host" | "--rust" | "--cpp" | "--backends" | "--require" | "--root" | "--data" | "--snapshots" | "--work"
-            | "--only" => {
+            "--host" | "--rust" | "--cpp" | "--backends" | "--require" | "--root" | "--data" | "--snapshots" | "--work" | "--only" => {
                 let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
                 if arg == "--root" {
                     root = Some(PathBuf::from(value));
@@ -86,17 +85,13 @@ fn parse(args: &[String]) -> Result<Args, String> {
     opts.progress = !flags.iter().any(|f| f == "--quiet");
     // The guests run with the work directory as their current directory: make paths absolute.
     for path in [&mut opts.host, &mut opts.rust, &mut opts.cpp, &mut opts.data_dir, &mut opts.snapshot_dir, &mut opts.work_dir] {
-        if path.is_relative() {
-            if let Ok(cwd) = std::env::current_dir() {
-                *path = cwd.join(&*path);
-            }
+        if path.is_relative()
+            && let Ok(cwd) = std::env::current_dir()
+        {
+            *path = cwd.join(&*path);
         }
     }
-    Ok(Args {
-        list: flags.iter().any(|f| f == "--list"),
-        write_ties: flags.iter().any(|f| f == "--write-ties-data"),
-        opts,
-    })
+    Ok(Args { list: flags.iter().any(|f| f == "--list"), write_ties: flags.iter().any(|f| f == "--write-ties-data"), opts })
 }
 
 fn main() -> ExitCode {

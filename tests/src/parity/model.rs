@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-
 /// `NONE` in the model file: a leaf's feature.
 pub const NONE: u32 = 0xffff_ffff;
 
@@ -111,9 +110,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self, what: &str) -> Result<[u8; N], ModelError> {
-        let end = self.pos.checked_add(N).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            ModelError(format!("truncated at byte {} while reading {what}", self.pos))
-        })?;
+        let end = self
+            .pos
+            .checked_add(N)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| ModelError(format!("truncated at byte {} while reading {what}", self.pos)))?;
         let mut out = [0u8; N];
         out.copy_from_slice(&self.bytes[self.pos..end]);
         self.pos = end;
@@ -158,9 +159,7 @@ impl Model {
         let task = r.u32("task")?;
         let checksum = r.u32("checksum kind")?;
         if task != 0 || !(checksum == 1 || checksum == 2) {
-            return Err(ModelError(format!(
-                "task {task} / checksum kind {checksum}, expected regression (0) / SHA-256 (1) or XXH64 (2)"
-            )));
+            return Err(ModelError(format!("task {task} / checksum kind {checksum}, expected regression (0) / SHA-256 (1) or XXH64 (2)")));
         }
         let features = r.u32("features")?;
         let trees = r.u32("trees")?;
@@ -306,11 +305,7 @@ pub fn first_difference(a: &Model, a_name: &str, b: &Model, b_name: &str) -> Opt
     for (t, (ta, tb)) in a.trees.iter().zip(&b.trees).enumerate() {
         for (k, (na, nb)) in ta.iter().zip(tb).enumerate() {
             if !na.same_bits(nb) {
-                return Some(format!(
-                    "tree {t} node {k}: {a_name} {}; {b_name} {}",
-                    a.describe(na),
-                    b.describe(nb)
-                ));
+                return Some(format!("tree {t} node {k}: {a_name} {}; {b_name} {}", a.describe(na), b.describe(nb)));
             }
         }
         if ta.len() != tb.len() {

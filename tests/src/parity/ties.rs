@@ -120,7 +120,10 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let committed = std::fs::read_to_string(root.join(WIDE_PATH))
             .unwrap_or_else(|e| panic!("{WIDE_PATH}: {e}; regenerate it with `parity --write-ties-data`"));
-        assert!(committed == wide_csv(), "{WIDE_PATH} differs from parity::ties::wide_csv(); regenerate it with `parity --write-ties-data`");
+        assert!(
+            committed == wide_csv(),
+            "{WIDE_PATH} differs from parity::ties::wide_csv(); regenerate it with `parity --write-ties-data`"
+        );
     }
 
     #[test]
@@ -138,8 +141,7 @@ mod tests {
     fn has_duplicates_and_ties() {
         let text = csv();
         let rows: Vec<&str> = text.lines().skip(1).collect();
-        let features: std::collections::HashSet<&str> =
-            rows.iter().map(|r| r.rsplit_once(',').unwrap().0).collect();
+        let features: std::collections::HashSet<&str> = rows.iter().map(|r| r.rsplit_once(',').unwrap().0).collect();
         let full: std::collections::HashSet<&str> = rows.iter().copied().collect();
         assert!(rows.len() > 2 * features.len(), "{} rows, {} distinct feature rows", rows.len(), features.len());
         assert!(full.len() > features.len(), "some duplicate feature rows must carry different targets");

@@ -9,10 +9,7 @@ use super::run::{Measurement, median};
 
 /// The current time as `YYYY-MM-DD HH:MM UTC` (civil-from-days, no date crate needed).
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -132,7 +129,10 @@ pub fn markdown(machine: &Value, results: &[(Workload, Vec<Measurement>)], notes
         let list: Vec<String> = v.iter().map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?"))).collect();
         let _ = writeln!(s, "Anchors' software: {}.", list.join(", "));
     }
-    let _ = writeln!(s, "Times are medians over the repeats, in milliseconds; train excludes reading the training file; our predict includes reading the test file, the anchors' excludes it (docs/benchmarks.md).\n");
+    let _ = writeln!(
+        s,
+        "Times are medians over the repeats, in milliseconds; train excludes reading the training file; our predict includes reading the test file, the anchors' excludes it (docs/benchmarks.md).\n"
+    );
     for n in notes {
         let _ = writeln!(s, "* note: {n}");
     }
@@ -246,35 +246,75 @@ pub fn svg(results: &[(Workload, Vec<Measurement>)]) -> String {
     const COLORS: [&str; 10] =
         ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
     let mut s = String::new();
-    let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#);
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
     let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="22" text-anchor="middle" font-size="15">Random forest training time vs training rows (log-log)</text>"#, left + pw / 2.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">Random forest training time vs training rows (log-log)</text>"#,
+        left + pw / 2.0
+    );
     let _ = writeln!(s, r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##);
     let sup = |e: f64| format!("10<tspan dy=\"-6\" font-size=\"9\">{}</tspan>", e as i64);
     let mut e = x0;
     while e <= x1 + 1e-9 {
         let x = px(10f64.powf(e));
-        let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##, top + ph, top + ph + 18.0, sup(e));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            top + ph,
+            top + ph + 18.0,
+            sup(e)
+        );
         e += 1.0;
     }
     let mut e = y0;
     while e <= y1 + 1e-9 {
         let y = py(10f64.powf(e));
-        let _ = writeln!(s, r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##, left + pw, left - 6.0, y + 4.0, sup(e));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left + pw,
+            left - 6.0,
+            y + 4.0,
+            sup(e)
+        );
         e += 1.0;
     }
     let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">training rows</text>"#, left + pw / 2.0, h - 15.0);
-    let _ = writeln!(s, r#"<text x="20" y="{}" text-anchor="middle" transform="rotate(-90 20 {})">median train time (ms)</text>"#, top + ph / 2.0, top + ph / 2.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="20" y="{}" text-anchor="middle" transform="rotate(-90 20 {})">median train time (ms)</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
     for (i, (label, pts)) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
         let path: Vec<String> = pts.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
         let _ = writeln!(s, r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"/>"#, path.join(" "));
         for &(x, y) in pts {
-            let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"><title>{}: {} rows, {:.1} ms</title></circle>"#, px(x), py(y), esc(label), x, y);
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"><title>{}: {} rows, {:.1} ms</title></circle>"#,
+                px(x),
+                py(y),
+                esc(label),
+                x,
+                y
+            );
         }
         let ly = top + 10.0 + i as f64 * 20.0;
         let lx = left + pw + 15.0;
-        let _ = writeln!(s, r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{c}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#, lx + 24.0, lx + 30.0, ly + 4.0, esc(label));
+        let _ = writeln!(
+            s,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{c}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
+            lx + 24.0,
+            lx + 30.0,
+            ly + 4.0,
+            esc(label)
+        );
     }
     if series.is_empty() {
         let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">no successful runs</text>"#, left + pw / 2.0, top + ph / 2.0);

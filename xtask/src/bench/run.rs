@@ -33,11 +33,7 @@ impl System {
 
     /// The label used in tables and the plot, e.g. `ours rust/cpu`, `xgboost (cuda)`.
     pub fn label(&self) -> String {
-        if self.kind == "ours" {
-            format!("ours {}/{}", self.guest, self.backend)
-        } else {
-            format!("{} ({})", self.kind, self.backend)
-        }
+        if self.kind == "ours" { format!("ours {}/{}", self.guest, self.backend) } else { format!("{} ({})", self.kind, self.backend) }
     }
 
     /// Whether this is one of the reference implementations.
@@ -113,9 +109,7 @@ impl Measurement {
     pub fn from_anchor(r: &Value, versions: &Value) -> Self {
         let name = r["system"].as_str().unwrap_or("?");
         let device = r["device"].as_str().unwrap_or("?");
-        let floats = |k: &str| -> Vec<f64> {
-            r[k].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
-        };
+        let floats = |k: &str| -> Vec<f64> { r[k].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default() };
         let mut m = Measurement::skipped(System::anchor(name, device), String::new());
         m.error = r["error"].as_str().map(String::from);
         m.device = match device {
@@ -319,6 +313,19 @@ pub fn ours(
     m
 }
 
+/// The directories (relative to the repository root, as the guest names them) holding
+/// `files`, each once; `.` for a file in the root.
+fn data_dirs(files: &[&std::path::Path]) -> Vec<String> {
+    let mut dirs: Vec<String> = Vec::new();
+    for f in files {
+        let dir = f.parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| ".".into());
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,10 +359,7 @@ mod tests {
                    --- wasi:gpu profile (backend: cuda) ---\n\
                    peak device memory held: 2048 bytes (2.00 KiB)\n\
                    startup (read, open backend, compile): 9.047 ms\n";
-        assert_eq!(
-            failure_line(err),
-            "error: train.npy: wasi:gpu: limit-exceeded: write of 1280000000 bytes exceeds the transfer limit"
-        );
+        assert_eq!(failure_line(err), "error: train.npy: wasi:gpu: limit-exceeded: write of 1280000000 bytes exceeds the transfer limit");
         // Only the first `error:` line; without one, the last non-empty line (a trap, say).
         assert_eq!(failure_line("error: first\nerror: second\n"), "error: first");
         assert_eq!(failure_line("wasm trap: out of bounds\n\n"), "wasm trap: out of bounds");
@@ -372,17 +376,4 @@ mod tests {
         assert_eq!(o.stdout.trim(), "ok");
         assert!(o.max_rss_bytes >= 64 << 20, "{}", o.max_rss_bytes);
     }
-}
-
-/// The directories (relative to the repository root, as the guest names them) holding
-/// `files`, each once; `.` for a file in the root.
-fn data_dirs(files: &[&std::path::Path]) -> Vec<String> {
-    let mut dirs: Vec<String> = Vec::new();
-    for f in files {
-        let dir = f.parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| ".".into());
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
-        }
-    }
-    dirs
 }

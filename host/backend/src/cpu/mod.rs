@@ -229,9 +229,7 @@ impl Backend for CpuBackend {
         next_slot: BufferId,
         node_of: BufferId,
     ) -> Result<(), GpuError> {
-        self.with_output(node_of, |me, out| {
-            kernels::apply_splits(p, me.words(bins), me.words(splits), me.words(next_slot), out)
-        });
+        self.with_output(node_of, |me, out| kernels::apply_splits(p, me.words(bins), me.words(splits), me.words(next_slot), out));
         Ok(())
     }
 
@@ -244,9 +242,7 @@ impl Backend for CpuBackend {
         roots: BufferId,
         sums: BufferId,
     ) -> Result<(), GpuError> {
-        self.with_output(sums, |me, out| {
-            kernels::predict_forest_span(p, span, me.floats(x), me.words(nodes), me.words(roots), out)
-        });
+        self.with_output(sums, |me, out| kernels::predict_forest_span(p, span, me.floats(x), me.words(nodes), me.words(roots), out));
         Ok(())
     }
 }

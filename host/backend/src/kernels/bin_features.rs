@@ -12,8 +12,7 @@ pub fn bin_features(p: &BinFeaturesParams, x: &[f32], edges: &[f32], bins: &mut 
     let words = rows.div_ceil(4);
     // Edges are buffer contents: count them one by one unless they are sorted, where a
     // binary search gives the same count.
-    let sorted: Vec<bool> =
-        (0..features).map(|j| edges[j * n_edges..(j + 1) * n_edges].windows(2).all(|e| e[0] <= e[1])).collect();
+    let sorted: Vec<bool> = (0..features).map(|j| edges[j * n_edges..(j + 1) * n_edges].windows(2).all(|e| e[0] <= e[1])).collect();
     par_chunks(&mut bins[..features * words], 1024, |start, out| {
         for (k, word) in out.iter_mut().enumerate() {
             let index = start + k;
@@ -26,11 +25,7 @@ pub fn bin_features(p: &BinFeaturesParams, x: &[f32], edges: &[f32], bins: &mut 
                 if row < rows {
                     let v = x[row * features + feature];
                     // Number of edges strictly below v.
-                    let bin = if sorted {
-                        edges.partition_point(|&e| e < v)
-                    } else {
-                        edges.iter().filter(|&&e| e < v).count()
-                    } as u32;
+                    let bin = if sorted { edges.partition_point(|&e| e < v) } else { edges.iter().filter(|&&e| e < v).count() } as u32;
                     packed |= bin.min(255) << (lane * 8);
                 }
             }

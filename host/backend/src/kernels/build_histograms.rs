@@ -4,21 +4,14 @@
 
 use super::{bin_at, par_chunks};
 use crate::backend::CancelToken;
-use crate::params::{HistogramParams, HIST_WORDS, NONE};
+use crate::params::{HIST_WORDS, HistogramParams, NONE};
 
 /// A cell no entry reaches: (count, entries, sum lo, sum hi, min target, max target).
 pub const EMPTY_CELL: [u32; HIST_WORDS as usize] = [0, 0, 0, 0, NONE, 0];
 
 /// `hist[((slot - slot_begin) * features + j) * max_bins + bin]` =
 /// (count, entries, sum lo, sum hi, min target, max target); the whole output is overwritten.
-pub fn build_histograms(
-    p: &HistogramParams,
-    bins: &[u32],
-    targets: &[u32],
-    weights: &[u32],
-    node_of: &[u32],
-    hist: &mut [u32],
-) {
+pub fn build_histograms(p: &HistogramParams, bins: &[u32], targets: &[u32], weights: &[u32], node_of: &[u32], hist: &mut [u32]) {
     build_histograms_cancellable(p, bins, targets, weights, node_of, hist, &CancelToken::new());
 }
 
@@ -67,8 +60,7 @@ pub fn build_histograms_cancellable(
             for &(row, s, w) in &mine {
                 let b = bin_at(bins, words, j, row as usize) as usize;
                 if b < max_bins {
-                    let cell = &mut out[((s as usize * features + j) * max_bins + b) * HIST_WORDS as usize..]
-                        [..HIST_WORDS as usize];
+                    let cell = &mut out[((s as usize * features + j) * max_bins + b) * HIST_WORDS as usize..][..HIST_WORDS as usize];
                     let t = targets[row as usize];
                     let sum = (cell[2] as u64 | (cell[3] as u64) << 32).wrapping_add(w as u64 * t as u64);
                     cell[0] = cell[0].wrapping_add(w);

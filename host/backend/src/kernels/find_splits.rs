@@ -167,10 +167,13 @@ pub fn find_splits(p: &SplitParams, hist: &[u32], feature_mask: &[u32], splits: 
             let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf, p.max_bins);
             for j in 0..features {
                 if allowed(feature_mask, p.mask_words, slot, j) {
-                    search.feature(j as u32, (0..max_bins - 1).map(|b| {
-                        let (c, e, v, _, _) = cell(j, b);
-                        (b as u32, c, e, v)
-                    }));
+                    search.feature(
+                        j as u32,
+                        (0..max_bins - 1).map(|b| {
+                            let (c, e, v, _, _) = cell(j, b);
+                            (b as u32, c, e, v)
+                        }),
+                    );
                 }
             }
             record.copy_from_slice(&search.record());

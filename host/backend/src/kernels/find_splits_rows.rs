@@ -119,7 +119,12 @@ pub fn find_splits_rows_cancellable(
                     slot_bins.extend_from_slice(&row_bins[row * features..(row + 1) * features]);
                 }
             }
-            let column = |j: usize| weighted.iter().zip(slot_bins.get(j..).unwrap_or(&[]).iter().step_by(features)).map(|(&(w, v, t), &b)| (b as usize, w, v, t));
+            let column = |j: usize| {
+                weighted
+                    .iter()
+                    .zip(slot_bins.get(j..).unwrap_or(&[]).iter().step_by(features))
+                    .map(|(&(w, v, t), &b)| (b as usize, w, v, t))
+            };
             let mut search = SplitSearch::new(n, d, s, lo, hi, p.min_samples_leaf, p.max_bins);
             // An empty slot counts as pure (`lo < hi` fails), so it costs nothing per feature.
             for j in 0..if scanned { features } else { 0 } {

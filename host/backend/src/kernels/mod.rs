@@ -39,17 +39,19 @@ pub(crate) fn par_chunks<T: Send>(out: &mut [T], chunk: usize, f: impl Fn(usize,
     let pieces = std::sync::Mutex::new(pieces.into_iter().map(Some).collect::<Vec<_>>());
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let item = {
-                    let mut guard = pieces.lock().unwrap_or_else(|e| e.into_inner());
-                    match guard.get_mut(i) {
-                        Some(slot) => slot.take(),
-                        None => return,
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let item = {
+                        let mut guard = pieces.lock().unwrap_or_else(|e| e.into_inner());
+                        match guard.get_mut(i) {
+                            Some(slot) => slot.take(),
+                            None => return,
+                        }
+                    };
+                    if let Some((start, piece)) = item {
+                        f(start, piece);
                     }
-                };
-                if let Some((start, piece)) = item {
-                    f(start, piece);
                 }
             });
         }

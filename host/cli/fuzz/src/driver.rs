@@ -25,8 +25,7 @@
 use std::collections::HashMap;
 
 use wasi_gpu_backend::{
-    ApplyParams, Backend, BinFeaturesParams, BootstrapParams, Device, HistogramParams, Limits, PredictParams,
-    RowSplitParams, SplitParams,
+    ApplyParams, Backend, BinFeaturesParams, BootstrapParams, Device, HistogramParams, Limits, PredictParams, RowSplitParams, SplitParams,
 };
 use wasmtime::component::Resource;
 use wasmtime_gpu_host::host::bindings::wasi::gpu::{compute, ml_kernels};
@@ -306,7 +305,9 @@ impl Harness {
         if took > call_time_limit() {
             return Err(format!(
                 "{} took {took:?} on the {} backend, over the per-call limit of {:?}",
-                self.last_call, self.backend, call_time_limit()
+                self.last_call,
+                self.backend,
+                call_time_limit()
             ));
         }
         let (used, count) = (self.state.device().used_bytes(), self.state.device().live_buffers());
@@ -403,8 +404,7 @@ impl Harness {
         {
             // Make room: drop the oldest buffers while the new ones would not fit.
             while !self.live.is_empty()
-                && (self.used() + total > LIMITS.max_device_bytes
-                    || self.live.len() + n > LIMITS.max_buffers as usize)
+                && (self.used() + total > LIMITS.max_device_bytes || self.live.len() + n > LIMITS.max_buffers as usize)
             {
                 let rep = *self.live.keys().min().expect("not empty");
                 self.drop_rep(Handle { rep, live: true })?;
@@ -476,10 +476,8 @@ impl Harness {
         let what = format!("copy(dst {} at {dst_offset}, src {} at {src_offset}, {len} bytes)", dst.rep, src.rep);
         let r = compute::HostBuffer::copy_from(&mut self.state, borrow(dst.rep), borrow(src.rep), src_offset, dst_offset, len);
         let Some(got) = self.answer(&what, &[dst, src], r)? else { return Ok(()) };
-        let overlap = src.rep == dst.rep
-            && len > 0
-            && src_offset < dst_offset.saturating_add(len)
-            && dst_offset < src_offset.saturating_add(len);
+        let overlap =
+            src.rep == dst.rep && len > 0 && src_offset < dst_offset.saturating_add(len) && dst_offset < src_offset.saturating_add(len);
         let valid = self.in_range(src, src_offset, len) && self.in_range(dst, dst_offset, len) && !overlap;
         Self::expect(&what, valid, &got)?;
         if got.is_ok() {
@@ -656,22 +654,12 @@ impl Harness {
                 r = ml_kernels::Host::find_splits_rows(&mut self.state, w, a, b, c, d, e, f);
             }
             5 => {
-                let p = ApplyParams {
-                    rows: input.param(),
-                    features: input.param(),
-                    tree_count: input.param(),
-                    slot_count: input.param(),
-                };
+                let p = ApplyParams { rows: input.param(), features: input.param(), tree_count: input.param(), slot_count: input.param() };
                 needs = p.check().map(Vec::from);
                 handles = self.kernel_handles(&needs, 4, input)?;
                 name = format!("apply-splits {p:?}");
                 outputs = &[3];
-                let w = ml_kernels::ApplyParams {
-                    rows: p.rows,
-                    features: p.features,
-                    tree_count: p.tree_count,
-                    slot_count: p.slot_count,
-                };
+                let w = ml_kernels::ApplyParams { rows: p.rows, features: p.features, tree_count: p.tree_count, slot_count: p.slot_count };
                 let h = &handles;
                 r = ml_kernels::Host::apply_splits(
                     &mut self.state,
@@ -685,8 +673,7 @@ impl Harness {
             _ => {
                 let (rows, features, tree_count, node_count) = (input.param(), input.param(), input.param(), input.param());
                 // Usually at most node-count (valid), sometimes anything (mostly refused).
-                let max_depth =
-                    if input.byte().is_multiple_of(4) { input.param() } else { (input.byte() as u32).min(node_count) };
+                let max_depth = if input.byte().is_multiple_of(4) { input.param() } else { (input.byte() as u32).min(node_count) };
                 let p = PredictParams { rows, features, tree_count, node_count, max_depth };
                 needs = p.check().map(Vec::from);
                 handles = self.kernel_handles(&needs, 4, input)?;
