@@ -284,3 +284,23 @@ fn npy_header(shape: &str) -> Vec<u8> {
     b.extend_from_slice(dict.as_bytes());
     b
 }
+
+/// Both guests take exactly the same options: the `--NAME`s their `--help` lists agree.
+#[test]
+fn guests_list_the_same_options() {
+    let dir = workdir("help");
+    let options = |guest: &Path| -> Vec<String> {
+        let help = ok(&dir, guest, &["--help"]);
+        let mut names: Vec<String> = help
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("--"))
+            .map(|rest| format!("--{}", rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).next().unwrap_or("")))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let (rust, cpp) = (options(&guest_rust()), options(&guest_cpp()));
+    assert!(rust.len() >= 10 && rust.contains(&"--train".to_string()), "{rust:?}");
+    assert_eq!(rust, cpp, "the Rust guest's options, then the C++ guest's");
+}
