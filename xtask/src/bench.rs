@@ -249,12 +249,12 @@ fn python(root: &Path, o: &Options) -> Result<PathBuf> {
     let venv = root.join("target/bench-venv");
     let py = venv.join("bin/python");
     if !py.exists() {
-        eprintln!("bench: creating {}", venv.display());
+        progress(&format!("creating {}", venv.display()));
         let st = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().context("running python3 -m venv")?;
         ensure!(st.success(), "python3 -m venv {} failed (is python3-venv installed?)", venv.display());
     }
     if !works(&py, imports) {
-        eprintln!("bench: installing scikit-learn, numpy, xgboost into {}", venv.display());
+        progress(&format!("installing scikit-learn, numpy, xgboost into {}", venv.display()));
         let st = Command::new(&py)
             .args(["-m", "pip", "install", "--quiet", "scikit-learn", "numpy", "xgboost"])
             .status()
@@ -297,7 +297,7 @@ fn anchors(root: &Path, o: &Options, py: &Path, w: &Workload) -> Vec<Measurement
     if let Some(t) = o.timeout {
         cmd.args(["--timeout", &t.to_string()]);
     }
-    eprintln!("bench: {}: anchors {}", w.name, systems.join(", "));
+    progress(&format!("{}: anchors {} (all their repeats in one Python process)", w.name, systems.join(", ")));
     let _ = fs::remove_file(&json_path);
     let status = cmd.status();
     let doc: Result<Value> = fs::read_to_string(&json_path)
@@ -355,7 +355,17 @@ pub fn root(built_from: &Path) -> PathBuf {
 }
 
 /// Entry point of `cargo xtask bench`.
+/// When this bench run started, for [`progress`].
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// One progress line on stderr: `bench [ELAPSED s] MESSAGE`, elapsed since the run started.
+pub fn progress(message: &str) {
+    let t = START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64();
+    eprintln!("bench [{t:7.1} s] {message}");
+}
+
 pub fn command(built_from: &Path, args: &[String]) -> Result<()> {
+    START.get_or_init(std::time::Instant::now);
     let o = parse(args)?;
     let root = &root(built_from);
     ensure!(
@@ -402,10 +412,10 @@ pub fn command(built_from: &Path, args: &[String]) -> Result<()> {
 
     let mut results: Vec<(Workload, Vec<Measurement>)> = Vec::new();
     for w in &work {
-        eprintln!(
-            "bench: {} ({} train x {} features, {} test; {} trees, depth {}; {} repeats)",
+        progress(&format!(
+            "{} ({} train x {} features, {} test; {} trees, depth {}; {} repeats)",
             w.name, w.train_rows, w.features, w.test_rows, w.trees, w.max_depth, w.repeats
-        );
+        ));
         let mut rows = Vec::new();
         if host_ok {
             for (guest, wasm) in &built {
@@ -430,7 +440,7 @@ pub fn command(built_from: &Path, args: &[String]) -> Result<()> {
     let svg_path = out_dir.join("train_time.svg");
     fs::write(&svg_path, report::svg(&results)).with_context(|| format!("writing {}", svg_path.display()))?;
     print!("{md}");
-    eprintln!("bench: wrote {}, {}, {}", json_path.display(), md_path.display(), svg_path.display());
+    progress(&format!("wrote {}, {}, {}", json_path.display(), md_path.display(), svg_path.display()));
     Ok(())
 }
 

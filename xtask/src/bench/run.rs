@@ -262,6 +262,7 @@ pub fn ours(
             cmd.args(["--timeout", &t.to_string()]);
         }
         cmd.arg(wasm).arg("--").args(&guest_args);
+        super::progress(&format!("{} {}: repeat {}/{} running", w.name, m.system.label(), rep + 1, w.repeats));
         let t0 = Instant::now();
         let outcome = match run_child(&mut cmd) {
             Ok(o) => o,
@@ -298,14 +299,14 @@ pub fn ours(
         if let Some(b) = parse_peak_device_bytes(&outcome.stderr) {
             m.peak_device_bytes = m.peak_device_bytes.max(Some(b));
         }
-        eprintln!(
-            "bench: {} {}: repeat {}/{}: train {train:.1} ms, predict {predict:.1} ms, mse {}, wall {wall:.1} s",
+        super::progress(&format!(
+            "{} {}: repeat {}/{}: train {train:.1} ms, predict {predict:.1} ms, mse {}, wall {wall:.1} s",
             w.name,
             m.system.label(),
             rep + 1,
             w.repeats,
             j["mse"],
-        );
+        ));
     }
     if m.peak_device_bytes.is_none() {
         m.device_mem_method = "n/a (no `peak device memory held` line from the host)".into();
