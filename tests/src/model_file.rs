@@ -29,8 +29,3 @@ pub fn model_checksum(file: &[u8]) -> Result<String, String> {
         k => Err(format!("checksum kind {k}")),
     }
 }
-
-/// Lower-case hex SHA-256 of a whole file: the harness's own identity of a model.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
