@@ -18,24 +18,6 @@
 namespace guest {
 namespace {
 
-constexpr std::uint8_t MAGIC[8] = {0x57, 0x47, 0x50, 0x55, 0x52, 0x46, 0x00, 0x01};
-constexpr std::uint32_t VERSION = 2;
-/// Model file task 0: regression (1, classification, is reserved).
-constexpr std::uint32_t TASK_REGRESSION = 0;
-/// Model file checksum kind 1: SHA-256 of every preceding byte (read, not written).
-constexpr std::uint32_t CHECKSUM_SHA256 = 1;
-/// Model file checksum kind 2: XXH64 (seed 0) of every preceding byte, 8 bytes little-endian.
-constexpr std::uint32_t CHECKSUM_XXH64 = 2;
-/// Bytes of the fixed header and the label-table length that follows it (§10: 80 + 4).
-constexpr std::size_t HEADER_BYTES = 84;
-/// Bytes per node for regression (K = 1): 24 + 8.
-constexpr std::size_t NODE_BYTES = 32;
-constexpr std::size_t SHA_BYTES = 32;
-constexpr std::size_t XXH64_BYTES = 8;
-/// The reader's answer to a version-1 file (§10).
-const char* const V1_MESSAGE =
-    "model format version 1 was written by an older release; retrain the model with this one "
-    "(training is deterministic: same data, parameters and seed give the same forest)";
 /// u32 words per split record (§7):
 /// (feature, bin, nL, dL, SL lo, SL hi, n, d, S lo, S hi, varying, impure).
 constexpr std::size_t SPLIT_WORDS = 12;
@@ -193,19 +175,8 @@ std::size_t feature_edges(std::vector<float>& s, std::uint32_t max_bins, float* 
     return kept;
 }
 
-// ---- little-endian helpers ----
+// ---- bit casts ----
 
-void put_u32(std::vector<std::uint8_t>& b, std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) b.push_back(std::uint8_t(v >> (8 * i)));
-}
-void put_u64(std::vector<std::uint8_t>& b, std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) b.push_back(std::uint8_t(v >> (8 * i)));
-}
-void put_f64(std::vector<std::uint8_t>& b, double v) {
-    std::uint64_t bits;
-    std::memcpy(&bits, &v, 8);
-    put_u64(b, bits);
-}
 std::uint32_t f32_bits(float f) {
     std::uint32_t bits;
     std::memcpy(&bits, &f, 4);
@@ -216,31 +187,6 @@ float bits_f32(std::uint32_t bits) {
     std::memcpy(&f, &bits, 4);
     return f;
 }
-
-/// Sequential little-endian reader over model bytes.
-struct Reader {
-    const std::uint8_t* p;
-    std::size_t left;
-    bool u32(std::uint32_t& v) {
-        if (left < 4) return false;
-        v = p[0] | (std::uint32_t(p[1]) << 8) | (std::uint32_t(p[2]) << 16) | (std::uint32_t(p[3]) << 24);
-        p += 4, left -= 4;
-        return true;
-    }
-    bool u64(std::uint64_t& v) {
-        std::uint32_t lo, hi;
-        if (left < 8) return false;
-        u32(lo), u32(hi);
-        v = lo | (std::uint64_t(hi) << 32);
-        return true;
-    }
-    bool f64(double& v) {
-        std::uint64_t bits;
-        if (!u64(bits)) return false;
-        std::memcpy(&v, &bits, 8);
-        return true;
-    }
-};
 
 /// Device failures become guest failures.
 template <class T>
@@ -337,212 +283,7 @@ Expected<std::uint32_t> MaxFeatures::resolve(std::uint32_t features) const {
     return features;
 }
 
-// ---- model file ----
-
-std::vector<std::uint8_t> Model::serialize() const {
-    std::size_t nodes = 0;
-    for (const auto& tree : trees) nodes += tree.size();
-    std::vector<std::uint8_t> b;
-    b.reserve(HEADER_BYTES + trees.size() * 4 + nodes * NODE_BYTES + XXH64_BYTES);
-    b.insert(b.end(), MAGIC, MAGIC + 8);
-    put_u32(b, VERSION);
-    put_u32(b, TASK_REGRESSION);
-    put_u32(b, CHECKSUM_XXH64);
-    put_u32(b, features);
-    put_u32(b, static_cast<std::uint32_t>(trees.size()));
-    put_u64(b, seed);
-    put_u32(b, max_depth);
-    put_u32(b, min_samples_split);
-    put_u32(b, min_samples_leaf);
-    put_u32(b, max_features);
-    put_u32(b, max_bins);
-    put_u32(b, train_rows);
-    put_u32(b, 1);  // outputs per node K: 1 for regression
-    put_f64(b, y_min);
-    put_f64(b, scale);
-    put_u32(b, 0);  // L: no label table for regression
-    for (const auto& tree : trees) {
-        put_u32(b, static_cast<std::uint32_t>(tree.size()));
-        // Whole 32-byte records (WebAssembly is little-endian, like the file).
-        const std::size_t at = b.size();
-        b.resize(at + tree.size() * NODE_BYTES);
-        std::uint8_t* rec = b.data() + at;
-        for (const Node& n : tree) {
-            const std::uint32_t w[6] = {n.feature, f32_bits(n.threshold), n.left, n.right, n.flags, n.count};
-            std::memcpy(rec, w, sizeof w);
-            std::memcpy(rec + 24, &n.value, 8);
-            rec += NODE_BYTES;
-        }
-    }
-    put_u64(b, xxh64(b.data(), b.size()));
-    return b;
-}
-
-std::string checksum_of(const std::vector<std::uint8_t>& file) {
-    const std::uint32_t kind = file.size() >= 20 ? file[16] | (std::uint32_t(file[17]) << 8) |
-                                                       (std::uint32_t(file[18]) << 16) | (std::uint32_t(file[19]) << 24)
-                                                 : 0;
-    if (kind == CHECKSUM_SHA256 && file.size() >= SHA_BYTES) {
-        std::array<std::uint8_t, 32> digest;
-        std::memcpy(digest.data(), file.data() + file.size() - SHA_BYTES, SHA_BYTES);
-        return "sha256:" + to_hex(digest);
-    }
-    if (file.size() < XXH64_BYTES) return "";
-    std::uint64_t sum = 0;
-    for (std::size_t i = 0; i < 8; ++i) sum |= std::uint64_t(file[file.size() - 8 + i]) << (8 * i);
-    return xxh64_name(sum);
-}
-
-Expected<Model> Model::parse(const std::vector<std::uint8_t>& bytes, const std::string& path) {
-    // The checks and their order (hence which message a damaged file gets) follow the Rust
-    // guest's Model::from_bytes and validate.
-    if (bytes.size() < 8 || std::memcmp(bytes.data(), MAGIC, 8) != 0)
-        return fail(path, "not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)");
-    // Up to the label-table length, which (like every later field) is then checked as it is read.
-    if (bytes.size() < HEADER_BYTES - 4 + XXH64_BYTES)
-        return fail(path, "truncated: " + std::to_string(bytes.size()) + " bytes is shorter than a model header");
-    Reader r{bytes.data() + 8, bytes.size() - 8};
-    std::uint32_t version = 0, task = 0, checksum = 0, tree_count = 0, outputs = 0, labels = 0;
-    r.u32(version);
-    if (version == 1) return fail(path, V1_MESSAGE);
-    if (version != VERSION)
-        return fail(path, "model format version " + std::to_string(version) +
-                              " is not supported (this guest reads version " + std::to_string(VERSION) + ")");
-    r.u32(task);
-    if (task != TASK_REGRESSION)
-        return fail(path, "model task " + std::to_string(task) +
-                              " is not supported (this guest reads regression models, task 0)");
-    r.u32(checksum);
-    if (checksum != CHECKSUM_SHA256 && checksum != CHECKSUM_XXH64)
-        return fail(path, "checksum kind " + std::to_string(checksum) +
-                              " is not supported (this guest reads SHA-256, kind 1, and XXH64, kind 2)");
-    const std::size_t trailer = checksum == CHECKSUM_SHA256 ? SHA_BYTES : XXH64_BYTES;
-    if (bytes.size() < HEADER_BYTES - 4 + trailer)
-        return fail(path, "truncated: " + std::to_string(bytes.size()) + " bytes is shorter than a model header");
-    // The checksum first: a damaged file is reported as such, not by what its damage looks
-    // like to the parser.
-    const std::size_t body = bytes.size() - trailer;
-    bool intact;
-    if (checksum == CHECKSUM_SHA256) {
-        auto digest = Sha256::digest(bytes.data(), body);
-        intact = std::memcmp(digest.data(), bytes.data() + body, SHA_BYTES) == 0;
-    } else {
-        std::uint64_t sum = xxh64(bytes.data(), body), stored = 0;
-        for (std::size_t i = 0; i < 8; ++i) stored |= std::uint64_t(bytes[body + i]) << (8 * i);
-        intact = sum == stored;
-    }
-    if (!intact) return fail(path, "checksum mismatch: the file is corrupt, truncated or was modified");
-    r.left -= trailer;
-    Model m;
-    r.u32(m.features);
-    r.u32(tree_count);
-    r.u64(m.seed);
-    r.u32(m.max_depth);
-    r.u32(m.min_samples_split);
-    r.u32(m.min_samples_leaf);
-    r.u32(m.max_features);
-    r.u32(m.max_bins);
-    r.u32(m.train_rows);
-    r.u32(outputs);
-    if (outputs != 1) return fail(path, "a regression model has 1 value per node, not " + std::to_string(outputs));
-    r.f64(m.y_min);
-    r.f64(m.scale);
-    r.u32(labels);
-    if (labels != 0)
-        return fail(path, "a regression model has an empty label table, not " + std::to_string(labels) + " bytes");
-    m.trees.reserve(std::min<std::size_t>(tree_count, r.left / 4));
-    for (std::uint32_t t = 0; t < tree_count; ++t) {
-        std::uint32_t count = 0;
-        if (!r.u32(count)) return fail(path, "truncated: the file ends early");
-        if (count == 0) return fail(path, "tree " + std::to_string(t) + " has no nodes");
-        if (count > r.left / NODE_BYTES)
-            return fail(path, "truncated: tree " + std::to_string(t) + " claims " + std::to_string(count) +
-                                  " nodes but the file ends first");
-        std::vector<Node> nodes(count);
-        // Whole 32-byte records at a time (WebAssembly is little-endian, like the file).
-        const std::uint8_t* rec = r.p;
-        r.p += std::size_t(count) * NODE_BYTES, r.left -= std::size_t(count) * NODE_BYTES;
-        for (std::uint32_t k = 0; k < count; ++k, rec += NODE_BYTES) {
-            Node& n = nodes[k];
-            std::uint32_t w[6];
-            std::memcpy(w, rec, sizeof w);
-            std::memcpy(&n.value, rec + 24, 8);
-            n.feature = w[0], n.left = w[2], n.right = w[3], n.flags = w[4], n.count = w[5];
-            n.threshold = bits_f32(w[1]);
-            if (n.flags != 0) {
-                char hex[16];
-                std::snprintf(hex, sizeof hex, "%#x", n.flags);
-                return fail(path, "tree " + std::to_string(t) + " node " + std::to_string(k) + ": flags " + hex +
-                                      " set reserved bits");
-            }
-        }
-        m.trees.push_back(std::move(nodes));
-    }
-    if (r.left > 0) return fail(path, std::to_string(r.left) + " unexpected bytes after the last tree");
-
-    // What the writer guarantees, so that prediction can trust the forest.
-    if (m.features == 0) return fail(path, "the model has 0 features");
-    if (m.trees.empty()) return fail(path, "the model has no trees");
-    if (m.max_bins < 2 || m.max_bins > 256)
-        return fail(path, "max_bins " + std::to_string(m.max_bins) + " is outside 2..=256");
-    if (m.max_features == 0 || m.max_features > m.features)
-        return fail(path, "max_features " + std::to_string(m.max_features) + " is outside 1..=" +
-                              std::to_string(m.features));
-    if (m.train_rows == 0) return fail(path, "the model was trained on 0 rows");
-    if (!std::isfinite(m.y_min) || !std::isfinite(m.scale) || !(m.scale > 0))
-        return fail(path, "y_min " + rust_display(m.y_min) + " / scale " + rust_display(m.scale) +
-                              " are not a valid target mapping");
-    for (std::size_t t = 0; t < m.trees.size(); ++t) {
-        const std::vector<Node>& tree = m.trees[t];
-        const std::uint64_t count = tree.size();
-        for (std::size_t k = 0; k < tree.size(); ++k) {
-            const Node& n = tree[k];
-            // Built only for a message: every node passes through here.
-            const auto where = [&] { return "tree " + std::to_string(t) + " node " + std::to_string(k) + ": "; };
-            if (n.value > VALUE_MAX) {
-                char hex[64];
-                std::snprintf(hex, sizeof hex, "%#llx exceeds %#llx", static_cast<unsigned long long>(n.value),
-                              static_cast<unsigned long long>(VALUE_MAX));
-                return fail(path, where() + "value " + hex);
-            }
-            if (n.feature == NONE) {
-                if (f32_bits(n.threshold) != 0 || n.left != 0 || n.right != 0)
-                    return fail(path, where() + "a leaf must have threshold 0 and children 0");
-                continue;
-            }
-            if (n.feature >= m.features)
-                return fail(path, where() + "feature " + std::to_string(n.feature) + " is not below the model's " +
-                                      std::to_string(m.features) + " features");
-            if (std::isnan(n.threshold)) return fail(path, where() + "threshold is NaN");
-            for (std::uint32_t child : {n.left, n.right}) {
-                if (child >= count || child <= k)
-                    return fail(path, where() + "child " + std::to_string(child) +
-                                          " is out of range or not after its parent (" + std::to_string(count) +
-                                          " nodes)");
-            }
-        }
-    }
-    return m;
-}
-
-std::uint32_t Model::depth() const {
-    std::uint32_t deepest = 0;
-    std::vector<std::uint32_t> depth;
-    for (const auto& tree : trees) {
-        depth.assign(tree.size(), 0);
-        // Children come after their parent, so one forward pass sets every depth.
-        for (std::size_t k = 0; k < tree.size(); ++k) {
-            const Node& n = tree[k];
-            if (n.feature == NONE) {
-                deepest = std::max(deepest, depth[k]);
-                continue;
-            }
-            depth[n.left] = depth[k] + 1;
-            depth[n.right] = depth[k] + 1;
-        }
-    }
-    return deepest;
-}
+// ---- files ----
 
 Expected<void> write_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes) {
     // open/write/close rather than stdio: every byte is accounted for by write(2)'s result.
@@ -574,33 +315,6 @@ Expected<void> write_atomically(const std::string& path, const std::vector<std::
         return fail(path, std::string("cannot rename ") + tmp + " over it: " + std::strerror(saved));
     }
     return {};
-}
-
-Expected<std::vector<std::uint8_t>> read_file(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f)
-        return fail(path, errno == ENOENT ? std::string("cannot open: no such file (train a model first, or check --model)")
-                                          : std::string("cannot read: ") + std::strerror(errno));
-    // Sized once from the file's length, then filled in large reads (no regrowth, no copy).
-    std::vector<std::uint8_t> out;
-    if (std::fseek(f, 0, SEEK_END) == 0) {
-        const long size = std::ftell(f);
-        if (size > 0) out.reserve(static_cast<std::size_t>(size));
-        std::rewind(f);
-    }
-    constexpr std::size_t BLOCK = std::size_t(16) << 20;
-    for (;;) {
-        const std::size_t at = out.size();
-        const std::size_t want = out.capacity() > at ? out.capacity() - at : BLOCK;
-        out.resize(at + want);
-        const std::size_t n = std::fread(out.data() + at, 1, want, f);
-        out.resize(at + n);
-        if (n == 0) break;
-    }
-    bool err = std::ferror(f) != 0;
-    std::fclose(f);
-    if (err) return fail(path, "read error");
-    return out;
 }
 
 // ---- training ----
@@ -849,31 +563,41 @@ Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
                                   std::to_string(m.features));
     // The model's deepest path, however deep (§9): --max-depth none trains models this accepts.
     const std::uint32_t depth = m.depth();
-    // Flatten the forest: (feature, threshold bits, left, right) with global indices, or a
-    // leaf's (NONE, value lo, value hi, 0).
+    // The node table: (feature, threshold bits, left, right) with global indices, or a leaf's
+    // (NONE, value lo, value hi, 0), flattened and uploaded a few MiB at a time (the table is
+    // never whole in the guest's memory).
     std::uint64_t total_nodes = 0;
     for (const auto& tree : m.trees) total_nodes += tree.size();
     if (total_nodes > NONE)
         return fail("--model", "the forest has " + std::to_string(total_nodes) +
                                    " nodes; predict-forest addresses fewer than 2^32");
-    std::vector<std::uint32_t> nodes, roots;
-    nodes.reserve(std::size_t(total_nodes) * 4);
+    const std::uint32_t node_count = static_cast<std::uint32_t>(total_nodes);
+    const std::uint32_t tree_count = static_cast<std::uint32_t>(m.trees.size());
+    TRY(node_buf, dev(wasi_gpu::Buffer::create(std::max<std::uint64_t>(total_nodes, 1) * 16)));
+    constexpr std::size_t UPLOAD_WORDS = std::size_t(1) << 20;
+    std::vector<std::uint32_t> chunk, roots;
+    chunk.reserve(UPLOAD_WORDS + 4);
     roots.reserve(m.trees.size());
+    std::uint64_t uploaded = 0;  // bytes
+    std::uint32_t first = 0;
     for (const auto& tree : m.trees) {
-        const std::uint32_t base = static_cast<std::uint32_t>(nodes.size() / 4);
-        roots.push_back(base);
+        roots.push_back(first);
         for (const Node& n : tree) {
             if (n.feature == NONE) {
-                nodes.insert(nodes.end(), {NONE, static_cast<std::uint32_t>(n.value),
+                chunk.insert(chunk.end(), {NONE, static_cast<std::uint32_t>(n.value),
                                            static_cast<std::uint32_t>(n.value >> 32), 0});
             } else {
-                nodes.insert(nodes.end(), {n.feature, f32_bits(n.threshold), base + n.left, base + n.right});
+                chunk.insert(chunk.end(), {n.feature, f32_bits(n.threshold), first + n.left, first + n.right});
+            }
+            if (chunk.size() >= UPLOAD_WORDS) {
+                TRY_VOID(dev(write_chunked(node_buf, uploaded, chunk.data(), chunk.size() * 4)));
+                uploaded += chunk.size() * 4;
+                chunk.clear();
             }
         }
+        first += static_cast<std::uint32_t>(tree.size());
     }
-    const std::uint32_t node_count = static_cast<std::uint32_t>(nodes.size() / 4);
-    const std::uint32_t tree_count = static_cast<std::uint32_t>(m.trees.size());
-    TRY(node_buf, upload(nodes.data(), nodes.size() * 4));
+    TRY_VOID(dev(write_chunked(node_buf, uploaded, chunk.data(), chunk.size() * 4)));
     TRY(root_buf, upload(roots.data(), roots.size() * 4));
     const std::uint64_t budget = buffer_budget(wasi_gpu::info());
     const std::uint64_t per_row = std::uint64_t(m.features) * 4;

@@ -1,5 +1,5 @@
 // The random-forest regressor of docs/algorithm.md: training on the device (GpuTrainer),
-// model file v2 (Model::serialize / Model::parse), prediction on the device (GpuPredictor).
+// model file v2 (Model::save / Model::load, src/model_file.cpp), prediction on the device (GpuPredictor).
 #pragma once
 
 #include <array>
@@ -52,6 +52,9 @@ struct TrainParams {
     bool progress = true;  ///< progress lines on stderr for large work
 };
 
+struct SavedModel;
+struct LoadedModel;
+
 /// A trained forest: the content of a model file.
 struct Model {
     std::uint32_t features = 0;
@@ -66,23 +69,32 @@ struct Model {
     double scale = 1.0;
     std::vector<std::vector<Node>> trees;
 
-    /// The model file bytes (format v2), checksum included.
-    std::vector<std::uint8_t> serialize() const;
-    /// Parses and validates model file bytes; `path` names the file in errors.
-    static Expected<Model> parse(const std::vector<std::uint8_t>& bytes, const std::string& path);
+    /// Writes the model file (format v2, docs/algorithm.md §10) to `path.tmp`, then renames it
+    /// over `path`.
+    Expected<SavedModel> save(const std::string& path) const;
+    /// Reads and validates a model file (src/model_file.cpp).
+    static Expected<LoadedModel> load(const std::string& path);
     /// Most steps from a root to a leaf over all trees (what predict-forest gets as max-depth).
     std::uint32_t depth() const;
 };
 
-/// The checksum a valid model file carries in its last bytes, as reported in
-/// `model_checksum`: `xxh64:` + 16 hex digits (kind 2), or `sha256:` + 64 (kind 1, files of
-/// earlier releases).
-std::string checksum_of(const std::vector<std::uint8_t>& file);
+/// What saving a model wrote: its size and checksum, as `model_checksum` reports it
+/// (`xxh64:` + 16 hex digits).
+struct SavedModel {
+    std::uint64_t bytes = 0;
+    std::string checksum;
+};
+
+/// A model read from a file, with the file's size and checksum (`xxh64:` + 16 hex digits, or
+/// `sha256:` + 64 for kind-1 files of earlier releases).
+struct LoadedModel {
+    Model model;
+    std::uint64_t bytes = 0;
+    std::string checksum;
+};
 
 /// Writes `bytes` to `path.tmp`, then renames it over `path`.
 Expected<void> write_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes);
-/// Reads a whole file.
-Expected<std::vector<std::uint8_t>> read_file(const std::string& path);
 
 /// Grows the forest level by level on the wasi:gpu device.
 class GpuTrainer {

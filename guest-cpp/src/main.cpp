@@ -342,11 +342,10 @@ Expected<guest::Model> do_train(const Options& o, Report& r, const std::string* 
     r.from_model(model);
     r.features = model.features;
     const auto ts = std::chrono::steady_clock::now();
-    const auto bytes = model.serialize();
-    TRY_VOID(guest::write_atomically(o.model, bytes));
+    TRY(saved, model.save(o.model));
     r.save_ms = ms_since(ts);
-    r.model_bytes = bytes.size();
-    r.model_checksum = guest::checksum_of(bytes);
+    r.model_bytes = saved.bytes;
+    r.model_checksum = saved.checksum;
     return model;
 }
 
@@ -354,15 +353,12 @@ Expected<guest::Model> do_train(const Options& o, Report& r, const std::string* 
 /// the --model file, write `out` when given.
 Expected<void> do_predict(const Options& o, const std::optional<std::string>& out, const guest::Model* trained,
                           Report& r) {
-    std::vector<std::uint8_t> file;
-    guest::Model loaded;
+    guest::LoadedModel loaded;
     if (!trained) {
-        TRY(read, guest::read_file(o.model));
-        file = std::move(read);
-        TRY(parsed, guest::Model::parse(file, o.model));
-        loaded = std::move(parsed);
+        TRY(read, guest::Model::load(o.model));
+        loaded = std::move(read);
     }
-    const guest::Model& model = trained ? *trained : loaded;
+    const guest::Model& model = trained ? *trained : loaded.model;
     TRY(test, guest::load_dataset(o.test, model.features));
     TRY(pred, about(o.test, guest::GpuPredictor(model).predict(test)));
     r.test_rows = test.rows;
@@ -370,8 +366,8 @@ Expected<void> do_predict(const Options& o, const std::optional<std::string>& ou
     if (r.model_checksum.empty()) {
         r.from_model(model);
         r.train_rows = model.train_rows;
-        r.model_bytes = file.size();
-        r.model_checksum = guest::checksum_of(file);
+        r.model_bytes = loaded.bytes;
+        r.model_checksum = loaded.checksum;
     }
     if (out) TRY_VOID(write_predictions(*out, pred));
     return {};

@@ -1,5 +1,6 @@
 #include "xxh64.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -37,31 +38,48 @@ std::uint64_t merge(std::uint64_t acc, std::uint64_t v) {
     return acc * P1 + P4;
 }
 
+
+/// Runs the four lanes over whole 32-byte stripes from `p`; returns the bytes consumed.
+std::size_t stripes(std::uint64_t* v, const std::uint8_t* p, std::size_t len) {
+    std::size_t done = 0;
+    for (; len - done >= 32; done += 32) {
+        v[0] = round(v[0], read64(p + done));
+        v[1] = round(v[1], read64(p + done + 8));
+        v[2] = round(v[2], read64(p + done + 16));
+        v[3] = round(v[3], read64(p + done + 24));
+    }
+    return done;
+}
+
 }  // namespace
 
-std::uint64_t xxh64(const void* data, std::size_t len) {
+void Xxh64::update(const void* data, std::size_t len) {
     const auto* p = static_cast<const std::uint8_t*>(data);
-    const std::uint8_t* const end = p + len;
+    total_ += len;
+    if (buf_len_ > 0) {
+        const std::size_t take = std::min(len, sizeof buf_ - buf_len_);
+        std::memcpy(buf_ + buf_len_, p, take);
+        buf_len_ += take, p += take, len -= take;
+        if (buf_len_ < sizeof buf_) return;
+        stripes(v_, buf_, sizeof buf_);
+        buf_len_ = 0;
+    }
+    const std::size_t done = stripes(v_, p, len);
+    std::memcpy(buf_, p + done, len - done);
+    buf_len_ = len - done;
+}
+
+std::uint64_t Xxh64::digest() const {
     std::uint64_t h;
-    if (len >= 32) {
-        std::uint64_t v1 = P1 + P2, v2 = P2, v3 = 0, v4 = 0 - P1;
-        const std::uint8_t* const last_stripe = end - 32;
-        do {
-            v1 = round(v1, read64(p));
-            v2 = round(v2, read64(p + 8));
-            v3 = round(v3, read64(p + 16));
-            v4 = round(v4, read64(p + 24));
-            p += 32;
-        } while (p <= last_stripe);
-        h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
-        h = merge(h, v1);
-        h = merge(h, v2);
-        h = merge(h, v3);
-        h = merge(h, v4);
+    if (total_ >= 32) {
+        h = rotl(v_[0], 1) + rotl(v_[1], 7) + rotl(v_[2], 12) + rotl(v_[3], 18);
+        for (std::uint64_t v : v_) h = merge(h, v);
     } else {
         h = P5;
     }
-    h += static_cast<std::uint64_t>(len);
+    h += total_;
+    const std::uint8_t* p = buf_;
+    const std::uint8_t* const end = buf_ + buf_len_;
     while (end - p >= 8) {
         h ^= round(0, read64(p));
         h = rotl(h, 27) * P1 + P4;
@@ -83,6 +101,12 @@ std::uint64_t xxh64(const void* data, std::size_t len) {
     h *= P3;
     h ^= h >> 32;
     return h;
+}
+
+std::uint64_t xxh64(const void* data, std::size_t len) {
+    Xxh64 h;
+    h.update(data, len);
+    return h.digest();
 }
 
 std::string xxh64_name(std::uint64_t sum) {

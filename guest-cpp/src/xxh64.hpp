@@ -10,6 +10,22 @@
 
 namespace guest {
 
+/// Incremental XXH64 (seed 0), so the model file is hashed as it is written or read.
+class Xxh64 {
+public:
+    /// Feeds `len` bytes.
+    void update(const void* data, std::size_t len);
+    /// The hash of everything fed so far (more may be fed afterwards).
+    std::uint64_t digest() const;
+
+private:
+    std::uint64_t v_[4] = {0x9E3779B185EBCA87ull + 0xC2B2AE3D27D4EB4Full, 0xC2B2AE3D27D4EB4Full, 0,
+                           0 - 0x9E3779B185EBCA87ull};
+    std::uint8_t buf_[32] = {};
+    std::size_t buf_len_ = 0;
+    std::uint64_t total_ = 0;
+};
+
 /// XXH64 of `len` bytes with seed 0.
 std::uint64_t xxh64(const void* data, std::size_t len);
 

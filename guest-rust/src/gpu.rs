@@ -143,27 +143,18 @@ impl DeviceBuffer {
 
     /// Writes `data` starting at word `offset`, in pieces of at most [`piece`] bytes.
     pub fn write_u32(&self, offset: u64, data: &[u32]) -> GpuResult<()> {
-        self.write_words(offset, data, u32::to_le_bytes)
+        self.write_bytes(offset, bytemuck::cast_slice(data))
     }
 
     /// Writes `f32` values (as their bit patterns) starting at word `offset`.
     pub fn write_f32(&self, offset: u64, data: &[f32]) -> GpuResult<()> {
-        self.write_words(offset, data, f32::to_le_bytes)
+        self.write_bytes(offset, bytemuck::cast_slice(data))
     }
 
-    /// Writes `data` as little-endian words, each piece through one staging buffer of at
-    /// most a piece (never a copy of the whole data).
-    fn write_words<T: Copy>(&self, offset: u64, data: &[T], le: fn(T) -> [u8; 4]) -> GpuResult<()> {
-        let mut bytes = Vec::new();
-        in_pieces(data.len() as u64 * 4, |done, n| {
-            let words = &data[(done / 4) as usize..((done + n) / 4) as usize];
-            bytes.clear();
-            bytes.resize(n as usize, 0);
-            for (dst, &w) in bytes.chunks_exact_mut(4).zip(words) {
-                dst.copy_from_slice(&le(w));
-            }
-            Ok(self.inner.write(offset * 4 + done, &bytes)?)
-        })
+    /// Writes whole words' bytes (little-endian: WebAssembly's own order, so the words are
+    /// passed as they lie in memory) starting at word `offset`.
+    fn write_bytes(&self, offset: u64, bytes: &[u8]) -> GpuResult<()> {
+        in_pieces(bytes.len() as u64, |done, n| Ok(self.inner.write(offset * 4 + done, &bytes[done as usize..(done + n) as usize])?))
     }
 
     /// Reads `count` words starting at word `offset`, in pieces of at most [`piece`] bytes.

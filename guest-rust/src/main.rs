@@ -8,6 +8,7 @@ mod data;
 mod error;
 mod gpu;
 mod model;
+mod model_io;
 mod predictor;
 mod rng;
 mod rounds;

@@ -2,24 +2,23 @@
 //! `<path>.tmp` and a rename) and strict reading. The bytes are a pure function of the
 //! trained forest, so both guests and every backend produce identical files.
 
-use sha2::{Digest, Sha256};
-use xxhash_rust::xxh64::xxh64;
-
-use crate::error::Error;
+// Node records are copied to and from the file as native bytes (src/model_io.rs).
+#[cfg(target_endian = "big")]
+compile_error!("the model file is little-endian, and nodes are copied to it as they lie in memory");
 
 /// First 8 bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"WGPURF\0\x01";
 /// The only format version this guest reads and writes.
 pub const VERSION: u32 = 2;
 /// Task field: regression (1 = classification is reserved).
-const TASK_REGRESSION: u32 = 0;
+pub(crate) const TASK_REGRESSION: u32 = 0;
 /// Checksum field: SHA-256 of every preceding byte, 32 bytes at the end (read, not written).
-const CHECKSUM_SHA256: u32 = 1;
+pub(crate) const CHECKSUM_SHA256: u32 = 1;
 /// Checksum field: XXH64 (seed 0) of every preceding byte, 8 bytes (little-endian) at the
 /// end. What this guest writes: it verifies at memory speed (§10).
-const CHECKSUM_XXH64: u32 = 2;
+pub(crate) const CHECKSUM_XXH64: u32 = 2;
 /// Values per node for regression.
-const OUTPUTS: u32 = 1;
+pub(crate) const OUTPUTS: u32 = 1;
 /// "No feature" (a leaf) and "unlimited depth".
 pub const NONE: u32 = u32::MAX;
 /// Largest fixed-point target (§5).
@@ -27,26 +26,23 @@ pub const TARGET_MAX: u32 = u32::MAX;
 /// Largest node value: `TARGET_MAX` in 32.32 fixed point (§8).
 pub const VALUE_MAX: u64 = (TARGET_MAX as u64) << 32;
 /// Bytes before the label table: magic, 3 words, 2 words, seed, 7 words, y_min, scale.
-const HEADER_BYTES: usize = 8 + 4 * 5 + 8 + 4 * 7 + 8 + 8;
+pub(crate) const HEADER_BYTES: usize = 8 + 4 * 5 + 8 + 4 * 7 + 8 + 8;
 /// Bytes per node (regression: one value).
-const NODE_BYTES: usize = 24 + 8 * OUTPUTS as usize;
-/// Bytes of the trailing checksum, by kind.
-fn checksum_bytes(kind: u32) -> Option<usize> {
-    match kind {
-        CHECKSUM_SHA256 => Some(32),
-        CHECKSUM_XXH64 => Some(8),
-        _ => None,
-    }
-}
-
-/// One node. Leaves have `feature == NONE`, threshold 0 and children 0.
-#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) const NODE_BYTES: usize = 24 + 8 * OUTPUTS as usize;
+const _: () = assert!(std::mem::size_of::<Node>() == NODE_BYTES);
+/// One node, laid out as the file's 32-byte record (§10; WebAssembly is little-endian, like
+/// the file), so whole trees move between memory and the file unchanged. Leaves have
+/// `feature == NONE`, threshold 0 and children 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Node {
     pub feature: u32,
     /// Rows with `x[feature] <= threshold` go to `left`.
     pub threshold: f32,
     pub left: u32,
     pub right: u32,
+    /// Reserved for missing values (bit 0: they go left); 0 until they exist.
+    pub flags: u32,
     /// Weighted count of the node's bootstrap rows.
     pub count: u32,
     /// Mean target of the node's bootstrap rows, 32.32 fixed point (§8).
@@ -56,7 +52,7 @@ pub struct Node {
 impl Node {
     /// A leaf with weighted count `count` and the given fixed-point value.
     pub fn leaf(count: u32, value: u64) -> Self {
-        Node { feature: NONE, threshold: 0.0, left: 0, right: 0, count, value }
+        Node { feature: NONE, threshold: 0.0, left: 0, right: 0, flags: 0, count, value }
     }
 
     /// True when the node has no children.
@@ -96,150 +92,6 @@ pub fn node_value(n: u32, s: u64) -> u64 {
 }
 
 impl Model {
-    /// The file's bytes, checksum included.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let nodes: usize = self.trees.iter().map(Vec::len).sum();
-        let mut out = Vec::with_capacity(HEADER_BYTES + self.trees.len() * 4 + nodes * NODE_BYTES + 8);
-        out.extend_from_slice(&MAGIC);
-        for w in [VERSION, TASK_REGRESSION, CHECKSUM_XXH64, self.features, self.trees.len() as u32] {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out.extend_from_slice(&self.seed.to_le_bytes());
-        for w in [
-            self.max_depth.unwrap_or(NONE),
-            self.min_samples_split,
-            self.min_samples_leaf,
-            self.max_features,
-            self.max_bins,
-            self.train_rows,
-            OUTPUTS,
-        ] {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out.extend_from_slice(&self.y_min.to_le_bytes());
-        out.extend_from_slice(&self.scale.to_le_bytes());
-        // Label table: empty for regression.
-        out.extend_from_slice(&0u32.to_le_bytes());
-        for tree in &self.trees {
-            out.extend_from_slice(&(tree.len() as u32).to_le_bytes());
-            for n in tree {
-                // Flags (bit 0: missing values go left) are 0 until missing values exist.
-                let mut node = [0u8; NODE_BYTES];
-                for (at, w) in [n.feature, n.threshold.to_bits(), n.left, n.right, 0, n.count].into_iter().enumerate() {
-                    node[at * 4..at * 4 + 4].copy_from_slice(&w.to_le_bytes());
-                }
-                node[24..].copy_from_slice(&n.value.to_le_bytes());
-                out.extend_from_slice(&node);
-            }
-        }
-        let sum = xxh64(&out, 0);
-        out.extend_from_slice(&sum.to_le_bytes());
-        out
-    }
-
-    /// Parses and validates a model file; the message says what is wrong.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Model, String> {
-        if bytes.len() < 8 || bytes[..8] != MAGIC {
-            return Err("not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)".into());
-        }
-        if bytes.len() < HEADER_BYTES + 8 {
-            return Err(format!("truncated: {} bytes is shorter than a model header", bytes.len()));
-        }
-        let mut r = Reader { bytes, at: 8 };
-        let version = r.u32()?;
-        if version == 1 {
-            return Err("model format version 1 was written by an older release; retrain the model with this one \
-                        (training is deterministic: same data, parameters and seed give the same forest)"
-                .into());
-        }
-        if version != VERSION {
-            return Err(format!("model format version {version} is not supported (this guest reads version {VERSION})"));
-        }
-        let task = r.u32()?;
-        if task != TASK_REGRESSION {
-            return Err(format!("model task {task} is not supported (this guest reads regression models, task 0)"));
-        }
-        let checksum = r.u32()?;
-        let Some(trailer) = checksum_bytes(checksum) else {
-            return Err(format!("checksum kind {checksum} is not supported (this guest reads SHA-256, kind 1, and XXH64, kind 2)"));
-        };
-        if bytes.len() < HEADER_BYTES + trailer {
-            return Err(format!("truncated: {} bytes is shorter than a model header", bytes.len()));
-        }
-        // The checksum first: a damaged file is reported as such, not by what its damage
-        // looks like to the parser.
-        let (body, sum) = bytes.split_at(bytes.len() - trailer);
-        let intact = match checksum {
-            CHECKSUM_SHA256 => Sha256::digest(body).as_slice() == sum,
-            _ => xxh64(body, 0).to_le_bytes() == sum,
-        };
-        if !intact {
-            return Err("checksum mismatch: the file is corrupt, truncated or was modified".into());
-        }
-        let mut r = Reader { bytes: body, at: r.at };
-        let features = r.u32()?;
-        let trees = r.u32()?;
-        let seed = r.u64()?;
-        let max_depth = r.u32()?;
-        let min_samples_split = r.u32()?;
-        let min_samples_leaf = r.u32()?;
-        let max_features = r.u32()?;
-        let max_bins = r.u32()?;
-        let train_rows = r.u32()?;
-        let outputs = r.u32()?;
-        if outputs != OUTPUTS {
-            return Err(format!("a regression model has 1 value per node, not {outputs}"));
-        }
-        let y_min = f64::from_bits(r.u64()?);
-        let scale = f64::from_bits(r.u64()?);
-        let labels = r.u32()?;
-        if labels != 0 {
-            return Err(format!("a regression model has an empty label table, not {labels} bytes"));
-        }
-        let mut forest = Vec::with_capacity((trees as usize).min(bytes.len() / 24));
-        for t in 0..trees {
-            let count = r.u32()? as usize;
-            if count == 0 {
-                return Err(format!("tree {t} has no nodes"));
-            }
-            if count > (body.len() - r.at) / NODE_BYTES {
-                return Err(format!("truncated: tree {t} claims {count} nodes but the file ends first"));
-            }
-            let raw = &body[r.at..r.at + count * NODE_BYTES];
-            r.at += count * NODE_BYTES;
-            let word = |n: &[u8], at: usize| u32::from_le_bytes([n[at], n[at + 1], n[at + 2], n[at + 3]]);
-            let mut nodes = Vec::with_capacity(count);
-            for (i, n) in raw.chunks_exact(NODE_BYTES).enumerate() {
-                let flags = word(n, 16);
-                if flags != 0 {
-                    return Err(format!("tree {t} node {i}: flags {flags:#x} set reserved bits"));
-                }
-                let value = u64::from(word(n, 24)) | u64::from(word(n, 28)) << 32;
-                let threshold = f32::from_bits(word(n, 4));
-                nodes.push(Node { feature: word(n, 0), threshold, left: word(n, 8), right: word(n, 12), count: word(n, 20), value });
-            }
-            forest.push(nodes);
-        }
-        if r.at != body.len() {
-            return Err(format!("{} unexpected bytes after the last tree", body.len() - r.at));
-        }
-        let model = Model {
-            features,
-            seed,
-            max_depth: (max_depth != NONE).then_some(max_depth),
-            min_samples_split,
-            min_samples_leaf,
-            max_features,
-            max_bins,
-            train_rows,
-            y_min,
-            scale,
-            trees: forest,
-        };
-        model.validate()?;
-        Ok(model)
-    }
-
     /// Checks every invariant the writer guarantees, so a reader can trust the forest.
     pub fn validate(&self) -> Result<(), String> {
         if self.features == 0 {
@@ -264,6 +116,9 @@ impl Model {
             let count = tree.len() as u64;
             for (i, n) in tree.iter().enumerate() {
                 let bad = |what: String| Err(format!("tree {t} node {i}: {what}"));
+                if n.flags != 0 {
+                    return bad(format!("flags {:#x} set reserved bits", n.flags));
+                }
                 if n.value > VALUE_MAX {
                     return bad(format!("value {:#x} exceeds {VALUE_MAX:#x}", n.value));
                 }
@@ -305,79 +160,19 @@ impl Model {
         }
         deepest
     }
-
-    /// Writes the model to `<path>.tmp` and renames it over `path`; returns (bytes, the
-    /// file's checksum as [`checksum_of`] names it).
-    pub fn save(&self, path: &str) -> Result<(usize, String), Error> {
-        let bytes = self.to_bytes();
-        let tmp = format!("{path}.tmp");
-        if let Err(e) = std::fs::write(&tmp, &bytes) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::file(path, format!("cannot write {tmp}: {e}")));
-        }
-        if let Err(e) = std::fs::rename(&tmp, path) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::file(path, format!("cannot rename {tmp} to it: {e}")));
-        }
-        Ok((bytes.len(), checksum_of(&bytes)))
-    }
-
-    /// Reads and validates a model file; returns the model and its checksum ([`checksum_of`]).
-    pub fn load(path: &str) -> Result<(Model, String), Error> {
-        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::file(path, "cannot open: no such file (train a model first, or check --model)"),
-            _ => Error::file(path, format!("cannot read: {e}")),
-        })?;
-        let model = Model::from_bytes(&bytes).map_err(|e| Error::file(path, e))?;
-        Ok((model, checksum_of(&bytes)))
-    }
-}
-
-/// The checksum a valid model file carries in its last bytes, as reported in
-/// `model_checksum`: `xxh64:` and the 16 hex digits of the u64 (kind 2), or `sha256:` and
-/// 64 hex digits (kind 1, files of earlier releases).
-pub fn checksum_of(file: &[u8]) -> String {
-    let kind = file.get(16..20).map_or(0, |k| u32::from_le_bytes([k[0], k[1], k[2], k[3]]));
-    match kind {
-        CHECKSUM_SHA256 if file.len() >= 32 => {
-            let hex: String = file[file.len() - 32..].iter().map(|b| format!("{b:02x}")).collect();
-            format!("sha256:{hex}")
-        }
-        _ if file.len() >= 8 => {
-            let sum = u64::from_le_bytes(file[file.len() - 8..].try_into().expect("8 bytes"));
-            format!("xxh64:{sum:016x}")
-        }
-        _ => String::new(),
-    }
-}
-
-/// Little-endian cursor that reports truncation as an error.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let end = self.at.checked_add(N).filter(|&e| e <= self.bytes.len()).ok_or("truncated: the file ends early")?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(&self.bytes[self.at..end]);
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        self.take::<4>().map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        self.take::<8>().map(u64::from_le_bytes)
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest, Sha256};
+    use xxhash_rust::xxh64::xxh64;
+
     use super::*;
+
+    /// The checksum `load` reports for a file's bytes.
+    fn checksum_of(bytes: &[u8]) -> String {
+        Model::read_from(&mut &bytes[..], bytes.len() as u64).unwrap().1
+    }
 
     fn sample() -> Model {
         Model {
@@ -393,9 +188,9 @@ mod tests {
             scale: f64::from(TARGET_MAX) / 321.0,
             trees: vec![
                 vec![
-                    Node { feature: 1, threshold: 0.5, left: 1, right: 2, count: 10, value: 500 << 32 },
+                    Node { feature: 1, threshold: 0.5, left: 1, right: 2, flags: 0, count: 10, value: 500 << 32 },
                     Node::leaf(4, 100 << 32),
-                    Node { feature: 2, threshold: -1.25, left: 3, right: 4, count: 6, value: (900 << 32) | 7 },
+                    Node { feature: 2, threshold: -1.25, left: 3, right: 4, flags: 0, count: 6, value: (900 << 32) | 7 },
                     Node::leaf(3, 800 << 32),
                     Node::leaf(3, VALUE_MAX),
                 ],

@@ -2,7 +2,7 @@
 //! exact fixed-point sums into predictions and an MSE (docs/algorithm.md §9).
 
 use crate::gpu::{self, DeviceBuffer};
-use crate::model::{Model, NONE};
+use crate::model::{Model, NONE, Node};
 
 /// The forest, uploaded once, ready to predict any number of feature matrices.
 pub struct GpuPredictor {
@@ -16,41 +16,54 @@ pub struct GpuPredictor {
     scale: f64,
 }
 
-/// The `predict-forest` node table: 4 words per node, children as forest-wide indices,
-/// leaves carrying their 64-bit value in words 1-2 (§9); plus each tree's root index.
-pub fn flatten(model: &Model) -> Result<(Vec<u32>, Vec<u32>), String> {
-    let total: usize = model.trees.iter().map(Vec::len).sum();
-    if total > NONE as usize {
-        return Err(format!("the forest has {total} nodes; predict-forest addresses fewer than 2^32"));
-    }
-    let mut nodes = Vec::with_capacity(total * 4);
-    let mut roots = Vec::with_capacity(model.trees.len());
-    for tree in &model.trees {
-        let offset = (nodes.len() / 4) as u32;
-        roots.push(offset);
-        for n in tree {
-            if n.is_leaf() {
-                nodes.extend([NONE, n.value as u32, (n.value >> 32) as u32, 0]);
-            } else {
-                nodes.extend([n.feature, n.threshold.to_bits(), offset + n.left, offset + n.right]);
-            }
+/// Words of the node table flattened and uploaded at a time.
+const UPLOAD_WORDS: usize = 1 << 20;
+
+/// Appends `tree`'s rows of the `predict-forest` node table to `out`: 4 words per node,
+/// children as forest-wide indices (the tree's first node is `offset`), leaves carrying their
+/// 64-bit value in words 1-2 (§9).
+fn flatten_tree(tree: &[Node], offset: u32, out: &mut Vec<u32>) {
+    for n in tree {
+        if n.is_leaf() {
+            out.extend([NONE, n.value as u32, (n.value >> 32) as u32, 0]);
+        } else {
+            out.extend([n.feature, n.threshold.to_bits(), offset + n.left, offset + n.right]);
         }
     }
-    Ok((nodes, roots))
 }
 
 impl GpuPredictor {
-    /// Uploads a validated model.
+    /// Uploads a validated model, a few MiB of the node table at a time (the table is never
+    /// whole in the guest's memory).
     pub fn new(model: &Model) -> Result<Self, String> {
-        // The walk limit is the model's own deepest path (§9), whatever --max-depth was.
-        let depth = model.depth();
-        let (nodes, roots) = flatten(model)?;
+        let total: usize = model.trees.iter().map(Vec::len).sum();
+        if total > NONE as usize {
+            return Err(format!("the forest has {total} nodes; predict-forest addresses fewer than 2^32"));
+        }
+        let nodes = DeviceBuffer::zeroed(total as u64 * 4)?;
+        let mut roots = Vec::with_capacity(model.trees.len());
+        let mut chunk = Vec::with_capacity(UPLOAD_WORDS + 4);
+        let (mut first, mut uploaded) = (0u32, 0u64);
+        for tree in &model.trees {
+            roots.push(first);
+            for part in tree.chunks(UPLOAD_WORDS / 4) {
+                flatten_tree(part, first, &mut chunk);
+                if chunk.len() >= UPLOAD_WORDS {
+                    nodes.write_u32(uploaded, &chunk)?;
+                    uploaded += chunk.len() as u64;
+                    chunk.clear();
+                }
+            }
+            first += tree.len() as u32;
+        }
+        nodes.write_u32(uploaded, &chunk)?;
         Ok(GpuPredictor {
-            node_count: (nodes.len() / 4) as u32,
+            node_count: total as u32,
             tree_count: roots.len() as u32,
-            nodes: DeviceBuffer::from_u32(&nodes)?,
+            nodes,
             roots: DeviceBuffer::from_u32(&roots)?,
-            depth,
+            // The walk limit is the model's own deepest path (§9), whatever --max-depth was.
+            depth: model.depth(),
             features: model.features,
             y_min: model.y_min,
             scale: model.scale,
@@ -103,10 +116,9 @@ pub fn mse(predictions: &[f64], targets: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Node;
 
     #[test]
-    fn flatten_offsets_children_and_roots() {
+    fn flatten_offsets_children() {
         let model = Model {
             features: 2,
             seed: 1,
@@ -121,14 +133,15 @@ mod tests {
             trees: vec![
                 vec![Node::leaf(1, 5)],
                 vec![
-                    Node { feature: 1, threshold: 2.5, left: 1, right: 2, count: 3, value: 3 },
+                    Node { feature: 1, threshold: 2.5, left: 1, right: 2, flags: 0, count: 3, value: 3 },
                     Node::leaf(1, 1 << 32 | 1),
                     Node::leaf(2, 9),
                 ],
             ],
         };
-        let (nodes, roots) = flatten(&model).unwrap();
-        assert_eq!(roots, vec![0, 1]);
+        let mut nodes = Vec::new();
+        flatten_tree(&model.trees[0], 0, &mut nodes);
+        flatten_tree(&model.trees[1], 1, &mut nodes);
         assert_eq!(nodes, vec![NONE, 5, 0, 0, 1, 2.5f32.to_bits(), 2, 3, NONE, 1, 1, 0, NONE, 9, 0, 0]);
     }
 
