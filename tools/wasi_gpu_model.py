@@ -9,6 +9,9 @@ DATA.csv has a header and the model's feature columns, optionally followed by th
 guests' `predict --out` writes: the forest is walked with float32 features and thresholds,
 leaf values are summed as exact integers, and the sum is turned into a prediction with the
 guests' f64 operations in their order (docs/algorithm.md §9).
+
+To serve a model elsewhere, tools/wasi_gpu_export.py exports it to ONNX or Treelite with this
+reader (docs/export.md).
 """
 
 import hashlib
@@ -177,7 +180,7 @@ def read_csv(path: str, features: int):
 
 def main(argv):
     if len(argv) not in (2, 4) or (len(argv) == 4 and argv[2] != "--out"):
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print("usage: " + __doc__.strip().splitlines()[3].strip(), file=sys.stderr)
         return 2
     model_path, data_path = argv[0], argv[1]
     m = load(model_path)
