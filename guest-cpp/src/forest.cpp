@@ -182,11 +182,6 @@ std::uint32_t f32_bits(float f) {
     std::memcpy(&bits, &f, 4);
     return bits;
 }
-float bits_f32(std::uint32_t bits) {
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-}
 
 /// Device failures become guest failures.
 template <class T>

@@ -54,6 +54,7 @@ struct TrainParams {
 
 struct SavedModel;
 struct LoadedModel;
+struct ModelDigests;
 
 /// A trained forest: the content of a model file.
 struct Model {
@@ -74,6 +75,8 @@ struct Model {
     Expected<SavedModel> save(const std::string& path) const;
     /// Reads and validates a model file (src/model_file.cpp).
     static Expected<LoadedModel> load(const std::string& path);
+    /// The size, checksum and SHA-256 of the file `save` writes, from the forest alone.
+    ModelDigests digests() const;
     /// Most steps from a root to a leaf over all trees (what predict-forest gets as max-depth).
     std::uint32_t depth() const;
 };
@@ -83,6 +86,13 @@ struct Model {
 struct SavedModel {
     std::uint64_t bytes = 0;
     std::string checksum;
+};
+
+/// A model file's size, checksum (`xxh64:` + 16 hex digits) and SHA-256 (64 hex digits).
+struct ModelDigests {
+    std::uint64_t bytes = 0;
+    std::string checksum;
+    std::string sha256;
 };
 
 /// A model read from a file, with the file's size and checksum (`xxh64:` + 16 hex digits, or

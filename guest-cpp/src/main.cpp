@@ -11,6 +11,7 @@
 #include "dataset.hpp"
 #include "forest.hpp"
 #include "output.hpp"
+#include "receipt.hpp"
 #include "sha256.hpp"
 
 namespace {
@@ -22,7 +23,7 @@ using guest::Failure;
 constexpr int EXIT_ERROR = 1;
 constexpr int EXIT_USAGE = 2;
 
-enum class Command { Pipeline, Train, Predict };
+enum class Command { Pipeline, Train, Predict, Verify };
 
 /// Everything the command line says.
 struct Options {
@@ -34,6 +35,8 @@ struct Options {
     guest::TrainParams params;
     bool json = false;
     bool quiet = false;
+    std::optional<std::string> receipt;  ///< written by train and pipeline, checked by verify
+    bool train_given = false;            ///< verify reads --train instead of the receipt's data path
 };
 
 const char* command_name(Command c) {
@@ -41,6 +44,7 @@ const char* command_name(Command c) {
         case Command::Pipeline: return "pipeline";
         case Command::Train: return "train";
         case Command::Predict: return "predict";
+        case Command::Verify: return "verify";
     }
     return "pipeline";
 }
@@ -56,7 +60,7 @@ const char* backend_name(wasi_gpu::BackendKind b) {
 
 /// Printed for --help and after a usage error.
 const char* const USAGE =
-    "usage: guest-cpp [pipeline|train|predict] [options]\n"
+    "usage: guest-cpp [pipeline|train|predict|verify] [options]\n"
     "  --train PATH              training data, .csv or .npy (default data/diabetes_train.csv)\n"
     "  --test PATH               test data (default data/diabetes_test.csv)\n"
     "  --model PATH              model file (default model.bin)\n"
@@ -68,6 +72,8 @@ const char* const USAGE =
     "  --max-features X          integer, fraction in (0, 1], sqrt or log2 (default 1.0)\n"
     "  --bins N                  bins per feature, 2..=256 (default 256)\n"
     "  --seed N                  u64 (default 42)\n"
+    "  --receipt PATH            train, pipeline: write a training receipt (JSON); verify: the\n"
+    "                            receipt to train again and check (--train overrides its data path)\n"
     "  --json                    one JSON line on stdout\n"
     "  --quiet                   no progress on stderr\n";
 
@@ -148,10 +154,11 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
         if (args[0] == "pipeline") o.command = Command::Pipeline, i = 1;
         else if (args[0] == "train") o.command = Command::Train, i = 1;
         else if (args[0] == "predict") o.command = Command::Predict, i = 1;
+        else if (args[0] == "verify") o.command = Command::Verify, i = 1;
     }
     static const char* const with_value[] = {"--train", "--test", "--model", "--out", "--trees", "--max-depth",
                                              "--min-samples-split", "--min-samples-leaf", "--max-features",
-                                             "--bins", "--seed"};
+                                             "--bins", "--seed", "--receipt"};
     for (; i < args.size(); ++i) {
         std::string flag = args[i];
         std::optional<std::string> inline_value;
@@ -167,7 +174,7 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
         for (const char* f : with_value) known = known || flag == f;
         if (!known) {
             if (!flag.empty() && flag[0] == '-') return usage("unknown option `" + flag + "`");
-            return usage("unexpected argument `" + flag + "` (commands: pipeline, train, predict)");
+            return usage("unexpected argument `" + flag + "` (commands: pipeline, train, predict, verify)");
         }
         std::string v;
         if (inline_value) {
@@ -176,7 +183,8 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
             if (i + 1 >= args.size()) return usage(flag + " needs a value");
             v = args[++i];
         }
-        if (flag == "--train") o.train = v;
+        if (flag == "--train") o.train = v, o.train_given = true;
+        else if (flag == "--receipt") o.receipt = v;
         else if (flag == "--test") o.test = v;
         else if (flag == "--model") o.model = v;
         else if (flag == "--out") o.out = v;
@@ -209,6 +217,8 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
             o.params.seed = *n;
         }
     }
+    if (o.command == Command::Verify && !o.receipt) return usage("verify needs --receipt FILE");
+    if (o.command == Command::Predict && o.receipt) return usage("--receipt is for train, pipeline and verify");
     o.params.progress = !o.quiet;
     return o;
 }
@@ -252,6 +262,7 @@ struct Report {
     std::optional<double> load_ms, train_ms, save_ms, predict_ms, mse;
     std::string model_checksum;
     std::uint64_t model_bytes = 0;
+    std::optional<std::string> receipt;  ///< the receipt written (train, pipeline) or verified
 
     void from_model(const guest::Model& m) {
         features = m.features;
@@ -285,6 +296,7 @@ void print_json(const Options& o, const wasi_gpu::DeviceInfo& info, const Report
     line += ",\"predict_ms\":" + ms_or_null(r.predict_ms);
     line += ",\"mse\":" + (r.mse ? fmt("%.17g", *r.mse) : std::string("null"));
     line += ",\"model_checksum\":" + (r.model_checksum.empty() ? std::string("null") : json_string(r.model_checksum));
+    line += ",\"receipt\":" + (r.receipt ? json_string(*r.receipt) : std::string("null"));
     guest::emit_text(1, line + "}\n");
 }
 
@@ -327,10 +339,9 @@ Expected<T> about(const std::string& file, Expected<T> r) {
     return wasi_gpu::Unexpected<Failure>(f);
 }
 
-/// `train`: load --train, fit, save --model; the model, for the pipeline's prediction. With
-/// `then_test` (the pipeline), that file's columns are checked against the training data
-/// before training.
-Expected<guest::Model> do_train(const Options& o, Report& r, const std::string* then_test) {
+/// Loads --train and fits. With `then_test` (the pipeline), that file's columns are checked
+/// against the training data before training.
+Expected<guest::Model> do_fit(const Options& o, Report& r, const std::string* then_test) {
     const auto tl = std::chrono::steady_clock::now();
     TRY(train, guest::load_dataset(o.train, 0));
     if (then_test) TRY_VOID(guest::check_dataset(*then_test, train.features));
@@ -341,12 +352,51 @@ Expected<guest::Model> do_train(const Options& o, Report& r, const std::string* 
     r.train_ms = ms_since(tt);
     r.from_model(model);
     r.features = model.features;
+    return model;
+}
+
+/// `train`: fit, save --model and, with --receipt, write the receipt; the model, for the
+/// pipeline's prediction.
+Expected<guest::Model> do_train(const Options& o, const wasi_gpu::DeviceInfo& info, Report& r,
+                                const std::string* then_test) {
+    TRY(model, do_fit(o, r, then_test));
     const auto ts = std::chrono::steady_clock::now();
     TRY(saved, model.save(o.model));
     r.save_ms = ms_since(ts);
     r.model_bytes = saved.bytes;
     r.model_checksum = saved.checksum;
+    if (o.receipt) {
+        TRY(receipt, guest::Receipt::of(model, o.train, o.model, backend_name(info.backend), info.name));
+        TRY_VOID(receipt.save(*o.receipt));
+        r.receipt = o.receipt;
+    }
     return model;
+}
+
+/// `verify`: the receipt's data must be the file read now (SHA-256), and training with the
+/// receipt's parameters must give the receipt's model (its checksum and SHA-256).
+Expected<void> do_verify(const Options& o, Report& r) {
+    const std::string& path = *o.receipt;
+    TRY(receipt, guest::Receipt::load(path));
+    Options again = o;
+    again.train = o.train_given ? o.train : receipt.train;
+    TRY(data, guest::file_sha256(again.train));
+    if (data.sha256 != receipt.train_sha256)
+        return guest::fail(again.train, "its SHA-256 is " + data.sha256 + " (" + std::to_string(data.bytes) +
+                                            " bytes), but " + path + " records " + receipt.train_sha256 + " (" +
+                                            std::to_string(receipt.train_bytes) +
+                                            " bytes): not the data the model was trained on");
+    again.params = receipt.params(o.params.progress);
+    TRY(model, do_fit(again, r, nullptr));
+    const guest::ModelDigests d = model.digests();
+    if (d.checksum != receipt.model_checksum || d.sha256 != receipt.model_sha256)
+        return guest::fail(path, "the model trained here (" + d.checksum + ", sha256 " + d.sha256 +
+                                     ") is not the receipt's (" + receipt.model_checksum + ", sha256 " +
+                                     receipt.model_sha256 + "): not verified");
+    r.model_bytes = d.bytes;
+    r.model_checksum = d.checksum;
+    r.receipt = path;
+    return {};
 }
 
 /// `predict`: load --test, predict with `trained` (the pipeline's model, just saved) or else
@@ -382,10 +432,15 @@ void print_human(const Options& o, const wasi_gpu::DeviceInfo& info, const Repor
         guest::emit(1, "train: %" PRIu64 " rows x %u features\n", *r.train_rows, r.features);
     else if (r.test_rows)
         guest::emit(1, "test: %" PRIu64 " rows x %u features\n", *r.test_rows, r.features);
-    if (!r.model_checksum.empty())
+    if (o.command == Command::Verify && !r.model_checksum.empty() && r.receipt) {
+        guest::emit(1, "verified: %s: the model trained here (%" PRIu64 " bytes, %s) is the receipt's\n",
+                    r.receipt->c_str(), r.model_bytes, r.model_checksum.c_str());
+    } else if (!r.model_checksum.empty()) {
         guest::emit(1, "model: %s (%" PRIu64 " bytes, %s)\n", o.model.c_str(), r.model_bytes,
                     r.model_checksum.c_str());
-    if (o.command != Command::Train) {
+        if (r.receipt) guest::emit(1, "receipt: %s\n", r.receipt->c_str());
+    }
+    if (o.command != Command::Train && o.command != Command::Verify) {
         if (r.mse) guest::emit(1, "test MSE: %.6f\n", *r.mse);
         else guest::emit(1, "test MSE: n/a (the test data has no target column)\n");
     }
@@ -407,13 +462,13 @@ Expected<void> run(const Options& o) {
     Report r;
     switch (o.command) {
         case Command::Train: {
-            TRY(model, do_train(o, r, nullptr));
+            TRY(model, do_train(o, info, r, nullptr));
             (void)model;
             break;
         }
         case Command::Pipeline: {
             // The forest just trained predicts; the file it was saved to is not parsed again.
-            TRY(model, do_train(o, r, &o.test));
+            TRY(model, do_train(o, info, r, &o.test));
             const auto tp = std::chrono::steady_clock::now();
             TRY_VOID(do_predict(o, o.out, &model, r));
             r.predict_ms = ms_since(tp);
@@ -425,6 +480,7 @@ Expected<void> run(const Options& o) {
             r.predict_ms = ms_since(tp);
             break;
         }
+        case Command::Verify: TRY_VOID(do_verify(o, r)); break;
     }
     const double total = ms_since(start);
     if (o.json) print_json(o, info, r);

@@ -320,22 +320,53 @@ Expected<LoadedModel> read_model(int fd, std::uint64_t len, const std::string& p
 
 }  // namespace
 
+namespace {
+
+/// Writes the model file's bytes up to the checksum trailer to `w` (a Writer or a HashSink).
+template <class Out>
+bool write_body(const Model& m, Out& w) {
+    bool ok = w.write(MAGIC, 8) && w.u32(VERSION) && w.u32(TASK_REGRESSION) && w.u32(CHECKSUM_XXH64) &&
+              w.u32(m.features) && w.u32(static_cast<std::uint32_t>(m.trees.size())) && w.u64(m.seed) &&
+              w.u32(m.max_depth) && w.u32(m.min_samples_split) && w.u32(m.min_samples_leaf) && w.u32(m.max_features) &&
+              w.u32(m.max_bins) && w.u32(m.train_rows) && w.u32(1) /* values per node: 1 for regression */ &&
+              w.f64(m.y_min) && w.f64(m.scale) && w.u32(0) /* no label table for regression */;
+    for (std::size_t t = 0; ok && t < m.trees.size(); ++t)
+        ok = w.u32(static_cast<std::uint32_t>(m.trees[t].size())) && w.write(m.trees[t].data(), m.trees[t].size() * NODE_BYTES);
+    return ok;
+}
+
+/// Hashes what would be written, XXH64 (the trailer) and SHA-256 (of the whole file).
+struct HashSink {
+    Xxh64 xxh64;
+    Sha256 sha256;
+    std::uint64_t bytes = 0;
+    bool write(const void* p, std::size_t n) {
+        xxh64.update(p, n);
+        sha256.update(p, n);
+        bytes += n;
+        return true;
+    }
+    bool u32(std::uint32_t v) { return write(&v, 4); }
+    bool u64(std::uint64_t v) { return write(&v, 8); }
+    bool f64(double v) { return write(&v, 8); }
+};
+
+}  // namespace
+
+ModelDigests Model::digests() const {
+    HashSink h;
+    write_body(*this, h);
+    const std::uint64_t sum = h.xxh64.digest();
+    h.sha256.update(&sum, 8);
+    return ModelDigests{h.bytes + 8, xxh64_name(sum), to_hex(h.sha256.finish())};
+}
+
 Expected<SavedModel> Model::save(const std::string& path) const {
     const std::string tmp = path + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return fail(tmp, "cannot create: " + errno_text());
     Writer w(fd);
-    SavedModel saved;
-    bool ok = w.write(MAGIC, 8) && w.u32(VERSION) && w.u32(TASK_REGRESSION) && w.u32(CHECKSUM_XXH64) &&
-              w.u32(features) && w.u32(static_cast<std::uint32_t>(trees.size())) && w.u64(seed) && w.u32(max_depth) &&
-              w.u32(min_samples_split) && w.u32(min_samples_leaf) && w.u32(max_features) && w.u32(max_bins) &&
-              w.u32(train_rows) && w.u32(1) /* values per node: 1 for regression */ && w.f64(y_min) && w.f64(scale) &&
-              w.u32(0) /* no label table for regression */;
-    saved.bytes = HEADER_BYTES + 4 + 8;
-    for (std::size_t t = 0; ok && t < trees.size(); ++t) {
-        ok = w.u32(static_cast<std::uint32_t>(trees[t].size())) && w.write(trees[t].data(), trees[t].size() * NODE_BYTES);
-        saved.bytes += 4 + trees[t].size() * NODE_BYTES;
-    }
+    bool ok = write_body(*this, w);
     const std::uint64_t sum = w.digest();
     ok = ok && w.flush() && write_all(fd, reinterpret_cast<const std::uint8_t*>(&sum), 8);
     if (!ok) {
@@ -354,8 +385,9 @@ Expected<SavedModel> Model::save(const std::string& path) const {
         std::remove(tmp.c_str());
         return fail(path, "cannot rename " + tmp + " over it: " + why);
     }
-    saved.checksum = xxh64_name(sum);
-    return saved;
+    std::uint64_t bytes = HEADER_BYTES + 4 + 8;
+    for (const auto& tree : trees) bytes += 4 + tree.size() * NODE_BYTES;
+    return SavedModel{bytes, xxh64_name(sum)};
 }
 
 Expected<LoadedModel> Model::load(const std::string& path) {

@@ -1,5 +1,5 @@
-//! The command line of docs/guests.md: argument parsing, the three commands
-//! (`pipeline`, `train`, `predict`), the human and `--json` output, and exit codes
+//! The command line of docs/guests.md: argument parsing, the four commands
+//! (`pipeline`, `train`, `predict`, `verify`), the human and `--json` output, and exit codes
 //! (0 ok, 1 error naming a file, 2 usage).
 
 use std::time::Instant;
@@ -9,11 +9,12 @@ use crate::error::Error;
 use crate::gpu::{self, DeviceInfo, DeviceSink};
 use crate::model::Model;
 use crate::predictor::{self, GpuPredictor};
+use crate::receipt::{self, Receipt, json_str};
 use crate::trainer::{GpuTrainer, MaxFeatures, TrainParams};
 
 /// Printed for `--help`.
 pub const USAGE: &str = "\
-usage: guest-rust [pipeline|train|predict] [options]
+usage: guest-rust [pipeline|train|predict|verify] [options]
   --train PATH              training data, .csv or .npy (default data/diabetes_train.csv)
   --test PATH               test data (default data/diabetes_test.csv)
   --model PATH              model file (default model.bin)
@@ -25,6 +26,8 @@ usage: guest-rust [pipeline|train|predict] [options]
   --max-features X          integer, fraction in (0, 1], sqrt or log2 (default 1.0)
   --bins N                  bins per feature, 2..=256 (default 256)
   --seed N                  u64 (default 42)
+  --receipt PATH            train, pipeline: write a training receipt (JSON); verify: the
+                            receipt to train again and check (--train overrides its data path)
   --json                    one JSON line on stdout
   --quiet                   no progress on stderr";
 
@@ -34,6 +37,7 @@ pub enum Command {
     Pipeline,
     Train,
     Predict,
+    Verify,
 }
 
 impl Command {
@@ -42,6 +46,7 @@ impl Command {
             Command::Pipeline => "pipeline",
             Command::Train => "train",
             Command::Predict => "predict",
+            Command::Verify => "verify",
         }
     }
 }
@@ -56,6 +61,10 @@ pub struct Options {
     pub out: Option<String>,
     pub params: TrainParams,
     pub json: bool,
+    /// `--receipt`: written by train and pipeline, checked by verify.
+    pub receipt: Option<String>,
+    /// Whether `--train` was given (verify then reads that file instead of the receipt's).
+    pub train_given: bool,
 }
 
 /// Why the command line was not accepted.
@@ -115,6 +124,8 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
             progress: true,
         },
         json: false,
+        receipt: None,
+        train_given: false,
     };
     let mut rest = args;
     if let Some(first) = args.first() {
@@ -122,6 +133,7 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
             "pipeline" => Some(Command::Pipeline),
             "train" => Some(Command::Train),
             "predict" => Some(Command::Predict),
+            "verify" => Some(Command::Verify),
             _ => None,
         };
         if let Some(c) = command {
@@ -149,13 +161,15 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
             | "--min-samples-leaf"
             | "--max-features"
             | "--bins"
-            | "--seed" => {
+            | "--seed"
+            | "--receipt" => {
                 let v = match inline {
                     Some(v) => v,
                     None => it.next().cloned().ok_or_else(|| UsageError::Bad(format!("{flag} needs a value")))?,
                 };
                 match flag {
-                    "--train" => o.train = v,
+                    "--train" => (o.train, o.train_given) = (v, true),
+                    "--receipt" => o.receipt = Some(v),
                     "--test" => o.test = v,
                     "--model" => o.model = v,
                     "--out" => o.out = Some(v),
@@ -180,8 +194,13 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
                 }
             }
             other if other.starts_with('-') => return Err(UsageError::Bad(format!("unknown option `{other}`"))),
-            other => return Err(UsageError::Bad(format!("unexpected argument `{other}` (commands: pipeline, train, predict)"))),
+            other => return Err(UsageError::Bad(format!("unexpected argument `{other}` (commands: pipeline, train, predict, verify)"))),
         }
+    }
+    match (o.command, &o.receipt) {
+        (Command::Verify, None) => return Err(UsageError::Bad("verify needs --receipt FILE".into())),
+        (Command::Predict, Some(_)) => return Err(UsageError::Bad("--receipt is for train, pipeline and verify".into())),
+        _ => {}
     }
     Ok(o)
 }
@@ -214,25 +233,6 @@ pub fn fmt_g17(v: f64) -> String {
     }
 }
 
-/// A JSON string literal.
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn ms(v: Option<f64>) -> String {
     v.map_or("null".into(), |v| format!("{v:.6}"))
 }
@@ -261,6 +261,8 @@ struct Report {
     mse: Option<f64>,
     model_bytes: Option<usize>,
     model_checksum: Option<String>,
+    /// The receipt written (train, pipeline) or verified.
+    receipt: Option<String>,
     total_ms: f64,
 }
 
@@ -286,7 +288,7 @@ impl Report {
                 "{{\"guest\":\"rust\",\"command\":\"{}\",\"backend\":\"{}\",\"device\":{},",
                 "\"train_rows\":{},\"test_rows\":{},\"features\":{},\"trees\":{},\"max_depth\":{},",
                 "\"min_samples_split\":{},\"min_samples_leaf\":{},\"max_features\":{},\"bins\":{},\"seed\":{},",
-                "\"load_ms\":{},\"train_ms\":{},\"save_ms\":{},\"predict_ms\":{},\"mse\":{},\"model_checksum\":{}}}"
+                "\"load_ms\":{},\"train_ms\":{},\"save_ms\":{},\"predict_ms\":{},\"mse\":{},\"model_checksum\":{},\"receipt\":{}}}"
             ),
             command.name(),
             device.backend,
@@ -307,6 +309,7 @@ impl Report {
             ms(self.predict_ms),
             self.mse.map_or("null".into(), fmt_g17),
             self.model_checksum.as_deref().map_or("null".into(), json_str),
+            self.receipt.as_deref().map_or("null".into(), json_str),
         )
     }
 
@@ -320,11 +323,20 @@ impl Report {
             (_, _, Some(te)) => s += &format!("test: {te} rows x {} features\n", self.features.unwrap_or(0)),
             _ => {}
         }
-        if let (Some(bytes), Some(sum)) = (self.model_bytes, &self.model_checksum) {
-            s += &format!("model: {} ({bytes} bytes, {sum})\n", o.model);
+        match (o.command, self.model_bytes, &self.model_checksum, &self.receipt) {
+            (Command::Verify, Some(bytes), Some(sum), Some(receipt)) => {
+                s += &format!("verified: {receipt}: the model trained here ({bytes} bytes, {sum}) is the receipt's\n")
+            }
+            (_, Some(bytes), Some(sum), receipt) => {
+                s += &format!("model: {} ({bytes} bytes, {sum})\n", o.model);
+                if let Some(receipt) = receipt {
+                    s += &format!("receipt: {receipt}\n");
+                }
+            }
+            _ => {}
         }
         match (o.command, self.mse) {
-            (Command::Train, _) => {}
+            (Command::Train | Command::Verify, _) => {}
             (_, Some(mse)) => s += &format!("test MSE: {mse:.6}\n"),
             (_, None) => s += "test MSE: n/a (the test data has no target column)\n",
         }
@@ -348,11 +360,10 @@ fn elapsed(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// Loads training data into a device buffer and trains; returns (model, load ms, train ms).
-/// With `then_test` (the pipeline), that file's columns are checked against the training
-/// data before training, so that a test file the run cannot use never costs a training nor
-/// replaces the model file.
-fn train(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Option<&str>) -> Result<Model, Error> {
+/// Loads training data into a device buffer and trains. With `then_test` (the pipeline),
+/// that file's columns are checked against the training data before training, so that a test
+/// file the run cannot use never costs a training nor replaces the model file.
+fn fit(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Option<&str>) -> Result<Model, Error> {
     let t = Instant::now();
     let mut sink = DeviceSink::default();
     let data = data::load(&o.train, Layout::Train, Some(o.params.seed), &mut sink)?;
@@ -366,12 +377,55 @@ fn train(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Optio
     let model = GpuTrainer::new(device.clone(), o.params.clone()).train(x, data).map_err(|e| Error::file(&o.train, e))?;
     report.train_ms = Some(elapsed(t));
     report.describe_model(&model);
+    Ok(model)
+}
+
+/// Trains ([`fit`]), saves the model and, with `--receipt`, writes the receipt.
+fn train(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Option<&str>) -> Result<Model, Error> {
+    let model = fit(o, device, report, then_test)?;
     let t = Instant::now();
     let (bytes, sha) = model.save(&o.model)?;
     report.save_ms = Some(elapsed(t));
     report.model_bytes = Some(bytes);
     report.model_checksum = Some(sha);
+    if let Some(path) = &o.receipt {
+        Receipt::new(&model, &o.train, &o.model, device)?.save(path)?;
+        report.receipt = Some(path.clone());
+    }
     Ok(model)
+}
+
+/// `verify`: the receipt's data must be the file read now (SHA-256), and training with the
+/// receipt's parameters must give the receipt's model (its checksum and SHA-256).
+fn verify(o: &Options, path: &str, device: &DeviceInfo, report: &mut Report) -> Result<(), Error> {
+    let r = Receipt::load(path)?;
+    let train = if o.train_given { o.train.clone() } else { r.train.clone() };
+    let (bytes, sha) = receipt::file_sha256(&train)?;
+    if sha != r.train_sha256 {
+        return Err(Error::file(
+            &train,
+            format!(
+                "its SHA-256 is {sha} ({bytes} bytes), but {path} records {} ({} bytes): not the data the model was trained on",
+                r.train_sha256, r.train_bytes
+            ),
+        ));
+    }
+    let again = Options { train, params: r.params(o.params.progress), ..o.clone() };
+    let model = fit(&again, device, report, None)?;
+    let (bytes, checksum, sha) = receipt::model_digests(&model);
+    if checksum != r.model_checksum || sha != r.model_sha256 {
+        return Err(Error::file(
+            path,
+            format!(
+                "the model trained here ({checksum}, sha256 {sha}) is not the receipt's ({}, sha256 {}): not verified",
+                r.model_checksum, r.model_sha256
+            ),
+        ));
+    }
+    report.model_bytes = Some(bytes as usize);
+    report.model_checksum = Some(checksum);
+    report.receipt = Some(path.to_string());
+    Ok(())
 }
 
 /// Predicts the test data with `trained` (the pipeline's model, just saved), else with the
@@ -428,6 +482,7 @@ fn run(o: &Options, device: &DeviceInfo) -> Result<Report, Error> {
             report.load_ms = None;
             report.predict_ms = Some(elapsed(t));
         }
+        Command::Verify => verify(o, o.receipt.as_deref().expect("parse requires --receipt"), device, &mut report)?,
     }
     report.total_ms = elapsed(start);
     Ok(report)
@@ -516,6 +571,8 @@ mod tests {
             "--max-features 1.5",
             "--max-features 0",
             "--seed -1",
+            "verify",
+            "predict --receipt r.json",
         ] {
             assert!(matches!(parse(&args(bad)), Err(UsageError::Bad(_))), "{bad}");
         }
@@ -529,6 +586,6 @@ mod tests {
         let j = r.json(Command::Train, &device);
         assert!(j.starts_with("{\"guest\":\"rust\",\"command\":\"train\",\"backend\":\"cpu\",\"device\":\"CPU \\\"x\\\"\",\"train_rows\":3,\"test_rows\":null"), "{j}");
         assert!(j.contains("\"load_ms\":1.000000,\"train_ms\":null"), "{j}");
-        assert!(j.ends_with("\"mse\":0.10000000000000001,\"model_checksum\":null}"), "{j}");
+        assert!(j.ends_with("\"mse\":0.10000000000000001,\"model_checksum\":null,\"receipt\":null}"), "{j}");
     }
 }

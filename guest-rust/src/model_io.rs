@@ -53,7 +53,7 @@ impl Model {
     }
 
     /// Writes the file to `w`; returns its XXH64 checksum (the trailer).
-    fn write_to(&self, w: &mut impl Write) -> io::Result<u64> {
+    pub(crate) fn write_to(&self, w: &mut impl Write) -> io::Result<u64> {
         let mut head = Vec::with_capacity(HEADER_BYTES + 4);
         head.extend_from_slice(&MAGIC);
         for word in [VERSION, TASK_REGRESSION, CHECKSUM_XXH64, self.features, self.trees.len() as u32] {

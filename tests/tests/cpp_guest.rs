@@ -101,6 +101,7 @@ fn cpp_pipeline_on_diabetes() {
         "predict_ms",
         "mse",
         "model_checksum",
+        "receipt",
     ];
     assert_eq!(j.as_object().unwrap().len(), order.len(), "exactly the fields of docs/guests.md: {stdout}");
     let positions: Vec<usize> =

@@ -115,6 +115,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunReport, String> {
     let start = std::time::Instant::now();
     let bytes = run::read_component_bytes(&opts.wasm)?;
+    let opts = &run::with_provenance(opts, &bytes);
     let read = start.elapsed();
     let (backend, skipped) = backends::open_backend(choice)?;
     let opened = start.elapsed();

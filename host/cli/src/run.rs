@@ -47,6 +47,20 @@ pub struct RunOptions {
     pub stdin: bool,
 }
 
+/// What the host tells every guest about itself and the component it runs, as environment
+/// variables (training receipts record them, docs/guests.md): `WASI_GPU_HOST` (name and
+/// version) and `WASI_GPU_COMPONENT_SHA256` (of the component's bytes as read). They replace
+/// any `--env` of the same name, so a guest never reports a component it is not.
+pub fn with_provenance(opts: &RunOptions, component: &[u8]) -> RunOptions {
+    use sha2::{Digest, Sha256};
+    let sha: String = Sha256::digest(component).iter().map(|b| format!("{b:02x}")).collect();
+    let mut out = opts.clone();
+    out.envs.retain(|(k, _)| k != "WASI_GPU_HOST" && k != "WASI_GPU_COMPONENT_SHA256");
+    out.envs.push(("WASI_GPU_HOST".into(), format!("wasmtime-gpu-host {}", env!("CARGO_PKG_VERSION"))));
+    out.envs.push(("WASI_GPU_COMPONENT_SHA256".into(), sha));
+    out
+}
+
 /// How long a run may overrun `--timeout` while a device call is under way before the
 /// host ends the process (exit status [`EXIT_TRAP`]).
 pub const GRACE: Duration = Duration::from_secs(2);
