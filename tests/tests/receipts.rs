@@ -164,3 +164,19 @@ fn verify_refuses_changed_data_and_changed_parameters() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("verified: r.json: the model trained here"), "{}", describe(&out));
     }
 }
+
+/// The receipt of the diabetes forest the Rust guest trained on an NVIDIA H200 through CUDA
+/// (docs/results.md, "Receipts"): both guests still derive that model, byte for byte, on the
+/// CPU backend here. Fails when training changes the model; a deliberate change of the
+/// algorithm re-records the receipt on a GPU machine, like the parity snapshots.
+#[test]
+fn the_receipt_of_a_cuda_trained_model_verifies_on_the_cpu() {
+    let dir = workdir("h200");
+    std::fs::copy(workspace().join("docs/receipts/h200-cuda-diabetes.json"), dir.join("h200.json")).unwrap();
+    let r = receipt(&dir, "h200.json");
+    assert_eq!((r["backend"].as_str(), r["device"].as_str()), (Some("cuda"), Some("NVIDIA H200")));
+    for guest in [guest_rust(), guest_cpp()] {
+        let out = run(&dir, "cpu", &[], &guest, &["verify", "--receipt", "h200.json", "--train", "data/diabetes_train.csv", "--quiet"]);
+        assert!(out.status.success(), "{}: {}", guest.display(), describe(&out));
+    }
+}
