@@ -1,5 +1,5 @@
-//! The command line of docs/guests.md: argument parsing, the four commands
-//! (`pipeline`, `train`, `predict`, `verify`), the human and `--json` output, and exit codes
+//! The command line of docs/guests.md: argument parsing, the five commands
+//! (`pipeline`, `train`, `predict`, `verify`, `merge`), the human and `--json` output, and exit codes
 //! (0 ok, 1 error naming a file, 2 usage).
 
 use std::time::Instant;
@@ -9,12 +9,14 @@ use crate::error::Error;
 use crate::gpu::{self, DeviceInfo, DeviceSink};
 use crate::model::Model;
 use crate::predictor::{self, GpuPredictor};
-use crate::receipt::{self, Receipt, json_str};
+use crate::receipt::{self, Receipt};
+use crate::report::{Report, fmt_g17};
+use crate::shard::{self, Partial};
 use crate::trainer::{GpuTrainer, MaxFeatures, TrainParams};
 
 /// Printed for `--help`.
 pub const USAGE: &str = "\
-usage: guest-rust [pipeline|train|predict|verify] [options]
+usage: guest-rust [pipeline|train|predict|verify] [options] | merge --model OUT PART...
   --train PATH              training data, .csv or .npy (default data/diabetes_train.csv)
   --test PATH               test data (default data/diabetes_test.csv)
   --model PATH              model file (default model.bin)
@@ -28,6 +30,8 @@ usage: guest-rust [pipeline|train|predict|verify] [options]
   --seed N                  u64 (default 42)
   --receipt PATH            train, pipeline: write a training receipt (JSON); verify: the
                             receipt to train again and check (--train overrides its data path)
+  --trees-from A            train: grow only trees A..B of --trees and write them to --model
+  --trees-to B              as a partial forest; merge joins partial forests into the model
   --json                    one JSON line on stdout
   --quiet                   no progress on stderr";
 
@@ -38,15 +42,17 @@ pub enum Command {
     Train,
     Predict,
     Verify,
+    Merge,
 }
 
 impl Command {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Command::Pipeline => "pipeline",
             Command::Train => "train",
             Command::Predict => "predict",
             Command::Verify => "verify",
+            Command::Merge => "merge",
         }
     }
 }
@@ -65,6 +71,8 @@ pub struct Options {
     pub receipt: Option<String>,
     /// Whether `--train` was given (verify then reads that file instead of the receipt's).
     pub train_given: bool,
+    /// `merge`: the partial forests to join.
+    pub parts: Vec<String>,
 }
 
 /// Why the command line was not accepted.
@@ -122,11 +130,14 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
             bins: 256,
             seed: 42,
             progress: true,
+            shard: None,
         },
         json: false,
         receipt: None,
         train_given: false,
+        parts: Vec::new(),
     };
+    let (mut trees_from, mut trees_to) = (None, None);
     let mut rest = args;
     if let Some(first) = args.first() {
         let command = match first.as_str() {
@@ -134,6 +145,7 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
             "train" => Some(Command::Train),
             "predict" => Some(Command::Predict),
             "verify" => Some(Command::Verify),
+            "merge" => Some(Command::Merge),
             _ => None,
         };
         if let Some(c) = command {
@@ -162,7 +174,9 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
             | "--max-features"
             | "--bins"
             | "--seed"
-            | "--receipt" => {
+            | "--receipt"
+            | "--trees-from"
+            | "--trees-to" => {
                 let v = match inline {
                     Some(v) => v,
                     None => it.next().cloned().ok_or_else(|| UsageError::Bad(format!("{flag} needs a value")))?,
@@ -170,6 +184,8 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
                 match flag {
                     "--train" => (o.train, o.train_given) = (v, true),
                     "--receipt" => o.receipt = Some(v),
+                    "--trees-from" => trees_from = Some(number::<u32>(flag, &v)?),
+                    "--trees-to" => trees_to = Some(positive(flag, &v)?),
                     "--test" => o.test = v,
                     "--model" => o.model = v,
                     "--out" => o.out = Some(v),
@@ -194,166 +210,33 @@ pub fn parse(args: &[String]) -> Result<Options, UsageError> {
                 }
             }
             other if other.starts_with('-') => return Err(UsageError::Bad(format!("unknown option `{other}`"))),
-            other => return Err(UsageError::Bad(format!("unexpected argument `{other}` (commands: pipeline, train, predict, verify)"))),
+            other if o.command == Command::Merge => o.parts.push(other.to_string()),
+            other => {
+                return Err(UsageError::Bad(format!("unexpected argument `{other}` (commands: pipeline, train, predict, verify, merge)")));
+            }
         }
     }
     match (o.command, &o.receipt) {
         (Command::Verify, None) => return Err(UsageError::Bad("verify needs --receipt FILE".into())),
-        (Command::Predict, Some(_)) => return Err(UsageError::Bad("--receipt is for train, pipeline and verify".into())),
+        (Command::Predict | Command::Merge, Some(_)) => return Err(UsageError::Bad("--receipt is for train, pipeline and verify".into())),
         _ => {}
     }
+    match (trees_from, trees_to) {
+        (None, None) => {}
+        (Some(a), Some(b)) if o.command == Command::Train && o.receipt.is_none() => {
+            if a >= b || b > o.params.trees {
+                let t = o.params.trees;
+                return Err(UsageError::Bad(format!("--trees-from {a} --trees-to {b} must satisfy 0 <= from < to <= --trees ({t})")));
+            }
+            o.params.shard = Some((a, b));
+        }
+        (Some(_), Some(_)) => return Err(UsageError::Bad("--trees-from/--trees-to are for train, without --receipt".into())),
+        _ => return Err(UsageError::Bad("--trees-from and --trees-to go together".into())),
+    }
+    if o.command == Command::Merge && o.parts.is_empty() {
+        return Err(UsageError::Bad("merge needs the partial forests to join: merge --model OUT PART...".into()));
+    }
     Ok(o)
-}
-
-/// `printf("%.17g", v)`: 17 significant digits, trailing zeros removed, exponent form
-/// when the exponent is below -4 or at least 17.
-pub fn fmt_g17(v: f64) -> String {
-    const P: i32 = 17;
-    if !v.is_finite() {
-        return if v.is_nan() {
-            "nan".into()
-        } else if v > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
-    }
-    let sci = format!("{:.*e}", (P - 1) as usize, v);
-    let (mantissa, exp) = sci.split_once('e').expect("exponent form");
-    let x: i32 = exp.parse().expect("integer exponent");
-    let strip =
-        |s: &str| -> String { if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() } };
-    if !(-4..P).contains(&x) {
-        format!("{}e{}{:02}", strip(mantissa), if x < 0 { '-' } else { '+' }, x.abs())
-    } else {
-        strip(&format!("{:.*}", (P - 1 - x) as usize, v))
-    }
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.map_or("null".into(), |v| format!("{v:.6}"))
-}
-
-fn opt<T: ToString>(v: Option<T>) -> String {
-    v.map_or("null".into(), |v| v.to_string())
-}
-
-/// What a command measured and produced, for the human or JSON report.
-#[derive(Debug, Default)]
-struct Report {
-    train_rows: Option<usize>,
-    test_rows: Option<usize>,
-    features: Option<u32>,
-    trees: Option<u32>,
-    max_depth: Option<Option<u32>>,
-    min_samples_split: Option<u32>,
-    min_samples_leaf: Option<u32>,
-    max_features: Option<u32>,
-    bins: Option<u32>,
-    seed: Option<u64>,
-    load_ms: Option<f64>,
-    train_ms: Option<f64>,
-    save_ms: Option<f64>,
-    predict_ms: Option<f64>,
-    mse: Option<f64>,
-    model_bytes: Option<usize>,
-    model_checksum: Option<String>,
-    /// The receipt written (train, pipeline) or verified.
-    receipt: Option<String>,
-    total_ms: f64,
-}
-
-impl Report {
-    fn describe_model(&mut self, m: &Model) {
-        self.features = Some(m.features);
-        self.trees = Some(m.trees.len() as u32);
-        self.max_depth = Some(m.max_depth);
-        self.min_samples_split = Some(m.min_samples_split);
-        self.min_samples_leaf = Some(m.min_samples_leaf);
-        self.max_features = Some(m.max_features);
-        self.bins = Some(m.max_bins);
-        self.seed = Some(m.seed);
-    }
-
-    fn json(&self, command: Command, device: &DeviceInfo) -> String {
-        let max_depth = match self.max_depth {
-            Some(Some(d)) => d.to_string(),
-            _ => "null".into(),
-        };
-        format!(
-            concat!(
-                "{{\"guest\":\"rust\",\"command\":\"{}\",\"backend\":\"{}\",\"device\":{},",
-                "\"train_rows\":{},\"test_rows\":{},\"features\":{},\"trees\":{},\"max_depth\":{},",
-                "\"min_samples_split\":{},\"min_samples_leaf\":{},\"max_features\":{},\"bins\":{},\"seed\":{},",
-                "\"load_ms\":{},\"train_ms\":{},\"save_ms\":{},\"predict_ms\":{},\"mse\":{},\"model_checksum\":{},\"receipt\":{}}}"
-            ),
-            command.name(),
-            device.backend,
-            json_str(&device.name),
-            opt(self.train_rows),
-            opt(self.test_rows),
-            opt(self.features),
-            opt(self.trees),
-            max_depth,
-            opt(self.min_samples_split),
-            opt(self.min_samples_leaf),
-            opt(self.max_features),
-            opt(self.bins),
-            opt(self.seed),
-            ms(self.load_ms),
-            ms(self.train_ms),
-            ms(self.save_ms),
-            ms(self.predict_ms),
-            self.mse.map_or("null".into(), fmt_g17),
-            self.model_checksum.as_deref().map_or("null".into(), json_str),
-            self.receipt.as_deref().map_or("null".into(), json_str),
-        )
-    }
-
-    fn human(&self, o: &Options, device: &DeviceInfo) -> String {
-        let mut s = format!("device: {} ({}, {})\n", device.name, device.backend, device.driver);
-        match (o.command, self.train_rows, self.test_rows) {
-            (Command::Pipeline, Some(tr), Some(te)) => {
-                s += &format!("train: {tr} rows x {} features; test: {te} rows\n", self.features.unwrap_or(0))
-            }
-            (_, Some(tr), None) => s += &format!("train: {tr} rows x {} features\n", self.features.unwrap_or(0)),
-            (_, _, Some(te)) => s += &format!("test: {te} rows x {} features\n", self.features.unwrap_or(0)),
-            _ => {}
-        }
-        match (o.command, self.model_bytes, &self.model_checksum, &self.receipt) {
-            (Command::Verify, Some(bytes), Some(sum), Some(receipt)) => {
-                s += &format!("verified: {receipt}: the model trained here ({bytes} bytes, {sum}) is the receipt's\n")
-            }
-            (_, Some(bytes), Some(sum), receipt) => {
-                s += &format!("model: {} ({bytes} bytes, {sum})\n", o.model);
-                if let Some(receipt) = receipt {
-                    s += &format!("receipt: {receipt}\n");
-                }
-            }
-            _ => {}
-        }
-        match (o.command, self.mse) {
-            (Command::Train | Command::Verify, _) => {}
-            (_, Some(mse)) => s += &format!("test MSE: {mse:.6}\n"),
-            (_, None) => s += "test MSE: n/a (the test data has no target column)\n",
-        }
-        if o.command == Command::Predict {
-            s += &format!("predictions: {}\n", o.out.as_deref().unwrap_or("predictions.txt"));
-        } else if let Some(out) = &o.out {
-            s += &format!("predictions: {out}\n");
-        }
-        s += "phase      ms\n";
-        for (name, v) in [("load", self.load_ms), ("train", self.train_ms), ("save", self.save_ms), ("predict", self.predict_ms)] {
-            if let Some(v) = v {
-                s += &format!("{name:<8} {v:.3}\n");
-            }
-        }
-        s += &format!("{:<8} {:.3}\n", "total", self.total_ms);
-        s
-    }
 }
 
 fn elapsed(t: Instant) -> f64 {
@@ -382,9 +265,18 @@ fn fit(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Option<
 
 /// Trains ([`fit`]), saves the model and, with `--receipt`, writes the receipt.
 fn train(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Option<&str>) -> Result<Model, Error> {
-    let model = fit(o, device, report, then_test)?;
+    let mut model = fit(o, device, report, then_test)?;
     let t = Instant::now();
-    let (bytes, sha) = model.save(&o.model)?;
+    let (bytes, sha) = match o.params.shard {
+        None => model.save(&o.model)?,
+        Some((from, to)) => {
+            let (data_xxh64, data_bytes) = shard::data_fingerprint(&o.train)?;
+            let partial = Partial { from, to, total: o.params.trees, data_xxh64, data_bytes, model };
+            let saved = partial.save(&o.model)?;
+            model = partial.model;
+            saved
+        }
+    };
     report.save_ms = Some(elapsed(t));
     report.model_bytes = Some(bytes);
     report.model_checksum = Some(sha);
@@ -483,6 +375,18 @@ fn run(o: &Options, device: &DeviceInfo) -> Result<Report, Error> {
             report.predict_ms = Some(elapsed(t));
         }
         Command::Verify => verify(o, o.receipt.as_deref().expect("parse requires --receipt"), device, &mut report)?,
+        Command::Merge => {
+            let t = Instant::now();
+            let parts = o.parts.iter().map(|p| Partial::load(p).map(|part| (p.clone(), part))).collect::<Result<Vec<_>, _>>()?;
+            report.load_ms = Some(elapsed(t));
+            let model = shard::merge(parts)?;
+            report.describe_model(&model);
+            report.train_rows = Some(model.train_rows as usize);
+            let t = Instant::now();
+            let (bytes, sum) = model.save(&o.model)?;
+            report.save_ms = Some(elapsed(t));
+            (report.model_bytes, report.model_checksum) = (Some(bytes), Some(sum));
+        }
     }
     report.total_ms = elapsed(start);
     Ok(report)
@@ -573,6 +477,13 @@ mod tests {
             "--seed -1",
             "verify",
             "predict --receipt r.json",
+            "train --trees 10 --trees-from 3",
+            "train --trees 10 --trees-from 3 --trees-to 3",
+            "train --trees 10 --trees-from 3 --trees-to 11",
+            "pipeline --trees 10 --trees-from 0 --trees-to 5",
+            "train --trees 10 --trees-from 0 --trees-to 5 --receipt r.json",
+            "merge --model m.bin",
+            "train a.bin",
         ] {
             assert!(matches!(parse(&args(bad)), Err(UsageError::Bad(_))), "{bad}");
         }

@@ -11,8 +11,10 @@ mod model;
 mod model_io;
 mod predictor;
 mod receipt;
+mod report;
 mod rng;
 mod rounds;
+mod shard;
 mod trainer;
 
 fn main() {

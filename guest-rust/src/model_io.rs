@@ -136,6 +136,9 @@ impl Model {
         let mut start = [0u8; 20];
         let n = len.min(start.len() as u64) as usize;
         src.read_exact(&mut start[..n]).map_err(cannot_read)?;
+        if n >= 8 && start[..8] == crate::shard::PARTIAL_MAGIC {
+            return Err("a partial forest, not a model: merge it with the other shards first (merge --model OUT PART...)".into());
+        }
         if n < 8 || start[..8] != MAGIC {
             return Err("not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)".into());
         }

@@ -122,6 +122,7 @@ impl Receipt {
             bins: self.bins,
             seed: self.seed,
             progress,
+            shard: None,
         }
     }
 

@@ -63,6 +63,8 @@ pub struct TrainParams {
     pub seed: u64,
     /// Print per-level progress on stderr for large jobs.
     pub progress: bool,
+    /// Only trees `A..B` of the `trees` (a partial forest, docs/algorithm.md §11); `None` = all.
+    pub shard: Option<(u32, u32)>,
 }
 
 /// The fixed-point mapping of §5: `(y_min, scale)`, or why the targets cannot be mapped.
@@ -191,7 +193,8 @@ impl GpuTrainer {
 
         let candidates = (0..features).filter(|&j| edges[j as usize * n_edges].is_finite()).collect();
         let shared = Shared { rows, features, max_bins: p.bins, max_features, candidates, edges, bins: bins_buf, targets };
-        let sizes = BatchSizes::choose(&self.info, rows, p.trees);
+        let (first, end) = p.shard.unwrap_or((0, p.trees));
+        let sizes = BatchSizes::choose(&self.info, rows, end - first);
         let batch_words = u64::from(sizes.trees) * u64::from(rows);
         let mut scratch = Scratch {
             weights: DeviceBuffer::zeroed(batch_words)?,
@@ -201,10 +204,10 @@ impl GpuTrainer {
             mask: Growable::new(),
         };
 
-        let mut forest = Vec::with_capacity(p.trees as usize);
-        let mut begin = 0u32;
-        while begin < p.trees {
-            let count = sizes.trees.min(p.trees - begin);
+        let mut forest = Vec::with_capacity((end - first) as usize);
+        let mut begin = first;
+        while begin < end {
+            let count = sizes.trees.min(end - begin);
             forest.extend(self.grow_batch(&shared, &mut scratch, sizes, begin, count)?);
             begin += count;
         }
