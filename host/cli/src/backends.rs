@@ -7,29 +7,49 @@ use wasi_gpu_backend::{Backend, CpuBackend};
 use crate::cli::BackendChoice;
 use crate::profile::human_bytes;
 
-/// Opens the backend the user asked for. `auto` falls back CUDA → hardware wgpu → CPU
-/// and returns, beside the backend, why each skipped backend was skipped; an explicit
-/// `cuda` or `wgpu` that cannot open is an error.
-pub fn open_backend(choice: BackendChoice) -> Result<(Box<dyn Backend>, Vec<String>), String> {
+/// Opens the backend the user asked for, device `device` of it where given (numbered as
+/// `devices` lists them). `auto` falls back CUDA → hardware wgpu → CPU and returns, beside
+/// the backend, why each skipped backend was skipped; an explicit `cuda` or `wgpu` that
+/// cannot open is an error.
+pub fn open_backend(choice: BackendChoice, device: Option<usize>) -> Result<(Box<dyn Backend>, Vec<String>), String> {
+    let cpu = || match device {
+        None | Some(0) => Ok(Box::new(CpuBackend::new()) as Box<dyn Backend>),
+        Some(n) => Err(format!("the CPU backend has one device, 0, not {n}")),
+    };
+    let cuda = || match device {
+        None => wasi_gpu_cuda::open(),
+        Some(n) => wasi_gpu_cuda::open_device(n),
+    };
     match choice {
-        BackendChoice::Cpu => Ok((Box::new(CpuBackend::new()), Vec::new())),
-        BackendChoice::Cuda => {
-            guard("cuda", wasi_gpu_cuda::open).map(|b| (b, Vec::new())).map_err(|e| format!("the CUDA backend is unavailable: {e}"))
+        BackendChoice::Cpu => Ok((cpu()?, Vec::new())),
+        BackendChoice::Cuda => guard("cuda", cuda).map(|b| (b, Vec::new())).map_err(|e| format!("the CUDA backend is unavailable: {e}")),
+        BackendChoice::Wgpu => {
+            let wgpu = || match device {
+                None => wasi_gpu_wgpu::open(true),
+                Some(n) => wasi_gpu_wgpu::open_adapter(n),
+            };
+            guard("wgpu", wgpu).map(|b| (b, Vec::new())).map_err(|e| format!("the wgpu backend is unavailable: {e}"))
         }
-        BackendChoice::Wgpu => guard("wgpu", || wasi_gpu_wgpu::open(true))
-            .map(|b| (b, Vec::new()))
-            .map_err(|e| format!("the wgpu backend is unavailable: {e}")),
         BackendChoice::Auto => {
             let mut skipped = Vec::new();
-            match guard("cuda", wasi_gpu_cuda::open) {
+            match guard("cuda", cuda) {
                 Ok(b) => return Ok((b, skipped)),
                 Err(e) => skipped.push(format!("cuda: {e}")),
             }
-            match guard("wgpu", || wasi_gpu_wgpu::open(false)) {
+            let wgpu = || match device {
+                None => wasi_gpu_wgpu::open(false),
+                Some(n) => match wasi_gpu_wgpu::list_adapters().get(n) {
+                    Some(a) if !a.hardware => Err(format!("adapter {n} ({}) is a software adapter", a.name)),
+                    _ => wasi_gpu_wgpu::open_adapter(n),
+                },
+            };
+            match guard("wgpu", wgpu) {
                 Ok(b) => return Ok((b, skipped)),
                 Err(e) => skipped.push(format!("wgpu (hardware adapters only): {e}")),
             }
-            Ok((Box::new(CpuBackend::new()), skipped))
+            cpu()
+                .map(|b| (b, skipped.clone()))
+                .map_err(|e| format!("no backend has device {}: {e}; {}", device.unwrap_or(0), skipped.join("; ")))
         }
     }
 }
@@ -44,9 +64,11 @@ fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, Stri
 pub fn devices_report() -> String {
     let mut out = String::new();
     let _ = writeln!(out, "cuda:");
-    match guard("cuda", wasi_gpu_cuda::probe) {
-        Ok(desc) => {
-            let _ = writeln!(out, "  available: {desc}");
+    match guard("cuda", wasi_gpu_cuda::probe_all) {
+        Ok(devices) => {
+            for (n, desc) in devices.iter().enumerate() {
+                let _ = writeln!(out, "  available: device {n}: {desc}");
+            }
         }
         Err(why) => {
             let _ = writeln!(out, "  unavailable: {why}");
@@ -58,10 +80,10 @@ pub fn devices_report() -> String {
             let _ = writeln!(out, "  unavailable: no adapters found (no Vulkan driver, or the wgpu backend is not built)");
         }
         Ok(adapters) => {
-            for a in adapters {
+            for (n, a) in adapters.iter().enumerate() {
                 let kind = if a.hardware { "hardware" } else { "software; only with --backend wgpu" };
-                let _ = write!(out, "  - {} ({}, {}, {kind})", a.name, a.api, a.device_type);
-                match a.unusable {
+                let _ = write!(out, "  - [{n}] {} ({}, {}, {kind})", a.name, a.api, a.device_type);
+                match &a.unusable {
                     Some(why) => {
                         let _ = writeln!(out, ": unusable: {why}");
                     }
@@ -94,10 +116,10 @@ mod tests {
 
     #[test]
     fn cpu_and_auto_always_open() {
-        let (cpu, skipped) = open_backend(BackendChoice::Cpu).unwrap();
+        let (cpu, skipped) = open_backend(BackendChoice::Cpu, None).unwrap();
         assert_eq!(cpu.info().backend, wasi_gpu_backend::BackendKind::Cpu);
         assert!(skipped.is_empty());
-        let (auto, skipped) = open_backend(BackendChoice::Auto).unwrap();
+        let (auto, skipped) = open_backend(BackendChoice::Auto, None).unwrap();
         // Whatever auto picked, every backend it skipped says why.
         assert_eq!(
             skipped.len(),
@@ -107,6 +129,17 @@ mod tests {
                 wasi_gpu_backend::BackendKind::Cpu => 2,
             }
         );
+    }
+
+    #[test]
+    fn device_numbers_are_checked() {
+        assert!(open_backend(BackendChoice::Cpu, Some(0)).is_ok());
+        let err = open_backend(BackendChoice::Cpu, Some(1)).err().expect("the CPU has no device 1");
+        assert!(err.contains("one device, 0, not 1"), "{err}");
+        let err = open_backend(BackendChoice::Wgpu, Some(999)).err().expect("no adapter 999");
+        assert!(err.contains("999"), "{err}");
+        let err = open_backend(BackendChoice::Cuda, Some(999)).err().expect("no CUDA device 999");
+        assert!(err.contains("CUDA"), "{err}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum BackendChoice {
     /// CUDA if it opens, else a hardware wgpu adapter, else the CPU.
     #[default]
     Auto,
-    /// CUDA device 0; fails if CUDA is unusable.
+    /// CUDA (device 0, or `--device N`); fails if CUDA is unusable.
     Cuda,
     /// The best wgpu adapter, software ones (llvmpipe) allowed; fails if none opens.
     Wgpu,
@@ -55,6 +55,12 @@ pub struct RunArgs {
     /// Backend to run kernels on.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
+
+    /// Device N of the backend, numbered as `devices` lists them: the CUDA device ordinal, or
+    /// the wgpu adapter index (any adapter, software included); the CPU backend has device 0.
+    /// With `auto`: CUDA device N, else hardware wgpu adapter N. Default: the backend's best.
+    #[arg(long, value_name = "N")]
+    pub device: Option<usize>,
 
     /// Give the guest a host directory, read-only: HOST (seen as HOST) or HOST::GUEST. Repeatable.
     #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]

@@ -117,7 +117,7 @@ pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunRep
     let bytes = run::read_component_bytes(&opts.wasm)?;
     let opts = &run::with_provenance(opts, &bytes);
     let read = start.elapsed();
-    let (backend, skipped) = backends::open_backend(choice)?;
+    let (backend, skipped) = backends::open_backend(choice, opts.device)?;
     let opened = start.elapsed();
     let (engine, cache) = run::engine(opts)?;
     // The time limit covers compiling the guest too, and so does the memory limit.

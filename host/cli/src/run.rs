@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub grace: Option<Duration>,
     /// Whether the guest may read the host's stdin.
     pub stdin: bool,
+    /// `--device N`: which device of the backend (`None`: the backend's best).
+    pub device: Option<usize>,
 }
 
 /// What the host tells every guest about itself and the component it runs, as environment
@@ -83,6 +85,7 @@ impl RunOptions {
             timeout: a.timeout.0,
             grace: Some(GRACE),
             stdin: a.stdin,
+            device: a.device,
         }
     }
 }

@@ -78,15 +78,25 @@ pub(crate) struct DeviceFacts {
 }
 
 impl DeviceFacts {
-    /// Initialises the driver and reads device 0's facts. Must run under `guarded`.
-    pub(crate) fn query() -> Result<Self, String> {
+    /// Initialises the driver and counts the devices. Must run under `guarded`.
+    pub(crate) fn count() -> Result<usize, String> {
         let fail = |what: &str, e: DriverError| format!("{what}: {}", describe(&e));
         result::init().map_err(|e| fail("no usable CUDA driver (cuInit failed)", e))?;
         let count = result::device::get_count().map_err(|e| fail("cannot count CUDA devices", e))?;
         if count < 1 {
             return Err("no CUDA device: the driver is installed but reports no GPU".into());
         }
-        let dev = result::device::get(0).map_err(|e| fail("cannot open CUDA device 0", e))?;
+        Ok(count as usize)
+    }
+
+    /// Initialises the driver and reads device `ordinal`'s facts. Must run under `guarded`.
+    pub(crate) fn query(ordinal: usize) -> Result<Self, String> {
+        let fail = |what: &str, e: DriverError| format!("{what}: {}", describe(&e));
+        let count = Self::count()?;
+        if ordinal >= count {
+            return Err(format!("there is no CUDA device {ordinal}: the driver reports {count} (0..{})", count - 1));
+        }
+        let dev = result::device::get(ordinal as i32).map_err(|e| fail(&format!("cannot open CUDA device {ordinal}"), e))?;
         let attr = |a: CUdevice_attribute| {
             // SAFETY: `dev` is a valid device handle from cuDeviceGet.
             unsafe { result::device::get_attribute(dev, a) }.map_err(|e| fail("cannot read a device attribute", e))
@@ -168,15 +178,15 @@ pub struct CudaBackend {
 }
 
 impl CudaBackend {
-    /// Opens device 0, compiles (or reuses) the kernels and creates the stream.
-    pub fn open() -> Result<Self, String> {
+    /// Opens device `ordinal`, compiles (or reuses) the kernels and creates the stream.
+    pub fn open(ordinal: usize) -> Result<Self, String> {
         crate::check_driver_library()?;
         crate::check_nvrtc_library()?;
         crate::guarded("opening the CUDA backend", || {
-            let facts = DeviceFacts::query()?;
+            let facts = DeviceFacts::query(ordinal)?;
             let ptx = compile::ptx_for(facts.major, facts.minor)?;
             let fail = |what: &str, e: DriverError| format!("{what}: {}", describe(&e));
-            let ctx = CudaContext::new(0).map_err(|e| fail("cannot create a CUDA context on device 0", e))?;
+            let ctx = CudaContext::new(ordinal).map_err(|e| fail(&format!("cannot create a CUDA context on device {ordinal}"), e))?;
             let module = ctx
                 .load_module(Ptx::from_src(ptx))
                 .map_err(|e| fail("the driver rejected the NVRTC output (is NVRTC newer than the driver?)", e))?;

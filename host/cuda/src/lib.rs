@@ -63,16 +63,33 @@ fn check_nvrtc_library() -> Result<(), String> {
 /// Finds out, without panicking, whether a CUDA driver, a device and NVRTC are usable:
 /// `Ok("NVIDIA H100 80GB HBM3, sm_90, CUDA driver 13.0")` or `Err(why not)`.
 pub fn probe() -> Result<String, String> {
+    probe_all().map(|mut devices| devices.swap_remove(0))
+}
+
+/// Like [`probe`], for every CUDA device of the machine, in ordinal order (what
+/// `run --device N` opens).
+pub fn probe_all() -> Result<Vec<String>, String> {
     check_driver_library()?;
-    let facts = guarded("probing the CUDA device", backend::DeviceFacts::query)?;
+    let count = guarded("counting the CUDA devices", backend::DeviceFacts::count)?;
+    let mut out = Vec::with_capacity(count);
+    for ordinal in 0..count {
+        let facts = guarded("probing the CUDA device", || backend::DeviceFacts::query(ordinal))?;
+        out.push(format!("{}, sm_{}{}, CUDA driver {}", facts.name, facts.major, facts.minor, facts.driver_version()));
+    }
     check_nvrtc_library()?;
-    Ok(format!("{}, sm_{}{}, CUDA driver {}", facts.name, facts.major, facts.minor, facts.driver_version()))
+    Ok(out)
 }
 
 /// Opens device 0, compiles the kernels with NVRTC (once per process) and returns the
 /// backend. Err says what is missing or what failed.
 pub fn open() -> Result<Box<dyn Backend>, String> {
-    Ok(Box::new(CudaBackend::open()?))
+    open_device(0)
+}
+
+/// Like [`open`], for device `ordinal` (0-based, as `probe_all` lists them; the driver's
+/// numbering, which `CUDA_VISIBLE_DEVICES` narrows).
+pub fn open_device(ordinal: usize) -> Result<Box<dyn Backend>, String> {
+    Ok(Box::new(CudaBackend::open(ordinal)?))
 }
 
 /// How long NVRTC took to compile the kernels in this process, once it has.

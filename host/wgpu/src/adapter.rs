@@ -139,6 +139,21 @@ pub(crate) fn open_backend(allow_software: bool, grid_limit: Option<u32>) -> Res
     Err(format!("no usable wgpu adapter: {}", why.join("; ")))
 }
 
+/// Opens adapter `index` of [`list_adapters`] (what `wasmtime-gpu-host devices` lists under
+/// `wgpu:`, in that order), hardware or software; an unusable adapter is an error saying why.
+pub fn open_adapter(index: usize) -> Result<Box<dyn Backend>, String> {
+    let instance = instance();
+    let all = adapters(&instance);
+    let Some(adapter) = all.get(index) else {
+        return Err(format!("there is no wgpu adapter {index}: wgpu sees {} (wasmtime-gpu-host devices lists them)", all.len()));
+    };
+    let info = adapter.get_info();
+    if let Some(reason) = unusable_reason(adapter) {
+        return Err(format!("wgpu adapter {index} ({}) is unusable: {reason}", info.name));
+    }
+    Ok(Box::new(WgpuBackend::new(adapter, None).map_err(|e| format!("wgpu adapter {index} ({}): {e}", info.name))?))
+}
+
 /// The best adapter for the crate's own tests, software allowed; None (the test skips)
 /// when none opens, unless `WASI_GPU_REQUIRE` names `wgpu`.
 #[cfg(test)]

@@ -46,7 +46,7 @@ mod rows;
 mod scratch;
 mod transfer;
 
-pub use adapter::{AdapterReport, list_adapters, open, open_with_grid_limit};
+pub use adapter::{AdapterReport, list_adapters, open, open_adapter, open_with_grid_limit};
 
 /// Threads per workgroup of every kernel (`@workgroup_size(64)` in the WGSL).
 const WORKGROUP: u32 = 64;
