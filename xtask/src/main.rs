@@ -7,6 +7,7 @@
 mod bench;
 mod bindgen;
 mod build;
+mod multi;
 mod componentize;
 mod parity;
 mod synth;
@@ -32,6 +33,8 @@ commands:
   bench [OPTIONS]         our guests on each backend vs scikit-learn and XGBoost
                           (docs/benchmarks.md; `cargo xtask bench --help`)
   gen-data [--sizes LIST] write the synthetic Friedman #1 .npy workloads to target/bench/data
+  train-multi [OPTIONS]   one forest over every GPU: a shard per device, then merge
+                          (docs/multi-gpu.md; `cargo xtask train-multi --help`)
   help                    this text
 ";
 
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         "bench" => bench::command(&workspace_root(), rest),
         "parity" => parity::command(rest),
         "gen-data" => synth::gen_data_command(&bench::root(&workspace_root()), rest),
+        "train-multi" => multi::command(&workspace_root(), rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
