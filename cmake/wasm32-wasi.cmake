@@ -1,8 +1,14 @@
 # Toolchain file for wasm32-wasi (WASI preview 1 core modules, componentized afterwards
-# by `cargo xtask`). Uses the official WASI SDK when WASI_SDK_PATH is set, otherwise
-# Debian's clang-19 / lld-19 with the wasi-libc + libc++ sysroot installed under /usr.
+# by wasi_gpu_add_guest, cmake/wasi_gpu_guest.cmake). Uses the official WASI SDK when
+# WASI_SDK_PATH is set, otherwise Debian's clang-19 / lld-19 with the wasi-libc + libc++
+# sysroot installed under /usr. `cmake --install` puts it beside wasi_gpuConfig.cmake
+# (<prefix>/lib/cmake/wasi_gpu/), where it also makes that prefix's package findable.
 set(CMAKE_SYSTEM_NAME WASI)
 list(APPEND CMAKE_MODULE_PATH "${CMAKE_CURRENT_LIST_DIR}")
+if(EXISTS "${CMAKE_CURRENT_LIST_DIR}/wasi_gpuConfig.cmake")
+  get_filename_component(_wasi_gpu_prefix "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
+  list(APPEND CMAKE_PREFIX_PATH "${_wasi_gpu_prefix}")
+endif()
 set(CMAKE_SYSTEM_VERSION 1)
 set(CMAKE_SYSTEM_PROCESSOR wasm32)
 set(WASI_TARGET wasm32-wasi)

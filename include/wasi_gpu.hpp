@@ -5,8 +5,9 @@
 // This header gives C++ teams a move-only RAII `Buffer`, typed kernel parameters and
 // errors as values (`Result<T>`), with no exceptions and no RTTI required.
 //
-// Build: compile and link include/wasi_gpu.c and include/wasi_gpu_component_type.o
-// into the wasm32-wasi core module, then componentize it (`cargo xtask componentize`).
+// Build: with CMake, `wasi_gpu_add_guest` (docs/cpp.md) does everything; by hand, compile and
+// link include/wasi_gpu.c and include/wasi_gpu_component_type.o into the wasm32-wasi core
+// module, then componentize it (`wasmtime-gpu-host componentize`; include/README.md).
 #pragma once
 
 #include <cstddef>
@@ -20,6 +21,15 @@
 #include <vector>
 
 #include "wasi_gpu.h"
+
+// This layer is written for one version of wit/gpu.wit. A wasi_gpu.h generated from another
+// (an older or newer copy found first on the include path, say) is refused here rather than
+// left to fail at link time, or at run time with a missing import.
+#define WASI_GPU_HPP_WIT_PACKAGE "wasi:gpu@0.1.0"
+#if !defined(WASI_GPU_WIT_PACKAGE) || WASI_GPU_WIT_VERSION_MAJOR != 0 || WASI_GPU_WIT_VERSION_MINOR != 1 || \
+    WASI_GPU_WIT_VERSION_PATCH != 0
+#error "wasi_gpu.hpp is for wasi:gpu@0.1.0, but the wasi_gpu.h it found records another WIT version (or none): use the wasi_gpu.h, wasi_gpu.c and wasi_gpu_component_type.o of the same release (`cargo xtask bindgen` regenerates them from wit/)"
+#endif
 
 namespace wasi_gpu {
 

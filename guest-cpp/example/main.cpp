@@ -1,6 +1,6 @@
 // A minimal wasi:gpu guest to copy: upload data, run one kernel, read the result, check it.
-// Build: see the top-level CMakeLists.txt (`wasi_gpu_guest(...)`) and `cargo xtask build-all`;
-// run: wasmtime-gpu-host run target/wasm/example-cpp.wasm
+// Build: `wasi_gpu_add_guest(example-cpp SOURCES main.cpp)` in the top-level CMakeLists.txt
+// (docs/cpp.md; `cargo xtask build-all` runs it); run: wasmtime-gpu-host run target/wasm/example-cpp.wasm
 #include <cstdint>
 #include <vector>
 

@@ -1,4 +1,4 @@
-#include "dataset.hpp"
+#include "wasi_gpu/dataset.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -11,7 +11,7 @@
 
 #include "transfer.hpp"
 
-namespace guest {
+namespace wasi_gpu::forest {
 namespace {
 
 /// Closes a FILE* on scope exit.
@@ -589,4 +589,4 @@ Expected<void> check_dataset(const std::string& path, std::uint32_t features) {
     return {};
 }
 
-}  // namespace guest
+}  // namespace wasi_gpu::forest

@@ -1,4 +1,4 @@
-#include "forest.hpp"
+#include "wasi_gpu/forest.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -10,12 +10,14 @@
 #include <type_traits>
 #include <unistd.h>
 
-#include "output.hpp"
 #include "sha256.hpp"
 #include "transfer.hpp"
 #include "xxh64.hpp"
 
-namespace guest {
+/// The version symbol of wasi_gpu/forest.hpp: this library was built for these bindings.
+extern "C" const char WASI_GPU_FOREST_VERSION_SYMBOL = 0;
+
+namespace wasi_gpu::forest {
 namespace {
 
 /// u32 words per split record (§7):
@@ -406,7 +408,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
         for (std::uint32_t depth = 0; !level.empty(); ++depth) {
             const std::uint32_t slots = static_cast<std::uint32_t>(level.size());
             if (progress)
-                guest::emit(2, "trees %u-%u/%u level %u slots %u\n", tb, tb + tc - 1, p.trees, depth, slots);
+                emit(2, "trees %u-%u/%u level %u slots %u\n", tb, tb + tc - 1, p.trees, depth, slots);
             TRY(splits_p, splits_buf.at_least(std::uint64_t(slots) * SPLIT_WORDS * 4));
             const wasi_gpu::Buffer& splits = *splits_p;
             const std::uint32_t sb_max = std::min(slot_batch_max, slots);
@@ -631,4 +633,4 @@ double mean_squared_error(const std::vector<double>& pred, const std::vector<dou
     return pred.empty() ? 0.0 : sum / double(pred.size());
 }
 
-}  // namespace guest
+}  // namespace wasi_gpu::forest

@@ -15,11 +15,11 @@
 #include <type_traits>
 #include <unistd.h>
 
-#include "forest.hpp"
+#include "wasi_gpu/forest.hpp"
 #include "sha256.hpp"
 #include "xxh64.hpp"
 
-namespace guest {
+namespace wasi_gpu::forest {
 namespace {
 
 constexpr std::uint8_t MAGIC[8] = {0x57, 0x47, 0x50, 0x55, 0x52, 0x46, 0x00, 0x01};
@@ -425,4 +425,4 @@ std::uint32_t Model::depth() const {
     return deepest;
 }
 
-}  // namespace guest
+}  // namespace wasi_gpu::forest

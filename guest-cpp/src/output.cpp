@@ -1,10 +1,10 @@
-#include "output.hpp"
+#include "wasi_gpu/output.hpp"
 
 #include <cerrno>
 #include <unistd.h>
 #include <vector>
 
-namespace guest {
+namespace wasi_gpu::forest {
 
 void emit_text(int fd, const std::string& text) {
     const char* p = text.data();
@@ -43,4 +43,4 @@ void emit(int fd, const char* format, ...) {
     emit_text(fd, std::string(big.data(), static_cast<std::size_t>(n)));
 }
 
-}  // namespace guest
+}  // namespace wasi_gpu::forest

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-namespace guest {
+namespace wasi_gpu::forest {
 namespace {
 
 constexpr std::uint32_t K[64] = {
@@ -100,4 +100,4 @@ std::string to_hex(const std::array<std::uint8_t, 32>& digest) {
     return out;
 }
 
-}  // namespace guest
+}  // namespace wasi_gpu::forest

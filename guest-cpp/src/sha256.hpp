@@ -1,4 +1,5 @@
-// SHA-256 (FIPS 180-4): the model file checksum kind 1, written by earlier releases and still read.
+// SHA-256 (FIPS 180-4): the model file checksum kind 1, written by earlier releases and still read
+// (a header of the wasi_gpu::forest library's own, not installed; the guest's receipts use it too).
 #pragma once
 
 #include <array>
@@ -6,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-namespace guest {
+namespace wasi_gpu::forest {
 
 /// Incremental SHA-256, so the model writer can hash while it serializes.
 class Sha256 {
@@ -30,4 +31,4 @@ private:
 /// Lower-case hex of a digest, as in `model_checksum` (`sha256:<hex>`).
 std::string to_hex(const std::array<std::uint8_t, 32>& digest);
 
-}  // namespace guest
+}  // namespace wasi_gpu::forest

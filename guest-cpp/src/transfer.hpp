@@ -8,7 +8,7 @@
 
 #include "wasi_gpu.hpp"
 
-namespace guest {
+namespace wasi_gpu::forest {
 
 /// Largest piece moved by one buffer.write or buffer.read: 16 MiB, the same in both guests.
 /// Also the block size of the .npy reader.
@@ -76,4 +76,4 @@ inline wasi_gpu::Result<void> read_chunked(const wasi_gpu::Buffer& buf, std::uin
     });
 }
 
-}  // namespace guest
+}  // namespace wasi_gpu::forest

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
-namespace guest {
+namespace wasi_gpu::forest {
 namespace {
 
 constexpr std::uint64_t P1 = 0x9E3779B185EBCA87ull;
@@ -115,4 +115,4 @@ std::string xxh64_name(std::uint64_t sum) {
     return buf;
 }
 
-}  // namespace guest
+}  // namespace wasi_gpu::forest

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-namespace guest {
+namespace wasi_gpu::forest {
 
 /// Incremental XXH64 (seed 0), so the model file is hashed as it is written or read.
 class Xxh64 {
@@ -32,4 +32,4 @@ std::uint64_t xxh64(const void* data, std::size_t len);
 /// `xxh64:` and the 16 lower-case hex digits of `sum`, as reported in `model_checksum`.
 std::string xxh64_name(std::uint64_t sum);
 
-}  // namespace guest
+}  // namespace wasi_gpu::forest

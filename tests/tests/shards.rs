@@ -84,7 +84,10 @@ fn shards_from_both_guests_and_backends_merge_into_the_one_piece_model() {
     }
     // The partial files are the same bytes from either guest.
     train(&dir, "cpu", &cpp, "p0-cpp.bin", Some((0, 4)));
-    assert!(std::fs::read(dir.join("p0.bin")).unwrap() == std::fs::read(dir.join("p0-cpp.bin")).unwrap(), "partial forests differ by guest");
+    assert!(
+        std::fs::read(dir.join("p0.bin")).unwrap() == std::fs::read(dir.join("p0-cpp.bin")).unwrap(),
+        "partial forests differ by guest"
+    );
     // A partial forest is not a model.
     for guest in [&rust, &cpp] {
         let out = run(&dir, "cpu", guest, &["predict", "--model", "p0.bin", "--test", "data/train.csv"]);
@@ -106,9 +109,19 @@ fn bad_sets_of_shards_are_refused() {
     let at = data.iter().rposition(|b| b.is_ascii_digit() && *b != b'9').unwrap();
     data[at] += 1;
     std::fs::write(dir.join("data/other.csv"), &data).unwrap();
-    ok(run(&dir, "cpu", &rust, &[&PARAMS[..], &["data/other.csv", "--model", "data.bin", "--trees-from", "5", "--trees-to", "13"]].concat()));
+    ok(run(
+        &dir,
+        "cpu",
+        &rust,
+        &[&PARAMS[..], &["data/other.csv", "--model", "data.bin", "--trees-from", "5", "--trees-to", "13"]].concat(),
+    ));
     // Other parameters: another seed.
-    ok(run(&dir, "cpu", &rust, &[&PARAMS[..], &["data/train.csv", "--seed", "7", "--model", "seed.bin", "--trees-from", "5", "--trees-to", "13"]].concat()));
+    ok(run(
+        &dir,
+        "cpu",
+        &rust,
+        &[&PARAMS[..], &["data/train.csv", "--seed", "7", "--model", "seed.bin", "--trees-from", "5", "--trees-to", "13"]].concat(),
+    ));
     let mut damaged = std::fs::read(dir.join("b.bin")).unwrap();
     damaged[14] ^= 1; // the header's tree range
     std::fs::write(dir.join("damaged.bin"), damaged).unwrap();

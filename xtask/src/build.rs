@@ -1,12 +1,13 @@
 //! `cargo xtask build-all` and `cargo xtask test`: toolchain checks, the host,
-//! both guests, the C++ example, and componentization of the C++ core modules.
+//! both guests and the C++ example (built by CMake with `wasi_gpu_add_guest`, which
+//! componentizes them with the host just built).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{componentize, workspace_root};
+use crate::workspace_root;
 
 /// Release (default) or debug builds of the host and the guests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +157,9 @@ pub fn build_all(profile: Profile) -> Result<Artefacts> {
     let hostile = wasm_dir.join("guest-hostile.wasm");
     std::fs::copy(&hostile_built, &hostile).with_context(|| format!("copying {} to {}", hostile_built.display(), hostile.display()))?;
 
-    // C++ guest and example: core modules with CMake, then components.
+    // C++ guest and example: CMake builds the core modules and, with `wasi_gpu_add_guest`
+    // (cmake/wasi_gpu_guest.cmake), componentizes them with the host just built, as it does
+    // for a C++ team's guest.
     let cpp_build = target.join("cpp").join(profile.dir());
     let toolchain_file = root.join("cmake/wasm32-wasi.cmake");
     let mut configure = Command::new("cmake");
@@ -166,7 +169,9 @@ pub fn build_all(profile: Profile) -> Result<Artefacts> {
         .arg("-B")
         .arg(&cpp_build)
         .arg(format!("-DCMAKE_TOOLCHAIN_FILE={}", toolchain_file.display()))
-        .arg(format!("-DCMAKE_BUILD_TYPE={}", profile.cmake_type()));
+        .arg(format!("-DCMAKE_BUILD_TYPE={}", profile.cmake_type()))
+        .arg(format!("-DWASI_GPU_HOST={}", host.display()))
+        .arg("-DWASI_GPU_COMPONENTIZER=host");
     if let CppToolchain::WasiSdk(sdk) = &cpp {
         configure.env("WASI_SDK_PATH", sdk);
     }
@@ -174,8 +179,9 @@ pub fn build_all(profile: Profile) -> Result<Artefacts> {
     run(Command::new("cmake").arg("--build").arg(&cpp_build).args(["--parallel", "2"]))?;
     let guest_cpp = wasm_dir.join("guest-cpp.wasm");
     let example_cpp = wasm_dir.join("example-cpp.wasm");
-    componentize::componentize_file(&cpp_build.join("guest-cpp.core.wasm"), &guest_cpp)?;
-    componentize::componentize_file(&cpp_build.join("example-cpp.core.wasm"), &example_cpp)?;
+    for (built, to) in [(cpp_build.join("guest-cpp.wasm"), &guest_cpp), (cpp_build.join("example-cpp.wasm"), &example_cpp)] {
+        std::fs::copy(&built, to).with_context(|| format!("copying {} to {}", built.display(), to.display()))?;
+    }
 
     let artefacts = Artefacts { host, guest_rust, guest_cpp, example_cpp, hostile };
     println!("built ({}):", profile.dir());

@@ -8,7 +8,6 @@ mod bench;
 mod bindgen;
 mod build;
 mod multi;
-mod componentize;
 mod parity;
 mod synth;
 
@@ -20,14 +19,16 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build-all [--debug]     build the host, the Rust guest, the C++ guest and the C++ example;
-                          componentize the C++ core modules into target/wasm/*.wasm
+  build-all [--debug]     build the host, the Rust guest, the C++ guest and the C++ example
+                          (CMake, componentized by the host just built) into target/wasm/*.wasm
   test [--debug] [ARGS]   build-all, then `cargo test --release --workspace ARGS` with
                           WASI_GPU_HOST, GUEST_RUST_WASM, GUEST_CPP_WASM, EXAMPLE_CPP_WASM,
                           HOSTILE_WASM set
-  bindgen [--check]       regenerate include/wasi_gpu.{h,c} and include/wasi_gpu_component_type.o
-                          from wit/ (--check: fail if the checked-in files differ instead)
+  bindgen [--check]       regenerate include/wasi_gpu.{h,c}, include/wasi_gpu_component_type.o
+                          from wit/ and include/wasi_snapshot_preview1.command.wasm
+                          (--check: fail if the checked-in files differ instead)
   componentize IN OUT     turn a wasm32-wasi core module into a WASI command component
+                          (the same as `wasmtime-gpu-host componentize IN -o OUT`)
   parity [--no-build] [OPTS]  both guests x every backend vs tests/snapshots
                           (`cargo xtask parity --help`)
   bench [OPTIONS]         our guests on each backend vs scikit-learn and XGBoost
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
             _ => Err(anyhow::anyhow!("usage: cargo xtask bindgen [--check]")),
         },
         "componentize" => match rest {
-            [input, output] => componentize::componentize_file(input.as_ref(), output.as_ref()),
+            [input, output] => wasi_gpu_componentize::componentize_file(input.as_ref(), output.as_ref()).map(|_| ()),
             _ => Err(anyhow::anyhow!("usage: cargo xtask componentize IN.wasm OUT.wasm")),
         },
         "bench" => bench::command(&workspace_root(), rest),

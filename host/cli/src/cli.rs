@@ -1,4 +1,4 @@
-//! The command line: `run` a guest, or list `devices`.
+//! The command line: `run` a guest, list `devices`, or `componentize` a C/C++ core module.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show what each backend probe found, and why a backend is unavailable.
     Devices,
+    /// Turn a wasm32-wasi core module (a C/C++ guest) into a command component for `run`.
+    Componentize(crate::componentize::ComponentizeArgs),
     /// Internal: compile the component on standard input to standard output, in the
     /// memory-limited child process `run` starts (host/cli/src/compile.rs).
     #[command(hide = true)]

@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod cli;
 pub mod compile;
+pub mod componentize;
 pub mod host;
 pub mod limits;
 pub mod profile;
@@ -98,6 +99,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             0
         }
         cli::Command::CompileGuest { epoch_interruption } => compile::child_main(epoch_interruption),
+        cli::Command::Componentize(a) => componentize::main(&a),
         cli::Command::Run(a) => {
             let profile = a.profile;
             match run_guest(&RunOptions::from_args(&a), a.backend) {

@@ -346,3 +346,22 @@ fn dir_rw_never_reaches_the_compile_cache() {
     std::fs::create_dir_all(&elsewhere).unwrap();
     assert_eq!(go(&elsewhere, false).status.code(), Some(0));
 }
+
+/// `componentize`: a core module that is not a wasi:gpu guest, a component, a missing file:
+/// one `error:` line each, exit 1, and no output file left behind.
+#[test]
+fn componentize_refuses_what_is_not_a_wasi_gpu_core_module() {
+    let not_gpu = write_wat("not-gpu.core.wasm", r#"(module (memory (export "memory") 1) (func (export "_start")))"#);
+    let component = write_wat("already.wasm", &command("i32.const 0"));
+    let missing = scratch("missing.core.wasm");
+    for (input, says) in [(&not_gpu, "does not import wasi:gpu/compute@0.1.0"), (&component, "already a component"), (&missing, "reading ")]
+    {
+        let out_file = scratch("out.wasm");
+        let o = host().arg("componentize").arg(input).arg("-o").arg(&out_file).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(assert_one_clean_line(&o).contains(says), "{}: {}", input.display(), stderr(&o));
+        assert!(!out_file.exists() && !scratch("out.wasm.tmp").exists(), "nothing written for {}", input.display());
+    }
+    let o = host().arg("componentize").arg(&not_gpu).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "-o is required: {}", stderr(&o));
+}
