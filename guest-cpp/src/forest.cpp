@@ -321,6 +321,11 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     const std::uint32_t rows = train.rows, features = train.features;
     if (rows == 0 || train.y.size() != rows) return fail("--train", "training data needs rows with a target column");
     if (p.trees == 0) return fail("--trees", "must be at least 1");
+    // Trees first..end of the forest (all of them unless this is a shard, §11).
+    const std::uint32_t first = p.tree_to == NONE ? 0 : p.tree_from, end = p.tree_to == NONE ? p.trees : p.tree_to;
+    if (first >= end || end > p.trees)
+        return fail("--trees-from", "trees " + std::to_string(first) + ".." + std::to_string(end) + " are not a range of the " +
+                                        std::to_string(p.trees) + " trees");
     if (p.bins < 2 || p.bins > 256) return fail("--bins", "is " + std::to_string(p.bins) + "; it must be 2..=256");
     TRY(m_features, p.max_features.resolve(features));
     const auto info = wasi_gpu::info();
@@ -381,7 +386,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     // Tree batches: weights + node-of per tree.
     const std::uint64_t per_tree = std::uint64_t(rows) * 4;
     const std::uint32_t tree_batch = static_cast<std::uint32_t>(
-        std::max<std::uint64_t>(1, std::min<std::uint64_t>(p.trees, budget / per_tree)));
+        std::max<std::uint64_t>(1, std::min<std::uint64_t>(end - first, budget / per_tree)));
     // find-splits-rows needs no histogram memory; slot batches only bound the mask upload
     // (the result does not depend on the batch size).
     const std::uint32_t slot_batch_max = SLOT_BATCH;
@@ -394,11 +399,11 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     const bool progress = p.progress && std::uint64_t(rows) * p.trees > PROGRESS_WORK;
     const std::uint32_t min_split = std::max<std::uint32_t>(2, p.min_samples_split);
 
-    model.trees.reserve(p.trees);
+    model.trees.reserve(end - first);
     std::vector<std::uint32_t> perm, mask, split_words, round_words, next_slot, take, drawn, found, step;
     Growable splits_buf, mask_buf, next_buf;
-    for (std::uint32_t tb = 0; tb < p.trees; tb += tree_batch) {
-        const std::uint32_t tc = std::min(tree_batch, p.trees - tb);
+    for (std::uint32_t tb = first; tb < end; tb += tree_batch) {
+        const std::uint32_t tc = std::min(tree_batch, end - tb);
         TRY(weights, dev(wasi_gpu::Buffer::create(per_tree * tc)));
         TRY(node_of, dev(wasi_gpu::Buffer::create(per_tree * tc)));
         TRY_VOID(dev(wasi_gpu::kernels::bootstrap({p.seed, rows, tb, tc, rows}, weights, node_of)));

@@ -23,7 +23,7 @@ using guest::Failure;
 constexpr int EXIT_ERROR = 1;
 constexpr int EXIT_USAGE = 2;
 
-enum class Command { Pipeline, Train, Predict, Verify };
+enum class Command { Pipeline, Train, Predict, Verify, Merge };
 
 /// Everything the command line says.
 struct Options {
@@ -37,6 +37,7 @@ struct Options {
     bool quiet = false;
     std::optional<std::string> receipt;  ///< written by train and pipeline, checked by verify
     bool train_given = false;            ///< verify reads --train instead of the receipt's data path
+    std::vector<std::string> parts;      ///< merge: the partial forests to join
 };
 
 const char* command_name(Command c) {
@@ -45,6 +46,7 @@ const char* command_name(Command c) {
         case Command::Train: return "train";
         case Command::Predict: return "predict";
         case Command::Verify: return "verify";
+        case Command::Merge: return "merge";
     }
     return "pipeline";
 }
@@ -60,7 +62,7 @@ const char* backend_name(wasi_gpu::BackendKind b) {
 
 /// Printed for --help and after a usage error.
 const char* const USAGE =
-    "usage: guest-cpp [pipeline|train|predict|verify] [options]\n"
+    "usage: guest-cpp [pipeline|train|predict|verify] [options] | merge --model OUT PART...\n"
     "  --train PATH              training data, .csv or .npy (default data/diabetes_train.csv)\n"
     "  --test PATH               test data (default data/diabetes_test.csv)\n"
     "  --model PATH              model file (default model.bin)\n"
@@ -74,6 +76,8 @@ const char* const USAGE =
     "  --seed N                  u64 (default 42)\n"
     "  --receipt PATH            train, pipeline: write a training receipt (JSON); verify: the\n"
     "                            receipt to train again and check (--train overrides its data path)\n"
+    "  --trees-from A            train: grow only trees A..B of --trees and write them to --model\n"
+    "  --trees-to B              as a partial forest; merge joins partial forests into the model\n"
     "  --json                    one JSON line on stdout\n"
     "  --quiet                   no progress on stderr\n";
 
@@ -155,10 +159,12 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
         else if (args[0] == "train") o.command = Command::Train, i = 1;
         else if (args[0] == "predict") o.command = Command::Predict, i = 1;
         else if (args[0] == "verify") o.command = Command::Verify, i = 1;
+        else if (args[0] == "merge") o.command = Command::Merge, i = 1;
     }
     static const char* const with_value[] = {"--train", "--test", "--model", "--out", "--trees", "--max-depth",
                                              "--min-samples-split", "--min-samples-leaf", "--max-features",
-                                             "--bins", "--seed", "--receipt"};
+                                             "--bins", "--seed", "--receipt", "--trees-from", "--trees-to"};
+    std::optional<std::uint32_t> trees_from, trees_to;
     for (; i < args.size(); ++i) {
         std::string flag = args[i];
         std::optional<std::string> inline_value;
@@ -174,7 +180,11 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
         for (const char* f : with_value) known = known || flag == f;
         if (!known) {
             if (!flag.empty() && flag[0] == '-') return usage("unknown option `" + flag + "`");
-            return usage("unexpected argument `" + flag + "` (commands: pipeline, train, predict, verify)");
+            if (o.command == Command::Merge) {
+                o.parts.push_back(flag);
+                continue;
+            }
+            return usage("unexpected argument `" + flag + "` (commands: pipeline, train, predict, verify, merge)");
         }
         std::string v;
         if (inline_value) {
@@ -185,6 +195,15 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
         }
         if (flag == "--train") o.train = v, o.train_given = true;
         else if (flag == "--receipt") o.receipt = v;
+        else if (flag == "--trees-from") {
+            auto n = number(flag, v, 0xffffffffu);
+            if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
+            trees_from = static_cast<std::uint32_t>(*n);
+        } else if (flag == "--trees-to") {
+            auto n = positive(flag, v);
+            if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
+            trees_to = *n;
+        }
         else if (flag == "--test") o.test = v;
         else if (flag == "--model") o.model = v;
         else if (flag == "--out") o.out = v;
@@ -218,7 +237,19 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
         }
     }
     if (o.command == Command::Verify && !o.receipt) return usage("verify needs --receipt FILE");
-    if (o.command == Command::Predict && o.receipt) return usage("--receipt is for train, pipeline and verify");
+    if ((o.command == Command::Predict || o.command == Command::Merge) && o.receipt)
+        return usage("--receipt is for train, pipeline and verify");
+    if (trees_from.has_value() != trees_to.has_value()) return usage("--trees-from and --trees-to go together");
+    if (trees_from) {
+        if (o.command != Command::Train || o.receipt) return usage("--trees-from/--trees-to are for train, without --receipt");
+        if (*trees_from >= *trees_to || *trees_to > o.params.trees)
+            return usage("--trees-from " + std::to_string(*trees_from) + " --trees-to " + std::to_string(*trees_to) +
+                         " must satisfy 0 <= from < to <= --trees (" + std::to_string(o.params.trees) + ")");
+        o.params.tree_from = *trees_from;
+        o.params.tree_to = *trees_to;
+    }
+    if (o.command == Command::Merge && o.parts.empty())
+        return usage("merge needs the partial forests to join: merge --model OUT PART...");
     o.params.progress = !o.quiet;
     return o;
 }
@@ -361,7 +392,15 @@ Expected<guest::Model> do_train(const Options& o, const wasi_gpu::DeviceInfo& in
                                 const std::string* then_test) {
     TRY(model, do_fit(o, r, then_test));
     const auto ts = std::chrono::steady_clock::now();
-    TRY(saved, model.save(o.model));
+    guest::Partial partial;
+    if (o.params.tree_to != guest::NONE) {
+        TRY(fingerprint, guest::data_fingerprint(o.train));
+        partial.from = o.params.tree_from, partial.to = o.params.tree_to, partial.total = o.params.trees;
+        partial.data_xxh64 = fingerprint.xxh64, partial.data_bytes = fingerprint.bytes;
+        partial.model = std::move(model);
+    }
+    TRY(saved, o.params.tree_to != guest::NONE ? partial.save(o.model) : model.save(o.model));
+    if (o.params.tree_to != guest::NONE) model = std::move(partial.model);
     r.save_ms = ms_since(ts);
     r.model_bytes = saved.bytes;
     r.model_checksum = saved.checksum;
@@ -423,6 +462,26 @@ Expected<void> do_predict(const Options& o, const std::optional<std::string>& ou
     return {};
 }
 
+/// `merge`: join the partial forests given into --model.
+Expected<void> do_merge(const Options& o, Report& r) {
+    const auto tl = std::chrono::steady_clock::now();
+    std::vector<std::pair<std::string, guest::Partial>> parts;
+    for (const std::string& path : o.parts) {
+        TRY(part, guest::Partial::load(path));
+        parts.emplace_back(path, std::move(part));
+    }
+    r.load_ms = ms_since(tl);
+    TRY(model, guest::merge(std::move(parts)));
+    r.from_model(model);
+    r.train_rows = model.train_rows;
+    const auto ts = std::chrono::steady_clock::now();
+    TRY(saved, model.save(o.model));
+    r.save_ms = ms_since(ts);
+    r.model_bytes = saved.bytes;
+    r.model_checksum = saved.checksum;
+    return {};
+}
+
 void print_human(const Options& o, const wasi_gpu::DeviceInfo& info, const Report& r, double total) {
     guest::emit(1, "device: %s (%s, %s)\n", info.name.c_str(), backend_name(info.backend), info.driver.c_str());
     if (o.command == Command::Pipeline && r.train_rows && r.test_rows)
@@ -440,7 +499,7 @@ void print_human(const Options& o, const wasi_gpu::DeviceInfo& info, const Repor
                     r.model_checksum.c_str());
         if (r.receipt) guest::emit(1, "receipt: %s\n", r.receipt->c_str());
     }
-    if (o.command != Command::Train && o.command != Command::Verify) {
+    if (o.command != Command::Train && o.command != Command::Verify && o.command != Command::Merge) {
         if (r.mse) guest::emit(1, "test MSE: %.6f\n", *r.mse);
         else guest::emit(1, "test MSE: n/a (the test data has no target column)\n");
     }
@@ -481,6 +540,7 @@ Expected<void> run(const Options& o) {
             break;
         }
         case Command::Verify: TRY_VOID(do_verify(o, r)); break;
+        case Command::Merge: TRY_VOID(do_merge(o, r)); break;
     }
     const double total = ms_since(start);
     if (o.json) print_json(o, info, r);

@@ -23,6 +23,11 @@ namespace wasi_gpu::forest {
 namespace {
 
 constexpr std::uint8_t MAGIC[8] = {0x57, 0x47, 0x50, 0x55, 0x52, 0x46, 0x00, 0x01};
+/// A partial forest's magic `WGPUPF\0\1` (§11), its version and its header bytes (before the
+/// header's own XXH64).
+constexpr std::uint8_t PARTIAL_MAGIC[8] = {0x57, 0x47, 0x50, 0x55, 0x50, 0x46, 0x00, 0x01};
+constexpr std::uint32_t PARTIAL_VERSION = 1;
+constexpr std::size_t PARTIAL_HEADER = 40;
 constexpr std::uint32_t VERSION = 2;
 /// Model file task 0: regression (1, classification, is reserved).
 constexpr std::uint32_t TASK_REGRESSION = 0;
@@ -277,6 +282,8 @@ Expected<LoadedModel> read_model(int fd, std::uint64_t len, const std::string& p
     std::uint8_t start[START_BYTES] = {};
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, START_BYTES));
     if (!src.read(start, n)) return cannot_read(errno);
+    if (n >= 8 && std::memcmp(start, PARTIAL_MAGIC, 8) == 0)
+        return fail(path, "a partial forest, not a model: merge it with the other shards first (merge --model OUT PART...)");
     if (n < 8 || std::memcmp(start, MAGIC, 8) != 0)
         return fail(path, "not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)");
     if (len < HEADER_BYTES + 8)
@@ -361,12 +368,16 @@ ModelDigests Model::digests() const {
     return ModelDigests{h.bytes + 8, xxh64_name(sum), to_hex(h.sha256.finish())};
 }
 
-Expected<SavedModel> Model::save(const std::string& path) const {
+namespace {
+
+/// Writes `prefix` (a partial forest's header, or nothing) and `m`'s model file to `path.tmp`,
+/// then renames it over `path`.
+Expected<SavedModel> save_file(const Model& m, const std::string& path, const std::uint8_t* prefix, std::size_t prefix_len) {
     const std::string tmp = path + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return fail(tmp, "cannot create: " + errno_text());
     Writer w(fd);
-    bool ok = write_body(*this, w);
+    bool ok = write_all(fd, prefix, prefix_len) && write_body(m, w);
     const std::uint64_t sum = w.digest();
     ok = ok && w.flush() && write_all(fd, reinterpret_cast<const std::uint8_t*>(&sum), 8);
     if (!ok) {
@@ -385,9 +396,74 @@ Expected<SavedModel> Model::save(const std::string& path) const {
         std::remove(tmp.c_str());
         return fail(path, "cannot rename " + tmp + " over it: " + why);
     }
-    std::uint64_t bytes = HEADER_BYTES + 4 + 8;
-    for (const auto& tree : trees) bytes += 4 + tree.size() * NODE_BYTES;
+    std::uint64_t bytes = prefix_len + HEADER_BYTES + 4 + 8;
+    for (const auto& tree : m.trees) bytes += 4 + tree.size() * NODE_BYTES;
     return SavedModel{bytes, xxh64_name(sum)};
+}
+
+}  // namespace
+
+Expected<SavedModel> Model::save(const std::string& path) const { return save_file(*this, path, nullptr, 0); }
+
+Expected<SavedModel> Partial::save(const std::string& path) const {
+    std::uint8_t h[PARTIAL_HEADER + 8];
+    const std::uint32_t words[4] = {PARTIAL_VERSION, from, to, total};
+    std::memcpy(h, PARTIAL_MAGIC, 8);
+    std::memcpy(h + 8, words, 16);
+    std::memcpy(h + 24, &data_xxh64, 8);
+    std::memcpy(h + 32, &data_bytes, 8);
+    const std::uint64_t sum = xxh64(h, PARTIAL_HEADER);
+    std::memcpy(h + PARTIAL_HEADER, &sum, 8);
+    return save_file(model, path, h, sizeof h);
+}
+
+Expected<Partial> Partial::load(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0)
+        return fail(path, errno == ENOENT ? std::string("cannot open: no such file") : "cannot read: " + errno_text());
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return fail(path, "cannot read: " + errno_text());
+    const std::uint64_t len = static_cast<std::uint64_t>(st.st_size);
+    std::uint8_t h[PARTIAL_HEADER + 8];
+    if (len < sizeof h)
+        return fail(path, "not a partial forest: " + std::to_string(len) + " bytes is shorter than its header");
+    for (std::size_t got = 0; got < sizeof h;) {
+        const ssize_t r = ::read(fd, h + got, sizeof h - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return fail(path, "cannot read: " + (r == 0 ? std::string("the file ended early") : errno_text()));
+        got += static_cast<std::size_t>(r);
+    }
+    if (std::memcmp(h, PARTIAL_MAGIC, 8) != 0)
+        return fail(path, "not a partial forest (wrong magic; `train --trees-from A --trees-to B` writes them)");
+    std::uint64_t stored;
+    std::memcpy(&stored, h + PARTIAL_HEADER, 8);
+    if (stored != xxh64(h, PARTIAL_HEADER))
+        return fail(path, "checksum mismatch in the partial forest's header: the file is corrupt or was modified");
+    std::uint32_t words[4];
+    std::memcpy(words, h + 8, 16);
+    if (words[0] != PARTIAL_VERSION)
+        return fail(path, "partial forest version " + std::to_string(words[0]) +
+                              " is not supported (this guest reads version 1)");
+    Partial p;
+    p.from = words[1], p.to = words[2], p.total = words[3];
+    std::memcpy(&p.data_xxh64, h + 24, 8);
+    std::memcpy(&p.data_bytes, h + 32, 8);
+    auto inside = read_model(fd, len - sizeof h, path);
+    if (!inside) {
+        Failure f = inside.error();
+        f.what = "the forest inside: " + f.what;
+        return wasi_gpu::Unexpected<Failure>(f);
+    }
+    p.model = std::move(inside->model);
+    if (p.from >= p.to || p.to > p.total || p.model.trees.size() != std::uint64_t(p.to - p.from))
+        return fail(path, "trees " + std::to_string(p.from) + ".." + std::to_string(p.to) + " of " +
+                              std::to_string(p.total) + " do not match the " + std::to_string(p.model.trees.size()) +
+                              " trees inside");
+    return p;
 }
 
 Expected<LoadedModel> Model::load(const std::string& path) {

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dataset.hpp"
@@ -72,6 +73,9 @@ struct TrainParams {
     std::uint32_t bins = 256;
     std::uint64_t seed = 42;
     bool progress = true;  ///< progress lines on stderr for large work
+    /// Only trees `tree_from..tree_to` of the `trees` (a partial forest, docs/algorithm.md
+    /// §11); `tree_to == NONE`: all of them.
+    std::uint32_t tree_from = 0, tree_to = NONE;
 };
 
 struct SavedModel;
@@ -124,6 +128,31 @@ struct LoadedModel {
     std::uint64_t bytes = 0;
     std::string checksum;
 };
+
+/// Trees `from..to` of a forest of `total` trees (docs/algorithm.md §11), trained on a file
+/// with the given fingerprint: what `train --trees-from A --trees-to B` writes.
+struct Partial {
+    std::uint32_t from = 0, to = 0, total = 0;
+    std::uint64_t data_xxh64 = 0;  ///< XXH64 (seed 0) of the training file's bytes
+    std::uint64_t data_bytes = 0;  ///< and their count
+    Model model;                   ///< the trees from..to and the forest's header fields
+
+    /// Writes the partial forest to `path.tmp`, then renames it over `path`; the size written
+    /// and the embedded model's checksum.
+    Expected<SavedModel> save(const std::string& path) const;
+    /// Reads and checks a partial forest.
+    static Expected<Partial> load(const std::string& path);
+};
+
+/// XXH64 (seed 0) and size of a file: the data fingerprint of a partial forest.
+struct FileFingerprint {
+    std::uint64_t xxh64 = 0, bytes = 0;
+};
+Expected<FileFingerprint> data_fingerprint(const std::string& path);
+
+/// Joins partial forests (path, forest) covering 0..T exactly into the whole forest, or says
+/// which file does not fit (docs/algorithm.md §11).
+Expected<Model> merge(std::vector<std::pair<std::string, Partial>> parts);
 
 /// Writes `bytes` to `path.tmp`, then renames it over `path`.
 Expected<void> write_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes);

@@ -113,14 +113,15 @@ fn bad_sets_of_shards_are_refused() {
         &dir,
         "cpu",
         &rust,
-        &[&PARAMS[..], &["data/other.csv", "--model", "data.bin", "--trees-from", "5", "--trees-to", "13"]].concat(),
+        &[&["train"][..], &PARAMS[..], &["data/other.csv", "--model", "data.bin", "--trees-from", "5", "--trees-to", "13"]].concat(),
     ));
     // Other parameters: another seed.
     ok(run(
         &dir,
         "cpu",
         &rust,
-        &[&PARAMS[..], &["data/train.csv", "--seed", "7", "--model", "seed.bin", "--trees-from", "5", "--trees-to", "13"]].concat(),
+        &[&["train"][..], &PARAMS[..], &["data/train.csv", "--seed", "7", "--model", "seed.bin", "--trees-from", "5", "--trees-to", "13"]]
+            .concat(),
     ));
     let mut damaged = std::fs::read(dir.join("b.bin")).unwrap();
     damaged[14] ^= 1; // the header's tree range
