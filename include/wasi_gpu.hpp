@@ -28,7 +28,8 @@
 #define WASI_GPU_HPP_WIT_PACKAGE "wasi:gpu@0.1.0"
 #if !defined(WASI_GPU_WIT_PACKAGE) || WASI_GPU_WIT_VERSION_MAJOR != 0 || WASI_GPU_WIT_VERSION_MINOR != 1 || \
     WASI_GPU_WIT_VERSION_PATCH != 0
-#error "wasi_gpu.hpp is for wasi:gpu@0.1.0, but the wasi_gpu.h it found records another WIT version (or none): use the wasi_gpu.h, wasi_gpu.c and wasi_gpu_component_type.o of the same release (`cargo xtask bindgen` regenerates them from wit/)"
+#error \
+    "wasi_gpu.hpp is for wasi:gpu@0.1.0, but the wasi_gpu.h it found records another WIT version (or none): use the wasi_gpu.h, wasi_gpu.c and wasi_gpu_component_type.o of the same release (`cargo xtask bindgen` regenerates them from wit/)"
 #endif
 
 namespace wasi_gpu {
@@ -58,15 +59,19 @@ public:
     Expected(const T& value) : ok_(true) { new (&value_) T(value); }
     Expected(Unexpected<E> error) : ok_(false) { new (&error_) E(std::move(error).error()); }
     Expected(Expected&& other) noexcept : ok_(other.ok_) {
-        if (ok_) new (&value_) T(std::move(other.value_));
-        else new (&error_) E(std::move(other.error_));
+        if (ok_)
+            new (&value_) T(std::move(other.value_));
+        else
+            new (&error_) E(std::move(other.error_));
     }
     Expected& operator=(Expected&& other) noexcept {
         if (this != &other) {
             destroy();
             ok_ = other.ok_;
-            if (ok_) new (&value_) T(std::move(other.value_));
-            else new (&error_) E(std::move(other.error_));
+            if (ok_)
+                new (&value_) T(std::move(other.value_));
+            else
+                new (&error_) E(std::move(other.error_));
         }
         return *this;
     }
@@ -76,23 +81,37 @@ public:
 
     bool ok() const { return ok_; }
     explicit operator bool() const { return ok_; }
-    T& value() & { check(ok_); return value_; }
-    const T& value() const& { check(ok_); return value_; }
-    T&& value() && { check(ok_); return std::move(value_); }
+    T& value() & {
+        check(ok_);
+        return value_;
+    }
+    const T& value() const& {
+        check(ok_);
+        return value_;
+    }
+    T&& value() && {
+        check(ok_);
+        return std::move(value_);
+    }
     T& operator*() & { return value(); }
     const T& operator*() const& { return value(); }
     T&& operator*() && { return std::move(*this).value(); }
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
-    const E& error() const { check(!ok_); return error_; }
+    const E& error() const {
+        check(!ok_);
+        return error_;
+    }
 
 private:
     static void check(bool cond) {
         if (!cond) std::abort();
     }
     void destroy() {
-        if (ok_) value_.~T();
-        else error_.~E();
+        if (ok_)
+            value_.~T();
+        else
+            error_.~E();
     }
     bool ok_;
     union {
@@ -167,7 +186,10 @@ inline Unexpected<Error> take_error(wasi_gpu_compute_error_t& e) {
         case WASI_GPU_COMPUTE_ERROR_LIMIT_EXCEEDED: out.message = take_string(e.val.limit_exceeded); break;
         case WASI_GPU_COMPUTE_ERROR_KERNEL_FAILURE: out.message = take_string(e.val.kernel_failure); break;
         case WASI_GPU_COMPUTE_ERROR_DEVICE_LOST: out.message = take_string(e.val.device_lost); break;
-        default: out.kind = ErrorKind::KernelFailure; out.message = "unknown error case"; break;
+        default:
+            out.kind = ErrorKind::KernelFailure;
+            out.message = "unknown error case";
+            break;
     }
     wasi_gpu_compute_error_free(&e);
     return Unexpected<Error>(std::move(out));
@@ -405,10 +427,10 @@ inline Result<void> find_splits_rows(const RowSplitParams& p, const Buffer& bins
     wasi_gpu_ml_kernels_row_split_params_t c{p.rows,       p.features,   p.max_bins,         p.tree_count,
                                              p.slot_begin, p.slot_count, p.min_samples_leaf, p.mask_words};
     wasi_gpu_ml_kernels_error_t err;
-    return detail::done(wasi_gpu_ml_kernels_find_splits_rows(&c, bins.borrow(), targets.borrow(), weights.borrow(),
-                                                             node_of.borrow(), feature_mask.borrow(), splits.borrow(),
-                                                             &err),
-                        err);
+    return detail::done(
+        wasi_gpu_ml_kernels_find_splits_rows(&c, bins.borrow(), targets.borrow(), weights.borrow(), node_of.borrow(),
+                                             feature_mask.borrow(), splits.borrow(), &err),
+        err);
 }
 
 /// Moves every (tree, row) to its child's next-level slot.

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <vector>
 
-#include <string>
 #include <unistd.h>
+#include <string>
 
 #include "wasi_gpu.hpp"
 

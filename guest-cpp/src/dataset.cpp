@@ -1,5 +1,6 @@
 #include "wasi_gpu/dataset.hpp"
 
+#include <sys/stat.h>
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -7,7 +8,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <sys/stat.h>
 
 #include "transfer.hpp"
 
@@ -262,8 +262,8 @@ Expected<Dataset> load_csv(const std::string& path, std::uint32_t features_hint,
         const std::size_t found = count_fields(line);
         if (found != columns) {
             return fail_line(path, line_no,
-                             "has " + std::to_string(found) + " fields but the header has " +
-                                 std::to_string(columns) + "; every row needs " + std::to_string(columns));
+                             "has " + std::to_string(found) + " fields but the header has " + std::to_string(columns) +
+                                 "; every row needs " + std::to_string(columns));
         }
         // Every field is parsed before any is converted to f32, so a bad field is reported
         // before an f32 overflow earlier on the line (as the Rust guest does).
@@ -440,7 +440,8 @@ Expected<Dataset> load_npy(const std::string& path, std::uint32_t features_hint,
         return fail(path, "truncated: the shape needs " + std::to_string(data_bytes) + " data bytes but the file has " +
                               std::to_string(have));
     if (have > data_bytes)
-        return fail(path, "has " + std::to_string(have - data_bytes) + " bytes after the array data; the file is corrupt");
+        return fail(path,
+                    "has " + std::to_string(have - data_bytes) + " bytes after the array data; the file is corrupt");
     d.rows = static_cast<std::uint32_t>(rows);
     d.features = static_cast<std::uint32_t>(columns - (with_target ? 1 : 0));
     const std::uint64_t values = rows * d.features;

@@ -1,14 +1,14 @@
 #include "wasi_gpu/forest.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
 #include <initializer_list>
 #include <type_traits>
-#include <unistd.h>
 
 #include "sha256.hpp"
 #include "transfer.hpp"
@@ -110,9 +110,9 @@ Expected<void> check_record(const std::uint32_t* rec, std::uint32_t slot, std::u
     if (bad)
         return fail("wasi:gpu", "find-splits returned an invalid split record (feature " + std::to_string(feature) +
                                     ", bin " + std::to_string(rec[1]) + ", left " + std::to_string(nl) + " of " +
-                                    std::to_string(n) + ", entries " + std::to_string(dl) + " of " +
-                                    std::to_string(d) + ", varying " + std::to_string(rec[10]) + ", impure " +
-                                    std::to_string(rec[11]) + ") for slot " + std::to_string(slot));
+                                    std::to_string(n) + ", entries " + std::to_string(dl) + " of " + std::to_string(d) +
+                                    ", varying " + std::to_string(rec[10]) + ", impure " + std::to_string(rec[11]) +
+                                    ") for slot " + std::to_string(slot));
     return {};
 }
 
@@ -196,14 +196,14 @@ Expected<T> dev(wasi_gpu::Result<T> r) {
     }
 }
 
-#define TRY(var, expr)                                              \
-    auto var##_r = (expr);                                          \
+#define TRY(var, expr)                                                   \
+    auto var##_r = (expr);                                               \
     if (!var##_r) return wasi_gpu::Unexpected<Failure>(var##_r.error()); \
     auto var = std::move(*var##_r)
-#define TRY_VOID(expr)                                                  \
-    do {                                                                \
-        auto r_ = (expr);                                               \
-        if (!r_) return wasi_gpu::Unexpected<Failure>(r_.error());      \
+#define TRY_VOID(expr)                                             \
+    do {                                                           \
+        auto r_ = (expr);                                          \
+        if (!r_) return wasi_gpu::Unexpected<Failure>(r_.error()); \
     } while (0)
 
 /// A new buffer holding `bytes` bytes of `data`, written in pieces (transfer.hpp).
@@ -254,8 +254,8 @@ private:
 
 /// A node of the current level that the kernels are working on.
 struct Slot {
-    std::uint32_t tree;   ///< local tree index in the batch
-    std::uint32_t node;   ///< index in that tree's node list
+    std::uint32_t tree;  ///< local tree index in the batch
+    std::uint32_t node;  ///< index in that tree's node list
     std::uint32_t depth;
 };
 
@@ -324,8 +324,8 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     // Trees first..end of the forest (all of them unless this is a shard, §11).
     const std::uint32_t first = p.tree_to == NONE ? 0 : p.tree_from, end = p.tree_to == NONE ? p.trees : p.tree_to;
     if (first >= end || end > p.trees)
-        return fail("--trees-from", "trees " + std::to_string(first) + ".." + std::to_string(end) + " are not a range of the " +
-                                        std::to_string(p.trees) + " trees");
+        return fail("--trees-from", "trees " + std::to_string(first) + ".." + std::to_string(end) +
+                                        " are not a range of the " + std::to_string(p.trees) + " trees");
     if (p.bins < 2 || p.bins > 256) return fail("--bins", "is " + std::to_string(p.bins) + "; it must be 2..=256");
     TRY(m_features, p.max_features.resolve(features));
     const auto info = wasi_gpu::info();
@@ -361,10 +361,11 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     const double range = y_max - y_min;
     const double scale = y_max > y_min ? double(TARGET_MAX) / range : 1.0;
     if (!std::isfinite(range) || !std::isfinite(scale))
-        return fail("", "the targets span " + rust_display(y_min) + " to " + rust_display(y_max) +
-                            (!std::isfinite(range)
-                                 ? ", a range too large to represent; rescale the target column"
-                                 : ", a range too small to represent in 32-bit fixed point; rescale the target column"));
+        return fail("",
+                    "the targets span " + rust_display(y_min) + " to " + rust_display(y_max) +
+                        (!std::isfinite(range)
+                             ? ", a range too large to represent; rescale the target column"
+                             : ", a range too small to represent in 32-bit fixed point; rescale the target column"));
     model.y_min = y_min;
     model.scale = scale;
     std::vector<std::uint32_t> targets(rows);
@@ -385,8 +386,8 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
 
     // Tree batches: weights + node-of per tree.
     const std::uint64_t per_tree = std::uint64_t(rows) * 4;
-    const std::uint32_t tree_batch = static_cast<std::uint32_t>(
-        std::max<std::uint64_t>(1, std::min<std::uint64_t>(end - first, budget / per_tree)));
+    const std::uint32_t tree_batch =
+        static_cast<std::uint32_t>(std::max<std::uint64_t>(1, std::min<std::uint64_t>(end - first, budget / per_tree)));
     // find-splits-rows needs no histogram memory; slot batches only bound the mask upload
     // (the result does not depend on the batch size).
     const std::uint32_t slot_batch_max = SLOT_BATCH;
@@ -412,8 +413,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
         for (std::uint32_t t = 0; t < tc; ++t) level[t] = Slot{t, 0, 0};
         for (std::uint32_t depth = 0; !level.empty(); ++depth) {
             const std::uint32_t slots = static_cast<std::uint32_t>(level.size());
-            if (progress)
-                emit(2, "trees %u-%u/%u level %u slots %u\n", tb, tb + tc - 1, p.trees, depth, slots);
+            if (progress) emit(2, "trees %u-%u/%u level %u slots %u\n", tb, tb + tc - 1, p.trees, depth, slots);
             TRY(splits_p, splits_buf.at_least(std::uint64_t(slots) * SPLIT_WORDS * 4));
             const wasi_gpu::Buffer& splits = *splits_p;
             const std::uint32_t sb_max = std::min(slot_batch_max, slots);
@@ -457,12 +457,12 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                         TRY_VOID(dev(write_chunked(mask_dev, 0, mask.data(), mask.size() * 4)));
                     }
                     TRY_VOID(dev(wasi_gpu::kernels::find_splits_rows(
-                        {rows, features, p.bins, tc, lo, sc, p.min_samples_leaf, mask_words}, bins, target_buf,
-                        weights, node_of, mask_dev, splits)));
+                        {rows, features, p.bins, tc, lo, sc, p.min_samples_leaf, mask_words}, bins, target_buf, weights,
+                        node_of, mask_dev, splits)));
                     called = true;
                     round_words.resize(std::size_t(sc) * SPLIT_WORDS);
                     TRY_VOID(dev(read_chunked(splits, std::uint64_t(lo) * SPLIT_WORDS * 4, round_words.data(),
-                                                 round_words.size() * 4)));
+                                              round_words.size() * 4)));
                     for (std::uint32_t k = 0; k < sc; ++k) {
                         const std::uint32_t s = lo + k;
                         if (!first && take[s] == 0) continue;
@@ -482,9 +482,10 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
                             std::copy(rec, rec + SPLIT_WORDS, best);
                         found[s] += rec[10];
                         drawn[s] += take[s];
-                        step[s] = 2 * std::uint64_t(found[s]) >= drawn[s]
-                                      ? 0
-                                      : std::uint32_t(std::min<std::uint64_t>(2 * std::uint64_t(take[s]), candidate_count));
+                        step[s] =
+                            2 * std::uint64_t(found[s]) >= drawn[s]
+                                ? 0
+                                : std::uint32_t(std::min<std::uint64_t>(2 * std::uint64_t(take[s]), candidate_count));
                     }
                 }
                 if (!first && called) merged = true;
@@ -546,8 +547,8 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
             if (!next.empty()) {
                 TRY(next_p, next_buf.at_least(next_slot.size() * 4));
                 TRY_VOID(dev(write_chunked(*next_p, 0, next_slot.data(), next_slot.size() * 4)));
-                TRY_VOID(dev(wasi_gpu::kernels::apply_splits({rows, features, tc, slots}, bins, splits, *next_p,
-                                                             node_of)));
+                TRY_VOID(
+                    dev(wasi_gpu::kernels::apply_splits({rows, features, tc, slots}, bins, splits, *next_p, node_of)));
             }
             level = std::move(next);
         }
@@ -561,8 +562,8 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
 Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
     const Model& m = model_;
     if (data.features != m.features)
-        return fail("--test", "has " + std::to_string(data.features) + " features; the model has " +
-                                  std::to_string(m.features));
+        return fail("--test",
+                    "has " + std::to_string(data.features) + " features; the model has " + std::to_string(m.features));
     // The model's deepest path, however deep (§9): --max-depth none trains models this accepts.
     const std::uint32_t depth = m.depth();
     // The node table: (feature, threshold bits, left, right) with global indices, or a leaf's
@@ -586,8 +587,8 @@ Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
         roots.push_back(first);
         for (const Node& n : tree) {
             if (n.feature == NONE) {
-                chunk.insert(chunk.end(), {NONE, static_cast<std::uint32_t>(n.value),
-                                           static_cast<std::uint32_t>(n.value >> 32), 0});
+                chunk.insert(chunk.end(),
+                             {NONE, static_cast<std::uint32_t>(n.value), static_cast<std::uint32_t>(n.value >> 32), 0});
             } else {
                 chunk.insert(chunk.end(), {n.feature, f32_bits(n.threshold), first + n.left, first + n.right});
             }
@@ -603,8 +604,8 @@ Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
     TRY(root_buf, upload(roots.data(), roots.size() * 4));
     const std::uint64_t budget = buffer_budget(wasi_gpu::info());
     const std::uint64_t per_row = std::uint64_t(m.features) * 4;
-    const std::uint32_t batch = static_cast<std::uint32_t>(
-        std::max<std::uint64_t>(1, std::min<std::uint64_t>(data.rows, budget / per_row)));
+    const std::uint32_t batch =
+        static_cast<std::uint32_t>(std::max<std::uint64_t>(1, std::min<std::uint64_t>(data.rows, budget / per_row)));
     std::vector<double> out;
     out.reserve(data.rows);
     std::vector<std::uint32_t> sums;
@@ -619,10 +620,9 @@ Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
         TRY_VOID(dev(read_chunked(sum_buf, 0, sums.data(), sums.size() * 4)));
         for (std::uint32_t i = 0; i < rc; ++i) {
             const std::uint32_t* w = &sums[std::size_t(i) * 4];
-            const unsigned __int128 total = static_cast<unsigned __int128>(w[0]) |
-                                            (static_cast<unsigned __int128>(w[1]) << 32) |
-                                            (static_cast<unsigned __int128>(w[2]) << 64) |
-                                            (static_cast<unsigned __int128>(w[3]) << 96);
+            const unsigned __int128 total =
+                static_cast<unsigned __int128>(w[0]) | (static_cast<unsigned __int128>(w[1]) << 32) |
+                (static_cast<unsigned __int128>(w[2]) << 64) | (static_cast<unsigned __int128>(w[3]) << 96);
             out.push_back(prediction(total, tree_count, m.y_min, m.scale));
         }
     }

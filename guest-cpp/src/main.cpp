@@ -155,15 +155,31 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
     Options o;
     std::size_t i = 0;
     if (!args.empty()) {
-        if (args[0] == "pipeline") o.command = Command::Pipeline, i = 1;
-        else if (args[0] == "train") o.command = Command::Train, i = 1;
-        else if (args[0] == "predict") o.command = Command::Predict, i = 1;
-        else if (args[0] == "verify") o.command = Command::Verify, i = 1;
-        else if (args[0] == "merge") o.command = Command::Merge, i = 1;
+        if (args[0] == "pipeline")
+            o.command = Command::Pipeline, i = 1;
+        else if (args[0] == "train")
+            o.command = Command::Train, i = 1;
+        else if (args[0] == "predict")
+            o.command = Command::Predict, i = 1;
+        else if (args[0] == "verify")
+            o.command = Command::Verify, i = 1;
+        else if (args[0] == "merge")
+            o.command = Command::Merge, i = 1;
     }
-    static const char* const with_value[] = {"--train", "--test", "--model", "--out", "--trees", "--max-depth",
-                                             "--min-samples-split", "--min-samples-leaf", "--max-features",
-                                             "--bins", "--seed", "--receipt", "--trees-from", "--trees-to"};
+    static const char* const with_value[] = {"--train",
+                                             "--test",
+                                             "--model",
+                                             "--out",
+                                             "--trees",
+                                             "--max-depth",
+                                             "--min-samples-split",
+                                             "--min-samples-leaf",
+                                             "--max-features",
+                                             "--bins",
+                                             "--seed",
+                                             "--receipt",
+                                             "--trees-from",
+                                             "--trees-to"};
     std::optional<std::uint32_t> trees_from, trees_to;
     for (; i < args.size(); ++i) {
         std::string flag = args[i];
@@ -174,8 +190,14 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
             flag = flag.substr(0, eq);
         }
         if (flag == "-h" || flag == "--help") return wasi_gpu::Unexpected<UsageError>(UsageError{true, ""});
-        if (flag == "--json") { o.json = true; continue; }
-        if (flag == "--quiet") { o.quiet = true; continue; }
+        if (flag == "--json") {
+            o.json = true;
+            continue;
+        }
+        if (flag == "--quiet") {
+            o.quiet = true;
+            continue;
+        }
         bool known = false;
         for (const char* f : with_value) known = known || flag == f;
         if (!known) {
@@ -193,8 +215,10 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
             if (i + 1 >= args.size()) return usage(flag + " needs a value");
             v = args[++i];
         }
-        if (flag == "--train") o.train = v, o.train_given = true;
-        else if (flag == "--receipt") o.receipt = v;
+        if (flag == "--train")
+            o.train = v, o.train_given = true;
+        else if (flag == "--receipt")
+            o.receipt = v;
         else if (flag == "--trees-from") {
             auto n = number(flag, v, 0xffffffffu);
             if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
@@ -203,15 +227,18 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
             auto n = positive(flag, v);
             if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
             trees_to = *n;
-        }
-        else if (flag == "--test") o.test = v;
-        else if (flag == "--model") o.model = v;
-        else if (flag == "--out") o.out = v;
+        } else if (flag == "--test")
+            o.test = v;
+        else if (flag == "--model")
+            o.model = v;
+        else if (flag == "--out")
+            o.out = v;
         else if (flag == "--trees" || flag == "--min-samples-split" || flag == "--min-samples-leaf") {
             auto n = positive(flag, v);
             if (!n) return wasi_gpu::Unexpected<UsageError>(n.error());
-            (flag == "--trees" ? o.params.trees : flag == "--min-samples-split" ? o.params.min_samples_split
-                                                                                : o.params.min_samples_leaf) = *n;
+            (flag == "--trees"               ? o.params.trees
+             : flag == "--min-samples-split" ? o.params.min_samples_split
+                                             : o.params.min_samples_leaf) = *n;
         } else if (flag == "--max-depth") {
             if (v == "none" || v == "0") {
                 o.params.max_depth = guest::NONE;
@@ -241,7 +268,8 @@ Parsed<Options> parse_args(const std::vector<std::string>& args) {
         return usage("--receipt is for train, pipeline and verify");
     if (trees_from.has_value() != trees_to.has_value()) return usage("--trees-from and --trees-to go together");
     if (trees_from) {
-        if (o.command != Command::Train || o.receipt) return usage("--trees-from/--trees-to are for train, without --receipt");
+        if (o.command != Command::Train || o.receipt)
+            return usage("--trees-from/--trees-to are for train, without --receipt");
         if (*trees_from >= *trees_to || *trees_to > o.params.trees)
             return usage("--trees-from " + std::to_string(*trees_from) + " --trees-to " + std::to_string(*trees_to) +
                          " must satisfy 0 <= from < to <= --trees (" + std::to_string(o.params.trees) + ")");
@@ -262,13 +290,16 @@ double ms_since(std::chrono::steady_clock::time_point start) {
 std::string json_string(const std::string& s) {
     std::string out = "\"";
     for (unsigned char c : s) {
-        if (c == '"') out += "\\\"";
-        else if (c == '\\') out += "\\\\";
+        if (c == '"')
+            out += "\\\"";
+        else if (c == '\\')
+            out += "\\\\";
         else if (c < 0x20) {
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\u%04x", c);
             out += buf;
-        } else out += char(c);
+        } else
+            out += char(c);
     }
     return out + "\"";
 }
@@ -347,10 +378,10 @@ Expected<void> write_predictions(const std::string& path, const std::vector<doub
     if (!var##_r) return wasi_gpu::Unexpected<Failure>(var##_r.error()); \
     auto var = std::move(*var##_r)
 
-#define TRY_VOID(expr)                                                  \
-    do {                                                                \
-        auto r_ = (expr);                                               \
-        if (!r_) return wasi_gpu::Unexpected<Failure>(r_.error());      \
+#define TRY_VOID(expr)                                             \
+    do {                                                           \
+        auto r_ = (expr);                                          \
+        if (!r_) return wasi_gpu::Unexpected<Failure>(r_.error()); \
     } while (0)
 
 /// Re-labels a failure with `file` (the input the step was working on) unless it
@@ -495,13 +526,14 @@ void print_human(const Options& o, const wasi_gpu::DeviceInfo& info, const Repor
         guest::emit(1, "verified: %s: the model trained here (%" PRIu64 " bytes, %s) is the receipt's\n",
                     r.receipt->c_str(), r.model_bytes, r.model_checksum.c_str());
     } else if (!r.model_checksum.empty()) {
-        guest::emit(1, "model: %s (%" PRIu64 " bytes, %s)\n", o.model.c_str(), r.model_bytes,
-                    r.model_checksum.c_str());
+        guest::emit(1, "model: %s (%" PRIu64 " bytes, %s)\n", o.model.c_str(), r.model_bytes, r.model_checksum.c_str());
         if (r.receipt) guest::emit(1, "receipt: %s\n", r.receipt->c_str());
     }
     if (o.command != Command::Train && o.command != Command::Verify && o.command != Command::Merge) {
-        if (r.mse) guest::emit(1, "test MSE: %.6f\n", *r.mse);
-        else guest::emit(1, "test MSE: n/a (the test data has no target column)\n");
+        if (r.mse)
+            guest::emit(1, "test MSE: %.6f\n", *r.mse);
+        else
+            guest::emit(1, "test MSE: n/a (the test data has no target column)\n");
     }
     if (o.command == Command::Predict)
         guest::emit(1, "predictions: %s\n", o.out.value_or("predictions.txt").c_str());
@@ -543,8 +575,10 @@ Expected<void> run(const Options& o) {
         case Command::Merge: TRY_VOID(do_merge(o, r)); break;
     }
     const double total = ms_since(start);
-    if (o.json) print_json(o, info, r);
-    else print_human(o, info, r, total);
+    if (o.json)
+        print_json(o, info, r);
+    else
+        print_human(o, info, r, total);
     return {};
 }
 

@@ -4,19 +4,19 @@
 // way; neither saving nor loading holds the whole file in memory beside the forest. The
 // checks, and their order (hence which message a damaged file gets), are the Rust guest's
 // (guest-rust/src/model_io.rs and Model::validate).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <type_traits>
-#include <unistd.h>
 
-#include "wasi_gpu/forest.hpp"
 #include "sha256.hpp"
+#include "wasi_gpu/forest.hpp"
 #include "xxh64.hpp"
 
 namespace wasi_gpu::forest {
@@ -187,7 +187,8 @@ struct Body {
     /// Hashes whatever of the body the parser did not consume.
     bool drain() {
         std::vector<std::uint8_t> chunk(static_cast<std::size_t>(std::min<std::uint64_t>(left, IO_BUFFER)));
-        while (left > 0 && !failed) read(chunk.data(), static_cast<std::size_t>(std::min<std::uint64_t>(left, chunk.size())));
+        while (left > 0 && !failed)
+            read(chunk.data(), static_cast<std::size_t>(std::min<std::uint64_t>(left, chunk.size())));
         return !failed;
     }
 };
@@ -228,8 +229,8 @@ Expected<void> validate(const Model& m, const std::string& path) {
     if (m.max_bins < 2 || m.max_bins > 256)
         return fail(path, "max_bins " + std::to_string(m.max_bins) + " is outside 2..=256");
     if (m.max_features == 0 || m.max_features > m.features)
-        return fail(path, "max_features " + std::to_string(m.max_features) + " is outside 1..=" +
-                              std::to_string(m.features));
+        return fail(path,
+                    "max_features " + std::to_string(m.max_features) + " is outside 1..=" + std::to_string(m.features));
     if (m.train_rows == 0) return fail(path, "the model was trained on 0 rows");
     if (!std::isfinite(m.y_min) || !std::isfinite(m.scale) || !(m.scale > 0))
         return fail(path, "y_min " + rust_display(m.y_min) + " / scale " + rust_display(m.scale) +
@@ -283,7 +284,8 @@ Expected<LoadedModel> read_model(int fd, std::uint64_t len, const std::string& p
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, START_BYTES));
     if (!src.read(start, n)) return cannot_read(errno);
     if (n >= 8 && std::memcmp(start, PARTIAL_MAGIC, 8) == 0)
-        return fail(path, "a partial forest, not a model: merge it with the other shards first (merge --model OUT PART...)");
+        return fail(path,
+                    "a partial forest, not a model: merge it with the other shards first (merge --model OUT PART...)");
     if (n < 8 || std::memcmp(start, MAGIC, 8) != 0)
         return fail(path, "not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)");
     if (len < HEADER_BYTES + 8)
@@ -338,7 +340,8 @@ bool write_body(const Model& m, Out& w) {
               w.u32(m.max_bins) && w.u32(m.train_rows) && w.u32(1) /* values per node: 1 for regression */ &&
               w.f64(m.y_min) && w.f64(m.scale) && w.u32(0) /* no label table for regression */;
     for (std::size_t t = 0; ok && t < m.trees.size(); ++t)
-        ok = w.u32(static_cast<std::uint32_t>(m.trees[t].size())) && w.write(m.trees[t].data(), m.trees[t].size() * NODE_BYTES);
+        ok = w.u32(static_cast<std::uint32_t>(m.trees[t].size())) &&
+             w.write(m.trees[t].data(), m.trees[t].size() * NODE_BYTES);
     return ok;
 }
 
@@ -372,7 +375,8 @@ namespace {
 
 /// Writes `prefix` (a partial forest's header, or nothing) and `m`'s model file to `path.tmp`,
 /// then renames it over `path`.
-Expected<SavedModel> save_file(const Model& m, const std::string& path, const std::uint8_t* prefix, std::size_t prefix_len) {
+Expected<SavedModel> save_file(const Model& m, const std::string& path, const std::uint8_t* prefix,
+                               std::size_t prefix_len) {
     const std::string tmp = path + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return fail(tmp, "cannot create: " + errno_text());
@@ -469,8 +473,9 @@ Expected<Partial> Partial::load(const std::string& path) {
 Expected<LoadedModel> Model::load(const std::string& path) {
     const int fd = ::open(path.c_str(), O_RDONLY);
     if (fd < 0)
-        return fail(path, errno == ENOENT ? std::string("cannot open: no such file (train a model first, or check --model)")
-                                          : "cannot read: " + errno_text());
+        return fail(path, errno == ENOENT
+                              ? std::string("cannot open: no such file (train a model first, or check --model)")
+                              : "cannot read: " + errno_text());
     struct stat st;
     if (::fstat(fd, &st) != 0) {
         const std::string why = errno_text();

@@ -1,7 +1,7 @@
 #include "wasi_gpu/output.hpp"
 
-#include <cerrno>
 #include <unistd.h>
+#include <cerrno>
 #include <vector>
 
 namespace wasi_gpu::forest {

@@ -1,11 +1,11 @@
 #include "receipt.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
-#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -18,16 +18,22 @@ namespace {
 std::string json_str(const std::string& s) {
     std::string out = "\"";
     for (unsigned char c : s) {
-        if (c == '"') out += "\\\"";
-        else if (c == '\\') out += "\\\\";
-        else if (c == '\n') out += "\\n";
-        else if (c == '\r') out += "\\r";
-        else if (c == '\t') out += "\\t";
+        if (c == '"')
+            out += "\\\"";
+        else if (c == '\\')
+            out += "\\\\";
+        else if (c == '\n')
+            out += "\\n";
+        else if (c == '\r')
+            out += "\\r";
+        else if (c == '\t')
+            out += "\\t";
         else if (c < 0x20) {
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\u%04x", c);
             out += buf;
-        } else out += char(c);
+        } else
+            out += char(c);
     }
     return out + "\"";
 }
@@ -76,7 +82,8 @@ public:
                         if (v.num > (UINT64_MAX - d) / 10) return fail_at(start, "an integer above 2^64 - 1", error);
                         v.num = v.num * 10 + d;
                     }
-                    if (i_ - start > 1 && b_[start] == '0') return fail_at(start, "a number with a leading zero", error);
+                    if (i_ - start > 1 && b_[start] == '0')
+                        return fail_at(start, "a number with a leading zero", error);
                 } else if (b_.compare(i_, 4, "null") == 0) {
                     i_ += 4;
                 } else {
@@ -114,20 +121,25 @@ private:
         out = 0;
         for (std::size_t k = at; k < at + 4; ++k) {
             const char c = b_[k];
-            const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            const int d = c >= '0' && c <= '9'   ? c - '0'
+                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                 : -1;
             if (d < 0) return fail_at(at, "a bad \\u escape", error);
             out = out * 16 + std::uint32_t(d);
         }
         return true;
     }
     static void utf8(std::uint32_t c, std::string& out) {
-        if (c < 0x80) out += char(c);
-        else if (c < 0x800) out += char(0xC0 | (c >> 6)), out += char(0x80 | (c & 0x3F));
+        if (c < 0x80)
+            out += char(c);
+        else if (c < 0x800)
+            out += char(0xC0 | (c >> 6)), out += char(0x80 | (c & 0x3F));
         else if (c < 0x10000)
             out += char(0xE0 | (c >> 12)), out += char(0x80 | ((c >> 6) & 0x3F)), out += char(0x80 | (c & 0x3F));
         else
-            out += char(0xF0 | (c >> 18)), out += char(0x80 | ((c >> 12) & 0x3F)), out += char(0x80 | ((c >> 6) & 0x3F)),
-                out += char(0x80 | (c & 0x3F));
+            out += char(0xF0 | (c >> 18)), out += char(0x80 | ((c >> 12) & 0x3F)),
+                out += char(0x80 | ((c >> 6) & 0x3F)), out += char(0x80 | (c & 0x3F));
     }
     bool string(std::string& out, std::string& error) {
         if (!eat('"')) return fail("expected a string", error);
@@ -342,7 +354,8 @@ Expected<Receipt> Receipt::parse(const std::string& text, const std::string& pat
         std::uint64_t n = 0;
         if (!int_of(key, n)) return false;
         if (n > 0xffffffffu) {
-            if (bad.empty()) bad = std::string("receipt key `") + key + "` is " + std::to_string(n) + ", above 2^32 - 1";
+            if (bad.empty())
+                bad = std::string("receipt key `") + key + "` is " + std::to_string(n) + ", above 2^32 - 1";
             return false;
         }
         return out = static_cast<std::uint32_t>(n), true;
@@ -350,21 +363,20 @@ Expected<Receipt> Receipt::parse(const std::string& text, const std::string& pat
     std::uint64_t version = 0;
     if (!int_of("receipt", version)) return fail(path, bad);
     if (version != RECEIPT_VERSION)
-        return fail(path, "receipt version " + std::to_string(version) + " is not supported (this guest reads version " +
-                              std::to_string(RECEIPT_VERSION) + ")");
+        return fail(path, "receipt version " + std::to_string(version) +
+                              " is not supported (this guest reads version " + std::to_string(RECEIPT_VERSION) + ")");
     const Value* depth = get("max_depth");
-    const bool ok = text_of("guest", r.guest) && text_of("guest_version", r.guest_version) &&
-                    text_or_null("component_sha256", r.component_sha256) && text_or_null("host", r.host) &&
-                    text_of("backend", r.backend) && text_of("device", r.device) && text_of("train", r.train) &&
-                    int_of("train_bytes", r.train_bytes) && text_of("train_sha256", r.train_sha256) &&
-                    int_of("train_rows", r.train_rows) && int_of("features", r.features) && int32_of("trees", r.trees) &&
-                    (depth && depth->kind == Value::Kind::Null ? (r.max_depth = NONE, true)
-                                                               : int32_of("max_depth", r.max_depth)) &&
-                    int32_of("min_samples_split", r.min_samples_split) &&
-                    int32_of("min_samples_leaf", r.min_samples_leaf) && int32_of("max_features", r.max_features) &&
-                    int32_of("bins", r.bins) && int_of("seed", r.seed) && text_of("model", r.model) &&
-                    int_of("model_bytes", r.model_bytes) && text_of("model_checksum", r.model_checksum) &&
-                    text_of("model_sha256", r.model_sha256);
+    const bool ok =
+        text_of("guest", r.guest) && text_of("guest_version", r.guest_version) &&
+        text_or_null("component_sha256", r.component_sha256) && text_or_null("host", r.host) &&
+        text_of("backend", r.backend) && text_of("device", r.device) && text_of("train", r.train) &&
+        int_of("train_bytes", r.train_bytes) && text_of("train_sha256", r.train_sha256) &&
+        int_of("train_rows", r.train_rows) && int_of("features", r.features) && int32_of("trees", r.trees) &&
+        (depth && depth->kind == Value::Kind::Null ? (r.max_depth = NONE, true) : int32_of("max_depth", r.max_depth)) &&
+        int32_of("min_samples_split", r.min_samples_split) && int32_of("min_samples_leaf", r.min_samples_leaf) &&
+        int32_of("max_features", r.max_features) && int32_of("bins", r.bins) && int_of("seed", r.seed) &&
+        text_of("model", r.model) && int_of("model_bytes", r.model_bytes) &&
+        text_of("model_checksum", r.model_checksum) && text_of("model_sha256", r.model_sha256);
     if (!ok) return fail(path, bad);
     return r;
 }

@@ -1,12 +1,12 @@
 // Partial forests (docs/algorithm.md §11): the training file's fingerprint and merging; the
 // file format itself is in model_file.cpp. The checks, their order and their messages are the
 // Rust guest's (guest-rust/src/shard.rs).
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fcntl.h>
 #include <tuple>
-#include <unistd.h>
 
 #include "wasi_gpu/forest.hpp"
 #include "xxh64.hpp"
@@ -62,7 +62,8 @@ Expected<Model> merge(std::vector<std::pair<std::string, Partial>> parts) {
         if (header(p.model) != header(first.model)) return differs("a parameter or the target mapping");
     }
     const std::uint32_t total = first.total;
-    std::stable_sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.second.from < b.second.from; });
+    std::stable_sort(parts.begin(), parts.end(),
+                     [](const auto& a, const auto& b) { return a.second.from < b.second.from; });
     std::uint32_t next = 0;
     for (const auto& [path, p] : parts) {
         if (p.from > next)

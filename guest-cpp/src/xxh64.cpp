@@ -38,7 +38,6 @@ std::uint64_t merge(std::uint64_t acc, std::uint64_t v) {
     return acc * P1 + P4;
 }
 
-
 /// Runs the four lanes over whole 32-byte stripes from `p`; returns the bytes consumed.
 std::size_t stripes(std::uint64_t* v, const std::uint8_t* p, std::size_t len) {
     std::size_t done = 0;

@@ -20,7 +20,8 @@
 // refused a wasi_gpu.h of another version; the symbol below makes a libwasi_gpu_forest.a built
 // for another version fail to link (`undefined symbol: wasi_gpu_forest_for_wit_X_Y_Z`).
 #if WASI_GPU_WIT_VERSION_MAJOR != 0 || WASI_GPU_WIT_VERSION_MINOR != 1 || WASI_GPU_WIT_VERSION_PATCH != 0
-#error "wasi_gpu/forest.hpp is for wasi:gpu@0.1.0, but wasi_gpu.h was generated from another version: use the headers and libraries of one wasi_gpu package"
+#error \
+    "wasi_gpu/forest.hpp is for wasi:gpu@0.1.0, but wasi_gpu.h was generated from another version: use the headers and libraries of one wasi_gpu package"
 #endif
 #define WASI_GPU_FOREST_SYMBOL_(major, minor, patch) wasi_gpu_forest_for_wit_##major##_##minor##_##patch
 #define WASI_GPU_FOREST_SYMBOL(major, minor, patch) WASI_GPU_FOREST_SYMBOL_(major, minor, patch)
