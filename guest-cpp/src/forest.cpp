@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "progress.hpp"
 #include "sha256.hpp"
 #include "transfer.hpp"
 #include "xxh64.hpp"
@@ -397,7 +398,8 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
     const std::uint32_t candidate_count = static_cast<std::uint32_t>(candidates.size());
     const std::uint32_t m_draw = std::min(m_features, candidate_count);
     const std::uint32_t mask_words = m_draw < candidate_count ? (features + 31) / 32 : 0;
-    const bool progress = p.progress && std::uint64_t(rows) * p.trees > PROGRESS_WORK;
+    Progress progress(p.progress && std::uint64_t(rows) * (end - first) > PROGRESS_WORK, first, end, p.trees,
+                      p.max_depth);
     const std::uint32_t min_split = std::max<std::uint32_t>(2, p.min_samples_split);
 
     model.trees.reserve(end - first);
@@ -413,7 +415,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
         for (std::uint32_t t = 0; t < tc; ++t) level[t] = Slot{t, 0, 0};
         for (std::uint32_t depth = 0; !level.empty(); ++depth) {
             const std::uint32_t slots = static_cast<std::uint32_t>(level.size());
-            if (progress) emit(2, "trees %u-%u/%u level %u slots %u\n", tb, tb + tc - 1, p.trees, depth, slots);
+            progress.level(tb, tc, depth, slots);
             TRY(splits_p, splits_buf.at_least(std::uint64_t(slots) * SPLIT_WORDS * 4));
             const wasi_gpu::Buffer& splits = *splits_p;
             const std::uint32_t sb_max = std::min(slot_batch_max, slots);
@@ -554,6 +556,7 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
         }
         for (auto& t : trees) model.trees.push_back(std::move(t));
     }
+    progress.finish();
     return model;
 }
 

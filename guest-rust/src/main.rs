@@ -10,6 +10,7 @@ mod gpu;
 mod model;
 mod model_io;
 mod predictor;
+mod progress;
 mod receipt;
 mod report;
 mod rng;

@@ -10,11 +10,12 @@ use crate::bins;
 use crate::data::Dataset;
 use crate::gpu::{self, DeviceBuffer, DeviceInfo};
 use crate::model::{Model, NONE, Node, TARGET_MAX, node_value};
+use crate::progress::Progress;
 use crate::rounds::{self, Rounds};
 
 /// Slots decided per find-splits-rows call (bounds the feature-mask upload only).
 const SLOT_BATCH: u32 = 1 << 18;
-/// `rows * trees` above which training reports progress per level.
+/// `rows * trees` above which training reports its progress (src/progress.rs).
 const PROGRESS_WORK: u64 = 20_000_000;
 /// u32 words per split record (§7).
 const SPLIT_WORDS: u64 = rounds::SPLIT_WORDS as u64;
@@ -205,12 +206,15 @@ impl GpuTrainer {
         };
 
         let mut forest = Vec::with_capacity((end - first) as usize);
+        let large = u64::from(rows) * u64::from(end - first) > PROGRESS_WORK;
+        let mut progress = Progress::new(p.progress && large, first, end, p.trees, p.max_depth);
         let mut begin = first;
         while begin < end {
             let count = sizes.trees.min(end - begin);
-            forest.extend(self.grow_batch(&shared, &mut scratch, sizes, begin, count)?);
+            forest.extend(self.grow_batch(&shared, &mut scratch, sizes, begin, count, &mut progress)?);
             begin += count;
         }
+        progress.finish();
         Ok(Model {
             features,
             seed: p.seed,
@@ -293,11 +297,18 @@ impl GpuTrainer {
     }
 
     /// Grows trees `begin..begin + count` together, level by level (§8).
-    fn grow_batch(&self, s: &Shared, scratch: &mut Scratch, sizes: BatchSizes, begin: u32, count: u32) -> Result<Vec<Vec<Node>>, String> {
+    fn grow_batch(
+        &self,
+        s: &Shared,
+        scratch: &mut Scratch,
+        sizes: BatchSizes,
+        begin: u32,
+        count: u32,
+        progress: &mut Progress,
+    ) -> Result<Vec<Vec<Node>>, String> {
         let p = &self.params;
         let n_edges = (s.max_bins - 1) as usize;
         let min_split = p.min_samples_split.max(2);
-        let progress = p.progress && u64::from(s.rows) * u64::from(p.trees) > PROGRESS_WORK;
 
         gpu::bootstrap(
             gpu::BootstrapParams { seed: p.seed, rows: s.rows, tree_begin: begin, tree_count: count, draws: s.rows },
@@ -311,9 +322,7 @@ impl GpuTrainer {
         let mut depth = 0u32;
         while !level.is_empty() {
             let n_slots = level.len() as u32;
-            if progress {
-                eprintln!("trees {}-{}/{} level {} slots {}", begin, begin + count - 1, p.trees, depth, n_slots);
-            }
+            progress.level(begin, count, depth, n_slots);
             let records = self.decide_level(s, scratch, sizes, begin, count, &level)?;
 
             let mut next_slot = vec![NONE; n_slots as usize * 2];
