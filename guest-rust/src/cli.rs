@@ -259,7 +259,7 @@ fn fit(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Option<
     let t = Instant::now();
     let model = GpuTrainer::new(device.clone(), o.params.clone()).train(x, data).map_err(|e| Error::file(&o.train, e))?;
     report.train_ms = Some(elapsed(t));
-    report.describe_model(&model);
+    report.describe_model(&model, model.trees.len() as u32);
     Ok(model)
 }
 
@@ -323,24 +323,25 @@ fn verify(o: &Options, path: &str, device: &DeviceInfo, report: &mut Report) -> 
 /// Predicts the test data with `trained` (the pipeline's model, just saved), else with the
 /// model file; computes the MSE and writes `out` if given.
 fn predict(o: &Options, out: Option<&str>, trained: Option<Model>, report: &mut Report) -> Result<(), Error> {
-    let (model, sha) = match trained {
-        Some(m) => (m, String::new()),
-        None => Model::load(&o.model)?,
+    // The trained forest is uploaded from memory; a model file goes to the device one tree at
+    // a time, never whole in the guest's memory.
+    let (predictor, header) = match trained {
+        Some(m) => (GpuPredictor::new(&m).map_err(|e| Error::file(&o.model, e))?, Model { trees: Vec::new(), ..m }),
+        None => {
+            let (p, header, trees, sum) = GpuPredictor::load(&o.model)?;
+            report.describe_model(&header, trees);
+            report.train_rows = Some(header.train_rows as usize);
+            report.model_bytes = std::fs::metadata(&o.model).map(|m| m.len() as usize).ok();
+            report.model_checksum = Some(sum);
+            (p, header)
+        }
     };
-    let bytes = std::fs::metadata(&o.model).map(|m| m.len() as usize).ok();
     let mut sink = DeviceSink::default();
-    let data = data::load(&o.test, Layout::Apply { features: model.features as usize }, None, &mut sink)?;
+    let data = data::load(&o.test, Layout::Apply { features: header.features as usize }, None, &mut sink)?;
     let x = sink.buffer.take().ok_or_else(|| Error::file(&o.test, "no feature matrix was produced"))?;
-    let predictor = GpuPredictor::new(&model).map_err(|e| Error::file(&o.model, e))?;
     let preds = predictor.predict(&x, data.rows).map_err(|e| Error::file(&o.test, e))?;
     report.test_rows = Some(data.rows);
     report.mse = data.targets.as_ref().map(|y| predictor::mse(&preds, y));
-    if report.model_checksum.is_none() {
-        report.describe_model(&model);
-        report.train_rows = Some(model.train_rows as usize);
-        report.model_bytes = bytes;
-        report.model_checksum = Some(sha);
-    }
     if let Some(path) = out {
         let mut text = String::with_capacity(preds.len() * 24);
         for p in &preds {
@@ -380,7 +381,7 @@ fn run(o: &Options, device: &DeviceInfo) -> Result<Report, Error> {
             let parts = o.parts.iter().map(|p| Partial::load(p).map(|part| (p.clone(), part))).collect::<Result<Vec<_>, _>>()?;
             report.load_ms = Some(elapsed(t));
             let model = shard::merge(parts)?;
-            report.describe_model(&model);
+            report.describe_model(&model, model.trees.len() as u32);
             report.train_rows = Some(model.train_rows as usize);
             let t = Instant::now();
             let (bytes, sum) = model.save(&o.model)?;

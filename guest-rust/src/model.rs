@@ -94,10 +94,19 @@ pub fn node_value(n: u32, s: u64) -> u64 {
 impl Model {
     /// Checks every invariant the writer guarantees, so a reader can trust the forest.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_header(self.trees.len())?;
+        for (t, tree) in self.trees.iter().enumerate() {
+            self.validate_tree(t, tree)?;
+        }
+        Ok(())
+    }
+
+    /// The header's part of [`Model::validate`], for a forest of `trees` trees.
+    pub fn validate_header(&self, trees: usize) -> Result<(), String> {
         if self.features == 0 {
             return Err("the model has 0 features".into());
         }
-        if self.trees.is_empty() {
+        if trees == 0 {
             return Err("the model has no trees".into());
         }
         if !(2..=256).contains(&self.max_bins) {
@@ -112,7 +121,12 @@ impl Model {
         if !self.y_min.is_finite() || !self.scale.is_finite() || self.scale <= 0.0 {
             return Err(format!("y_min {} / scale {} are not a valid target mapping", self.y_min, self.scale));
         }
-        for (t, tree) in self.trees.iter().enumerate() {
+        Ok(())
+    }
+
+    /// Tree `t`'s part of [`Model::validate`] (the header's fields are `self`'s).
+    pub fn validate_tree(&self, t: usize, tree: &[Node]) -> Result<(), String> {
+        {
             let count = tree.len() as u64;
             for (i, n) in tree.iter().enumerate() {
                 let bad = |what: String| Err(format!("tree {t} node {i}: {what}"));

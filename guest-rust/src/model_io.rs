@@ -4,7 +4,7 @@
 //! loading ever holds the whole file in memory beside the forest.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh64::Xxh64;
@@ -111,7 +111,9 @@ impl Model {
         Ok((self.file_len(), checksum_name(CHECKSUM_XXH64, &sum.to_le_bytes())))
     }
 
-    /// Reads and validates a model file; returns the model and its checksum.
+    /// Reads and validates a model file; returns the model and its checksum. (`predict` reads
+    /// model files with `GpuPredictor::load`, tree by tree; `read_from` is the same reader.)
+    #[cfg(test)]
     pub fn load(path: &str) -> Result<(Model, String), Error> {
         let cannot_read = |e: io::Error| match e.kind() {
             io::ErrorKind::NotFound => Error::file(path, "cannot open: no such file (train a model first, or check --model)"),
@@ -119,7 +121,7 @@ impl Model {
         };
         let file = File::open(path).map_err(cannot_read)?;
         let len = file.metadata().map_err(cannot_read)?.len();
-        Model::read_from(&mut BufReader::with_capacity(IO_BUFFER, file), len).map_err(|e| Error::file(path, e))
+        Model::read_from(&mut io::BufReader::with_capacity(IO_BUFFER, file), len).map_err(|e| Error::file(path, e))
     }
 
     /// Parses and validates a model file; the message says what is wrong.
@@ -132,64 +134,77 @@ impl Model {
     /// checksum is judged first: a damaged file is reported as such, never by what its damage
     /// looks like to the parser, so a parse error waits until the whole body was hashed.
     pub(crate) fn read_from(src: &mut impl Read, len: u64) -> Result<(Model, String), String> {
-        let cannot_read = |e: io::Error| format!("cannot read: {e}");
-        let mut start = [0u8; 20];
-        let n = len.min(start.len() as u64) as usize;
-        src.read_exact(&mut start[..n]).map_err(cannot_read)?;
-        if n >= 8 && start[..8] == crate::shard::PARTIAL_MAGIC {
-            return Err("a partial forest, not a model: merge it with the other shards first (merge --model OUT PART...)".into());
-        }
-        if n < 8 || start[..8] != MAGIC {
-            return Err("not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)".into());
-        }
-        if len < (HEADER_BYTES + 8) as u64 {
-            return Err(format!("truncated: {len} bytes is shorter than a model header"));
-        }
-        let word = |at: usize| u32::from_le_bytes(start[at..at + 4].try_into().expect("4 bytes"));
-        let (version, task, kind) = (word(8), word(12), word(16));
-        if version == 1 {
-            return Err("model format version 1 was written by an older release; retrain the model with this one \
-                        (training is deterministic: same data, parameters and seed give the same forest)"
-                .into());
-        }
-        if version != VERSION {
-            return Err(format!("model format version {version} is not supported (this guest reads version {VERSION})"));
-        }
-        if task != TASK_REGRESSION {
-            return Err(format!("model task {task} is not supported (this guest reads regression models, task 0)"));
-        }
-        let Some(trailer_len) = checksum_bytes(kind) else {
-            return Err(format!("checksum kind {kind} is not supported (this guest reads SHA-256, kind 1, and XXH64, kind 2)"));
-        };
-        if len < (HEADER_BYTES + trailer_len) as u64 {
-            return Err(format!("truncated: {len} bytes is shorter than a model header"));
-        }
-        let sum = if kind == CHECKSUM_SHA256 { Sum::Sha256(Sha256::new()) } else { Sum::Xxh64(Xxh64::new(0)) };
-        let mut body = Body { src, left: len - trailer_len as u64 - start.len() as u64, sum };
-        body.sum.update(&start);
-        let parsed = parse_body(&mut body);
-        if let Err(Fail::Io(e)) = parsed {
-            return Err(cannot_read(e));
-        }
-        body.drain().map_err(cannot_read)?;
-        let mut trailer = [0u8; 32];
-        let trailer = &mut trailer[..trailer_len];
-        body.src.read_exact(trailer).map_err(cannot_read)?;
-        if !body.sum.matches(trailer) {
-            return Err("checksum mismatch: the file is corrupt, truncated or was modified".into());
-        }
-        let model = match parsed {
-            Ok(model) => model,
-            Err(Fail::Io(_)) => unreachable!("returned above"),
-            Err(Fail::Format(e)) => return Err(e),
-        };
+        let mut forest = Vec::new();
+        let (mut model, checksum) = read_with(src, len, &mut |_: &Model, _: u32, nodes: Vec<Node>| forest.push(nodes))?;
+        model.trees = forest;
         model.validate()?;
-        Ok((model, checksum_name(kind, trailer)))
+        Ok((model, checksum))
     }
 }
 
-/// Everything after the first 20 bytes up to the trailer, as the model's fields.
-fn parse_body(r: &mut Body<impl Read>) -> Result<Model, Fail> {
+/// Reads a model file of `len` bytes from `src`, handing each tree to `tree` as it is read (the
+/// header's fields, the tree's index, its nodes) instead of keeping it; returns the header's
+/// fields (no trees) and the checksum. Nothing is validated beyond the file's structure: the
+/// caller runs [`Model::validate`] or its parts, after this returns. A parse error waits until
+/// the checksum was judged, as [`Model::read_from`] says.
+pub(crate) fn read_with(src: &mut impl Read, len: u64, tree: &mut dyn FnMut(&Model, u32, Vec<Node>)) -> Result<(Model, String), String> {
+    let cannot_read = |e: io::Error| format!("cannot read: {e}");
+    let mut start = [0u8; 20];
+    let n = len.min(start.len() as u64) as usize;
+    src.read_exact(&mut start[..n]).map_err(cannot_read)?;
+    if n >= 8 && start[..8] == crate::shard::PARTIAL_MAGIC {
+        return Err("a partial forest, not a model: merge it with the other shards first (merge --model OUT PART...)".into());
+    }
+    if n < 8 || start[..8] != MAGIC {
+        return Err("not a model file (wrong magic; expected a model.bin written by a wasi:gpu guest)".into());
+    }
+    if len < (HEADER_BYTES + 8) as u64 {
+        return Err(format!("truncated: {len} bytes is shorter than a model header"));
+    }
+    let word = |at: usize| u32::from_le_bytes(start[at..at + 4].try_into().expect("4 bytes"));
+    let (version, task, kind) = (word(8), word(12), word(16));
+    if version == 1 {
+        return Err("model format version 1 was written by an older release; retrain the model with this one \
+                    (training is deterministic: same data, parameters and seed give the same forest)"
+            .into());
+    }
+    if version != VERSION {
+        return Err(format!("model format version {version} is not supported (this guest reads version {VERSION})"));
+    }
+    if task != TASK_REGRESSION {
+        return Err(format!("model task {task} is not supported (this guest reads regression models, task 0)"));
+    }
+    let Some(trailer_len) = checksum_bytes(kind) else {
+        return Err(format!("checksum kind {kind} is not supported (this guest reads SHA-256, kind 1, and XXH64, kind 2)"));
+    };
+    if len < (HEADER_BYTES + trailer_len) as u64 {
+        return Err(format!("truncated: {len} bytes is shorter than a model header"));
+    }
+    let sum = if kind == CHECKSUM_SHA256 { Sum::Sha256(Sha256::new()) } else { Sum::Xxh64(Xxh64::new(0)) };
+    let mut body = Body { src, left: len - trailer_len as u64 - start.len() as u64, sum };
+    body.sum.update(&start);
+    let parsed = parse_body(&mut body, tree);
+    if let Err(Fail::Io(e)) = parsed {
+        return Err(cannot_read(e));
+    }
+    body.drain().map_err(cannot_read)?;
+    let mut trailer = [0u8; 32];
+    let trailer = &mut trailer[..trailer_len];
+    body.src.read_exact(trailer).map_err(cannot_read)?;
+    if !body.sum.matches(trailer) {
+        return Err("checksum mismatch: the file is corrupt, truncated or was modified".into());
+    }
+    let model = match parsed {
+        Ok(model) => model,
+        Err(Fail::Io(_)) => unreachable!("returned above"),
+        Err(Fail::Format(e)) => return Err(e),
+    };
+    Ok((model, checksum_name(kind, trailer)))
+}
+
+/// Everything after the first 20 bytes up to the trailer: the header's fields (returned, with no
+/// trees), and each tree, handed to `sink` as it is read.
+fn parse_body(r: &mut Body<impl Read>, sink: &mut dyn FnMut(&Model, u32, Vec<Node>)) -> Result<Model, Fail> {
     let features = r.u32()?;
     let trees = r.u32()?;
     let seed = r.u64()?;
@@ -209,23 +224,7 @@ fn parse_body(r: &mut Body<impl Read>) -> Result<Model, Fail> {
     if labels != 0 {
         return Err(Fail::Format(format!("a regression model has an empty label table, not {labels} bytes")));
     }
-    let mut forest = Vec::with_capacity((trees as u64).min(r.left / 4) as usize);
-    for t in 0..trees {
-        let count = r.u32()?;
-        if count == 0 {
-            return Err(Fail::Format(format!("tree {t} has no nodes")));
-        }
-        if u64::from(count) > r.left / NODE_BYTES as u64 {
-            return Err(Fail::Format(format!("truncated: tree {t} claims {count} nodes but the file ends first")));
-        }
-        let mut nodes: Vec<Node> = bytemuck::zeroed_vec(count as usize);
-        r.read(bytemuck::cast_slice_mut(&mut nodes))?;
-        forest.push(nodes);
-    }
-    if r.left != 0 {
-        return Err(Fail::Format(format!("{} unexpected bytes after the last tree", r.left)));
-    }
-    Ok(Model {
+    let header = Model {
         features,
         seed,
         max_depth: (max_depth != NONE).then_some(max_depth),
@@ -236,8 +235,24 @@ fn parse_body(r: &mut Body<impl Read>) -> Result<Model, Fail> {
         train_rows,
         y_min,
         scale,
-        trees: forest,
-    })
+        trees: Vec::new(),
+    };
+    for t in 0..trees {
+        let count = r.u32()?;
+        if count == 0 {
+            return Err(Fail::Format(format!("tree {t} has no nodes")));
+        }
+        if u64::from(count) > r.left / NODE_BYTES as u64 {
+            return Err(Fail::Format(format!("truncated: tree {t} claims {count} nodes but the file ends first")));
+        }
+        let mut nodes: Vec<Node> = bytemuck::zeroed_vec(count as usize);
+        r.read(bytemuck::cast_slice_mut(&mut nodes))?;
+        sink(&header, t, nodes);
+    }
+    if r.left != 0 {
+        return Err(Fail::Format(format!("{} unexpected bytes after the last tree", r.left)));
+    }
+    Ok(header)
 }
 
 /// Why the body could not be parsed: the source failed, or the bytes are not a model.

@@ -1,8 +1,13 @@
 //! `GpuPredictor`: evaluates a forest on the device with `predict-forest` and turns the
 //! exact fixed-point sums into predictions and an MSE (docs/algorithm.md §9).
 
+use std::fs::File;
+use std::io::BufReader;
+
+use crate::error::Error;
 use crate::gpu::{self, DeviceBuffer};
 use crate::model::{Model, NONE, Node};
+use crate::model_io::read_with;
 
 /// The forest, uploaded once, ready to predict any number of feature matrices.
 pub struct GpuPredictor {
@@ -70,6 +75,61 @@ impl GpuPredictor {
         })
     }
 
+    /// Reads a model file straight into the device's node table, one tree at a time: the
+    /// forest is never whole in the guest's memory. Each tree is validated as it arrives
+    /// ([`Model::validate_tree`]); errors come in [`Model::load`]'s order and with its words
+    /// (the checksum first, then the file's structure, the header, the trees in order).
+    /// Returns the predictor, the model's header fields (no trees), its tree count and its
+    /// checksum.
+    pub fn load(path: &str) -> Result<(Self, Model, u32, String), Error> {
+        let cannot_read = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::file(path, "cannot open: no such file (train a model first, or check --model)"),
+            _ => Error::file(path, format!("cannot read: {e}")),
+        };
+        let file = File::open(path).map_err(cannot_read)?;
+        let len = file.metadata().map_err(cannot_read)?.len();
+        // Sized before the first tree: a model file's nodes are at most its length / 32.
+        let most = len / 32;
+        if most > u64::from(NONE) {
+            return Err(Error::file(path, format!("the file could hold {most} nodes; predict-forest addresses fewer than 2^32")));
+        }
+        let nodes = DeviceBuffer::zeroed(most * 4).map_err(|e| Error::file(path, e))?;
+        let mut up = Upload { nodes: &nodes, chunk: Vec::with_capacity(UPLOAD_WORDS + 4), uploaded: 0, first: 0, roots: Vec::new(), depth: 0, failed: None };
+        let mut walk = Vec::new();
+        let (header, checksum) = read_with(&mut BufReader::with_capacity(1 << 20, file), len, &mut |h: &Model, t: u32, tree: Vec<Node>| {
+            if up.failed.is_some() {
+                return;
+            }
+            if let Err(e) = h.validate_tree(t as usize, &tree) {
+                up.failed = Some(e);
+                return;
+            }
+            up.depth = up.depth.max(tree_depth(&tree, &mut walk));
+            if let Err(e) = up.tree(&tree) {
+                up.failed = Some(e);
+            }
+        })
+        .map_err(|e| Error::file(path, e))?;
+        let trees = up.roots.len() as u32;
+        header.validate_header(trees as usize).map_err(|e| Error::file(path, e))?;
+        if let Some(e) = up.failed.take() {
+            return Err(Error::file(path, e));
+        }
+        up.flush().map_err(|e| Error::file(path, e))?;
+        let node_count = up.first;
+        let predictor = GpuPredictor {
+            node_count,
+            tree_count: trees,
+            roots: DeviceBuffer::from_u32(&up.roots).map_err(|e| Error::file(path, e))?,
+            depth: up.depth,
+            features: header.features,
+            y_min: header.y_min,
+            scale: header.scale,
+            nodes,
+        };
+        Ok((predictor, header, trees, checksum))
+    }
+
     /// Predictions for `rows` rows of features in `x` (row-major `f32`, the model's width).
     pub fn predict(&self, x: &DeviceBuffer, rows: usize) -> Result<Vec<f64>, String> {
         let rows32 = u32::try_from(rows).map_err(|_| "too many rows for predict-forest")?;
@@ -96,6 +156,56 @@ impl GpuPredictor {
             })
             .collect())
     }
+}
+
+/// The node table being uploaded by [`GpuPredictor::load`].
+struct Upload<'a> {
+    nodes: &'a DeviceBuffer,
+    chunk: Vec<u32>,
+    /// Words written to `nodes` so far.
+    uploaded: u64,
+    /// The next tree's first node (forest-wide).
+    first: u32,
+    roots: Vec<u32>,
+    depth: u32,
+    /// The first problem: the rest of the file is still read (its checksum comes first).
+    failed: Option<String>,
+}
+
+impl Upload<'_> {
+    fn tree(&mut self, tree: &[Node]) -> Result<(), String> {
+        self.roots.push(self.first);
+        for part in tree.chunks(UPLOAD_WORDS / 4) {
+            flatten_tree(part, self.first, &mut self.chunk);
+            if self.chunk.len() >= UPLOAD_WORDS {
+                self.flush()?;
+            }
+        }
+        self.first += tree.len() as u32;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        self.nodes.write_u32(self.uploaded, &self.chunk)?;
+        self.uploaded += self.chunk.len() as u64;
+        self.chunk.clear();
+        Ok(())
+    }
+}
+
+/// Longest root-to-leaf path of one tree, in edges (children come after their parent).
+fn tree_depth(tree: &[Node], depth: &mut Vec<u32>) -> u32 {
+    depth.clear();
+    depth.resize(tree.len(), 0);
+    let mut deepest = 0;
+    for (i, n) in tree.iter().enumerate() {
+        if !n.is_leaf() {
+            depth[n.left as usize] = depth[i] + 1;
+            depth[n.right as usize] = depth[i] + 1;
+        }
+        deepest = deepest.max(depth[i]);
+    }
+    deepest
 }
 
 /// u32 words per row of `predict-forest`'s 128-bit sums.

@@ -67,9 +67,10 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn describe_model(&mut self, m: &Model) {
+    /// The model's parameters; `trees` is its tree count (`m` may hold the header alone).
+    pub fn describe_model(&mut self, m: &Model, trees: u32) {
         self.features = Some(m.features);
-        self.trees = Some(m.trees.len() as u32);
+        self.trees = Some(trees);
         self.max_depth = Some(m.max_depth);
         self.min_samples_split = Some(m.min_samples_split);
         self.min_samples_leaf = Some(m.min_samples_leaf);
