@@ -1,6 +1,7 @@
 #include "wasi_gpu/forest.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cerrno>
@@ -8,8 +9,10 @@
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <type_traits>
 
+#include "model_file.hpp"
 #include "progress.hpp"
 #include "sha256.hpp"
 #include "transfer.hpp"
@@ -562,51 +565,132 @@ Expected<Model> GpuTrainer::fit(const Dataset& train) const {
 
 // ---- prediction ----
 
+namespace {
+
+/// Appends tree `tree`'s rows of the node table: (feature, threshold bits, left, right) with
+/// forest-wide indices (the tree starts at node `first`), or a leaf's (NONE, value lo, value
+/// hi, 0).
+void flatten_tree(const std::vector<Node>& tree, std::uint32_t first, std::vector<std::uint32_t>& out) {
+    for (const Node& n : tree) {
+        if (n.feature == NONE)
+            out.insert(out.end(),
+                       {NONE, static_cast<std::uint32_t>(n.value), static_cast<std::uint32_t>(n.value >> 32), 0});
+        else
+            out.insert(out.end(), {n.feature, f32_bits(n.threshold), first + n.left, first + n.right});
+    }
+}
+
+/// Longest root-to-leaf path of one tree, in edges (children come after their parent).
+std::uint32_t tree_depth(const std::vector<Node>& tree, std::vector<std::uint32_t>& depth) {
+    depth.assign(tree.size(), 0);
+    std::uint32_t deepest = 0;
+    for (std::size_t k = 0; k < tree.size(); ++k) {
+        const Node& n = tree[k];
+        if (n.feature != NONE) depth[n.left] = depth[n.right] = depth[k] + 1;
+        deepest = std::max(deepest, depth[k]);
+    }
+    return deepest;
+}
+
+/// Builds a node table in device memory a few MiB at a time (the table is never whole in
+/// the guest's memory).
+class TableWriter {
+public:
+    explicit TableWriter(const wasi_gpu::Buffer& nodes) : nodes_(nodes) { chunk_.reserve(WORDS + 4); }
+    Expected<void> tree(const std::vector<Node>& tree) {
+        roots.push_back(first);
+        flatten_tree(tree, first, chunk_);
+        first += static_cast<std::uint32_t>(tree.size());
+        return chunk_.size() >= WORDS ? flush() : Expected<void>{};
+    }
+    Expected<void> flush() {
+        TRY_VOID(dev(write_chunked(nodes_, uploaded_, chunk_.data(), chunk_.size() * 4)));
+        uploaded_ += chunk_.size() * 4;
+        chunk_.clear();
+        return {};
+    }
+    std::uint32_t first = 0;  ///< the next tree's first node
+    std::vector<std::uint32_t> roots;
+
+private:
+    static constexpr std::size_t WORDS = std::size_t(1) << 20;
+    const wasi_gpu::Buffer& nodes_;
+    std::vector<std::uint32_t> chunk_;
+    std::uint64_t uploaded_ = 0;  ///< bytes
+};
+
+}  // namespace
+
+Expected<GpuPredictor> GpuPredictor::load(const std::string& path, LoadedModel& info) {
+    // Sized before the first tree: a model file holds at most (its length / 32) nodes.
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0)
+        return fail(path, errno == ENOENT
+                              ? std::string("cannot open: no such file (train a model first, or check --model)")
+                              : std::string("cannot read: ") + std::strerror(errno));
+    const std::uint64_t most = static_cast<std::uint64_t>(st.st_size) / 32;
+    if (most > NONE)
+        return fail(path,
+                    "the file could hold " + std::to_string(most) + " nodes; predict-forest addresses fewer than 2^32");
+    GpuPredictor p;
+    p.device_.emplace();
+    DeviceForest& f = *p.device_;
+    TRY(nodes, dev(wasi_gpu::Buffer::create(std::max<std::uint64_t>(most, 1) * 16)));
+    f.nodes = std::move(nodes);
+    TableWriter table(f.nodes);
+    std::optional<Failure> failed;
+    std::vector<std::uint32_t> walk;
+    TRY(loaded, read_model_trees(path, [&](const Model&, std::uint32_t, std::vector<Node>&& tree) {
+            if (failed) return;
+            f.depth = std::max(f.depth, tree_depth(tree, walk));
+            auto r = table.tree(tree);
+            if (!r) failed = r.error();
+        }));
+    if (failed) return wasi_gpu::Unexpected<Failure>(*failed);
+    TRY_VOID(table.flush());
+    TRY(roots, upload(table.roots.data(), table.roots.size() * 4));
+    f.roots = std::move(roots);
+    f.node_count = table.first;
+    f.tree_count = static_cast<std::uint32_t>(table.roots.size());
+    f.features = loaded.model.features;
+    f.y_min = loaded.model.y_min;
+    f.scale = loaded.model.scale;
+    info = std::move(loaded);
+    return p;
+}
+
 Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
-    const Model& m = model_;
-    if (data.features != m.features)
-        return fail("--test",
-                    "has " + std::to_string(data.features) + " features; the model has " + std::to_string(m.features));
-    // The model's deepest path, however deep (§9): --max-depth none trains models this accepts.
-    const std::uint32_t depth = m.depth();
-    // The node table: (feature, threshold bits, left, right) with global indices, or a leaf's
-    // (NONE, value lo, value hi, 0), flattened and uploaded a few MiB at a time (the table is
-    // never whole in the guest's memory).
+    if (device_) return run(*device_, data);
+    const Model& m = *model_;
     std::uint64_t total_nodes = 0;
     for (const auto& tree : m.trees) total_nodes += tree.size();
     if (total_nodes > NONE)
         return fail("--model", "the forest has " + std::to_string(total_nodes) +
                                    " nodes; predict-forest addresses fewer than 2^32");
-    const std::uint32_t node_count = static_cast<std::uint32_t>(total_nodes);
-    const std::uint32_t tree_count = static_cast<std::uint32_t>(m.trees.size());
-    TRY(node_buf, dev(wasi_gpu::Buffer::create(std::max<std::uint64_t>(total_nodes, 1) * 16)));
-    constexpr std::size_t UPLOAD_WORDS = std::size_t(1) << 20;
-    std::vector<std::uint32_t> chunk, roots;
-    chunk.reserve(UPLOAD_WORDS + 4);
-    roots.reserve(m.trees.size());
-    std::uint64_t uploaded = 0;  // bytes
-    std::uint32_t first = 0;
-    for (const auto& tree : m.trees) {
-        roots.push_back(first);
-        for (const Node& n : tree) {
-            if (n.feature == NONE) {
-                chunk.insert(chunk.end(),
-                             {NONE, static_cast<std::uint32_t>(n.value), static_cast<std::uint32_t>(n.value >> 32), 0});
-            } else {
-                chunk.insert(chunk.end(), {n.feature, f32_bits(n.threshold), first + n.left, first + n.right});
-            }
-            if (chunk.size() >= UPLOAD_WORDS) {
-                TRY_VOID(dev(write_chunked(node_buf, uploaded, chunk.data(), chunk.size() * 4)));
-                uploaded += chunk.size() * 4;
-                chunk.clear();
-            }
-        }
-        first += static_cast<std::uint32_t>(tree.size());
-    }
-    TRY_VOID(dev(write_chunked(node_buf, uploaded, chunk.data(), chunk.size() * 4)));
-    TRY(root_buf, upload(roots.data(), roots.size() * 4));
+    DeviceForest f;
+    TRY(nodes, dev(wasi_gpu::Buffer::create(std::max<std::uint64_t>(total_nodes, 1) * 16)));
+    f.nodes = std::move(nodes);
+    TableWriter table(f.nodes);
+    for (const auto& tree : m.trees) TRY_VOID(table.tree(tree));
+    TRY_VOID(table.flush());
+    TRY(roots, upload(table.roots.data(), table.roots.size() * 4));
+    f.roots = std::move(roots);
+    f.node_count = table.first;
+    f.tree_count = static_cast<std::uint32_t>(m.trees.size());
+    // The model's deepest path, however deep (§9): --max-depth none trains models this accepts.
+    f.depth = m.depth();
+    f.features = m.features;
+    f.y_min = m.y_min;
+    f.scale = m.scale;
+    return run(f, data);
+}
+
+Expected<std::vector<double>> GpuPredictor::run(const DeviceForest& f, const Dataset& data) const {
+    if (data.features != f.features)
+        return fail("--test",
+                    "has " + std::to_string(data.features) + " features; the model has " + std::to_string(f.features));
     const std::uint64_t budget = buffer_budget(wasi_gpu::info());
-    const std::uint64_t per_row = std::uint64_t(m.features) * 4;
+    const std::uint64_t per_row = std::uint64_t(f.features) * 4;
     const std::uint32_t batch =
         static_cast<std::uint32_t>(std::max<std::uint64_t>(1, std::min<std::uint64_t>(data.rows, budget / per_row)));
     std::vector<double> out;
@@ -614,11 +698,11 @@ Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
     std::vector<std::uint32_t> sums;
     for (std::uint32_t r0 = 0; r0 < data.rows; r0 += batch) {
         const std::uint32_t rc = std::min(batch, data.rows - r0);
-        TRY(x_buf, upload(&data.x[std::size_t(r0) * m.features], std::size_t(rc) * per_row));
+        TRY(x_buf, upload(&data.x[std::size_t(r0) * f.features], std::size_t(rc) * per_row));
         // One wrapping 128-bit sum per row: 4 u32 words, least significant first.
         TRY(sum_buf, dev(wasi_gpu::Buffer::create(std::uint64_t(rc) * 16)));
-        TRY_VOID(dev(wasi_gpu::kernels::predict_forest({rc, m.features, tree_count, node_count, depth}, x_buf, node_buf,
-                                                       root_buf, sum_buf)));
+        TRY_VOID(dev(wasi_gpu::kernels::predict_forest({rc, f.features, f.tree_count, f.node_count, f.depth}, x_buf,
+                                                       f.nodes, f.roots, sum_buf)));
         sums.resize(std::size_t(rc) * 4);
         TRY_VOID(dev(read_chunked(sum_buf, 0, sums.data(), sums.size() * 4)));
         for (std::uint32_t i = 0; i < rc; ++i) {
@@ -626,7 +710,7 @@ Expected<std::vector<double>> GpuPredictor::predict(const Dataset& data) const {
             const unsigned __int128 total =
                 static_cast<unsigned __int128>(w[0]) | (static_cast<unsigned __int128>(w[1]) << 32) |
                 (static_cast<unsigned __int128>(w[2]) << 64) | (static_cast<unsigned __int128>(w[3]) << 96);
-            out.push_back(prediction(total, tree_count, m.y_min, m.scale));
+            out.push_back(prediction(total, f.tree_count, f.y_min, f.scale));
         }
     }
     return out;

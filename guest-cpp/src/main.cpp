@@ -473,22 +473,26 @@ Expected<void> do_verify(const Options& o, Report& r) {
 /// the --model file, write `out` when given.
 Expected<void> do_predict(const Options& o, const std::optional<std::string>& out, const guest::Model* trained,
                           Report& r) {
+    // The trained forest is uploaded from memory; a model file goes to the device one tree at
+    // a time, never whole in the guest's memory.
     guest::LoadedModel loaded;
-    if (!trained) {
-        TRY(read, guest::Model::load(o.model));
-        loaded = std::move(read);
-    }
-    const guest::Model& model = trained ? *trained : loaded.model;
-    TRY(test, guest::load_dataset(o.test, model.features));
-    TRY(pred, about(o.test, guest::GpuPredictor(model).predict(test)));
-    r.test_rows = test.rows;
-    if (!test.y.empty()) r.mse = guest::mean_squared_error(pred, test.y);
-    if (r.model_checksum.empty()) {
-        r.from_model(model);
-        r.train_rows = model.train_rows;
+    std::optional<guest::GpuPredictor> predictor;
+    if (trained) {
+        predictor.emplace(*trained);
+    } else {
+        TRY(streamed, about(o.model, guest::GpuPredictor::load(o.model, loaded)));
+        predictor.emplace(std::move(streamed));
+        r.from_model(loaded.model);
+        r.trees = loaded.tree_count;
+        r.train_rows = loaded.model.train_rows;
         r.model_bytes = loaded.bytes;
         r.model_checksum = loaded.checksum;
     }
+    const guest::Model& model = trained ? *trained : loaded.model;
+    TRY(test, guest::load_dataset(o.test, model.features));
+    TRY(pred, about(o.test, predictor->predict(test)));
+    r.test_rows = test.rows;
+    if (!test.y.empty()) r.mse = guest::mean_squared_error(pred, test.y);
     if (out) TRY_VOID(write_predictions(*out, pred));
     return {};
 }

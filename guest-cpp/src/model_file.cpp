@@ -13,8 +13,10 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 
+#include "model_file.hpp"
 #include "sha256.hpp"
 #include "wasi_gpu/forest.hpp"
 #include "xxh64.hpp"
@@ -194,7 +196,7 @@ struct Body {
 };
 
 /// Everything after the first 20 bytes up to the trailer, as the model's fields.
-Expected<Model> parse_body(Body& r, const std::string& path) {
+Expected<Model> parse_body(Body& r, const std::string& path, const TreeSink& sink) {
     const auto truncated = [&] { return fail(path, "truncated: the file ends early"); };
     Model m;
     std::uint32_t tree_count = 0, outputs = 0, labels = 0;
@@ -206,7 +208,6 @@ Expected<Model> parse_body(Body& r, const std::string& path) {
     if (!r.get(m.y_min) || !r.get(m.scale) || !r.get(labels)) return truncated();
     if (labels != 0)
         return fail(path, "a regression model has an empty label table, not " + std::to_string(labels) + " bytes");
-    m.trees.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(tree_count, r.left / 4)));
     for (std::uint32_t t = 0; t < tree_count; ++t) {
         std::uint32_t count = 0;
         if (!r.get(count)) return truncated();
@@ -216,16 +217,17 @@ Expected<Model> parse_body(Body& r, const std::string& path) {
                                   " nodes but the file ends first");
         std::vector<Node> nodes(count);
         if (!r.read(nodes.data(), std::size_t(count) * NODE_BYTES)) return truncated();
-        m.trees.push_back(std::move(nodes));
+        sink(m, t, std::move(nodes));
     }
     if (r.left > 0) return fail(path, std::to_string(r.left) + " unexpected bytes after the last tree");
     return m;
 }
 
 /// Every invariant the writer guarantees, so that prediction can trust the forest.
-Expected<void> validate(const Model& m, const std::string& path) {
+/// The header's part of the checks, for a forest of `trees` trees.
+Expected<void> validate_header(const Model& m, std::uint64_t trees, const std::string& path) {
     if (m.features == 0) return fail(path, "the model has 0 features");
-    if (m.trees.empty()) return fail(path, "the model has no trees");
+    if (trees == 0) return fail(path, "the model has no trees");
     if (m.max_bins < 2 || m.max_bins > 256)
         return fail(path, "max_bins " + std::to_string(m.max_bins) + " is outside 2..=256");
     if (m.max_features == 0 || m.max_features > m.features)
@@ -235,47 +237,51 @@ Expected<void> validate(const Model& m, const std::string& path) {
     if (!std::isfinite(m.y_min) || !std::isfinite(m.scale) || !(m.scale > 0))
         return fail(path, "y_min " + rust_display(m.y_min) + " / scale " + rust_display(m.scale) +
                               " are not a valid target mapping");
-    for (std::size_t t = 0; t < m.trees.size(); ++t) {
-        const std::vector<Node>& tree = m.trees[t];
-        const std::uint64_t count = tree.size();
-        for (std::size_t k = 0; k < tree.size(); ++k) {
-            const Node& n = tree[k];
-            // Built only for a message: every node passes through here.
-            const auto where = [&] { return "tree " + std::to_string(t) + " node " + std::to_string(k) + ": "; };
-            if (n.flags != 0) {
-                char hex[16];
-                std::snprintf(hex, sizeof hex, "%#x", n.flags);
-                return fail(path, where() + "flags " + hex + " set reserved bits");
-            }
-            if (n.value > VALUE_MAX) {
-                char hex[64];
-                std::snprintf(hex, sizeof hex, "%#llx exceeds %#llx", static_cast<unsigned long long>(n.value),
-                              static_cast<unsigned long long>(VALUE_MAX));
-                return fail(path, where() + "value " + hex);
-            }
-            if (n.feature == NONE) {
-                std::uint32_t bits;
-                std::memcpy(&bits, &n.threshold, 4);
-                if (bits != 0 || n.left != 0 || n.right != 0)
-                    return fail(path, where() + "a leaf must have threshold 0 and children 0");
-                continue;
-            }
-            if (n.feature >= m.features)
-                return fail(path, where() + "feature " + std::to_string(n.feature) + " is not below the model's " +
-                                      std::to_string(m.features) + " features");
-            if (std::isnan(n.threshold)) return fail(path, where() + "threshold is NaN");
-            for (std::uint32_t child : {n.left, n.right}) {
-                if (child >= count || child <= k)
-                    return fail(path, where() + "child " + std::to_string(child) +
-                                          " is out of range or not after its parent (" + std::to_string(count) +
-                                          " nodes)");
-            }
+    return {};
+}
+
+/// Tree `t`'s part of the checks (the header's fields are `m`'s).
+Expected<void> validate_tree(const Model& m, std::uint32_t t, const std::vector<Node>& tree, const std::string& path) {
+    const std::uint64_t count = tree.size();
+    for (std::size_t k = 0; k < tree.size(); ++k) {
+        const Node& n = tree[k];
+        // Built only for a message: every node passes through here.
+        const auto where = [&] { return "tree " + std::to_string(t) + " node " + std::to_string(k) + ": "; };
+        if (n.flags != 0) {
+            char hex[16];
+            std::snprintf(hex, sizeof hex, "%#x", n.flags);
+            return fail(path, where() + "flags " + hex + " set reserved bits");
+        }
+        if (n.value > VALUE_MAX) {
+            char hex[64];
+            std::snprintf(hex, sizeof hex, "%#llx exceeds %#llx", static_cast<unsigned long long>(n.value),
+                          static_cast<unsigned long long>(VALUE_MAX));
+            return fail(path, where() + "value " + hex);
+        }
+        if (n.feature == NONE) {
+            std::uint32_t bits;
+            std::memcpy(&bits, &n.threshold, 4);
+            if (bits != 0 || n.left != 0 || n.right != 0)
+                return fail(path, where() + "a leaf must have threshold 0 and children 0");
+            continue;
+        }
+        if (n.feature >= m.features)
+            return fail(path, where() + "feature " + std::to_string(n.feature) + " is not below the model's " +
+                                  std::to_string(m.features) + " features");
+        if (std::isnan(n.threshold)) return fail(path, where() + "threshold is NaN");
+        for (std::uint32_t child : {n.left, n.right}) {
+            if (child >= count || child <= k)
+                return fail(path, where() + "child " + std::to_string(child) +
+                                      " is out of range or not after its parent (" + std::to_string(count) + " nodes)");
         }
     }
     return {};
 }
 
-Expected<LoadedModel> read_model(int fd, std::uint64_t len, const std::string& path) {
+/// Reads a model file of `len` bytes from `fd`, handing each valid tree to `on_tree` in order
+/// instead of keeping it (the returned model has the header's fields and no trees); every check
+/// in the Rust guest's order: the checksum, the structure, the header, then the trees.
+Expected<LoadedModel> read_model(int fd, std::uint64_t len, const std::string& path, const TreeSink& on_tree) {
     const auto cannot_read = [&](int error) {
         return fail(path, std::string("cannot read: ") + (error ? std::strerror(error) : "the file ended early"));
     };
@@ -312,7 +318,17 @@ Expected<LoadedModel> read_model(int fd, std::uint64_t len, const std::string& p
     Sum sum(kind);
     sum.update(start, START_BYTES);
     Body body{src, len - trailer_len - START_BYTES, sum};
-    auto parsed = parse_body(body, path);
+    // A tree's problem waits too, behind the checksum, the structure and the header.
+    std::optional<Failure> bad_tree;
+    std::uint32_t trees = 0;
+    const TreeSink check = [&](const Model& header, std::uint32_t t, std::vector<Node>&& nodes) {
+        ++trees;
+        if (bad_tree) return;
+        auto valid = validate_tree(header, t, nodes, path);
+        if (!valid) return bad_tree.emplace(valid.error()), void();
+        on_tree(header, t, std::move(nodes));
+    };
+    auto parsed = parse_body(body, path, check);
     if (body.failed || !body.drain()) return cannot_read(body.error);
     std::uint8_t trailer[32];
     if (!src.read(trailer, trailer_len)) return cannot_read(errno);
@@ -320,10 +336,12 @@ Expected<LoadedModel> read_model(int fd, std::uint64_t len, const std::string& p
     if (!sum.matches(trailer, out.checksum))
         return fail(path, "checksum mismatch: the file is corrupt, truncated or was modified");
     if (!parsed) return wasi_gpu::Unexpected<Failure>(parsed.error());
-    auto valid = validate(*parsed, path);
+    auto valid = validate_header(*parsed, trees, path);
     if (!valid) return wasi_gpu::Unexpected<Failure>(valid.error());
+    if (bad_tree) return wasi_gpu::Unexpected<Failure>(*bad_tree);
     out.model = std::move(*parsed);
     out.bytes = len;
+    out.tree_count = trees;
     return out;
 }
 
@@ -456,13 +474,17 @@ Expected<Partial> Partial::load(const std::string& path) {
     p.from = words[1], p.to = words[2], p.total = words[3];
     std::memcpy(&p.data_xxh64, h + 24, 8);
     std::memcpy(&p.data_bytes, h + 32, 8);
-    auto inside = read_model(fd, len - sizeof h, path);
+    std::vector<std::vector<Node>> forest;
+    auto inside = read_model(fd, len - sizeof h, path, [&](const Model&, std::uint32_t, std::vector<Node>&& nodes) {
+        forest.push_back(std::move(nodes));
+    });
     if (!inside) {
         Failure f = inside.error();
         f.what = "the forest inside: " + f.what;
         return wasi_gpu::Unexpected<Failure>(f);
     }
     p.model = std::move(inside->model);
+    p.model.trees = std::move(forest);
     if (p.from >= p.to || p.to > p.total || p.model.trees.size() != std::uint64_t(p.to - p.from))
         return fail(path, "trees " + std::to_string(p.from) + ".." + std::to_string(p.to) + " of " +
                               std::to_string(p.total) + " do not match the " + std::to_string(p.model.trees.size()) +
@@ -482,7 +504,28 @@ Expected<LoadedModel> Model::load(const std::string& path) {
         ::close(fd);
         return fail(path, "cannot read: " + why);
     }
-    auto loaded = read_model(fd, static_cast<std::uint64_t>(st.st_size), path);
+    std::vector<std::vector<Node>> forest;
+    auto loaded =
+        read_model(fd, static_cast<std::uint64_t>(st.st_size), path,
+                   [&](const Model&, std::uint32_t, std::vector<Node>&& nodes) { forest.push_back(std::move(nodes)); });
+    ::close(fd);
+    if (loaded) loaded->model.trees = std::move(forest);
+    return loaded;
+}
+
+Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& on_tree) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0)
+        return fail(path, errno == ENOENT
+                              ? std::string("cannot open: no such file (train a model first, or check --model)")
+                              : "cannot read: " + errno_text());
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+        const std::string why = errno_text();
+        ::close(fd);
+        return fail(path, "cannot read: " + why);
+    }
+    auto loaded = read_model(fd, static_cast<std::uint64_t>(st.st_size), path, on_tree);
     ::close(fd);
     return loaded;
 }

@@ -94,7 +94,15 @@ impl GpuPredictor {
             return Err(Error::file(path, format!("the file could hold {most} nodes; predict-forest addresses fewer than 2^32")));
         }
         let nodes = DeviceBuffer::zeroed(most * 4).map_err(|e| Error::file(path, e))?;
-        let mut up = Upload { nodes: &nodes, chunk: Vec::with_capacity(UPLOAD_WORDS + 4), uploaded: 0, first: 0, roots: Vec::new(), depth: 0, failed: None };
+        let mut up = Upload {
+            nodes: &nodes,
+            chunk: Vec::with_capacity(UPLOAD_WORDS + 4),
+            uploaded: 0,
+            first: 0,
+            roots: Vec::new(),
+            depth: 0,
+            failed: None,
+        };
         let mut walk = Vec::new();
         let (header, checksum) = read_with(&mut BufReader::with_capacity(1 << 20, file), len, &mut |h: &Model, t: u32, tree: Vec<Node>| {
             if up.failed.is_some() {

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -128,6 +129,7 @@ struct LoadedModel {
     Model model;
     std::uint64_t bytes = 0;
     std::string checksum;
+    std::uint32_t tree_count = 0;  ///< trees in the file (GpuPredictor::load keeps `model`'s empty)
 };
 
 /// Trees `from..to` of a forest of `total` trees (docs/algorithm.md §11), trained on a file
@@ -173,12 +175,29 @@ private:
 /// Runs a model's trees on the device with `predict-forest`.
 class GpuPredictor {
 public:
-    explicit GpuPredictor(const Model& model) : model_(model) {}
+    /// Predicts with `model`, which must outlive the predictor; its trees are uploaded by each
+    /// predict(), a few MiB at a time.
+    explicit GpuPredictor(const Model& model) : model_(&model) {}
+    /// Reads a model file straight into device memory, one tree at a time, so the forest is
+    /// never whole in the guest's memory; the same checks, order and messages as Model::load.
+    /// `info` gets the file's size, checksum, tree count and the model's header fields (its
+    /// `model.trees` stays empty).
+    static Expected<GpuPredictor> load(const std::string& path, LoadedModel& info);
     /// One prediction per row of `data` (which must have the model's feature count).
     Expected<std::vector<double>> predict(const Dataset& data) const;
 
+    /// A forest in device memory: predict-forest's node table and roots (docs/algorithm.md §9).
+    struct DeviceForest {
+        wasi_gpu::Buffer nodes, roots;
+        std::uint32_t node_count = 0, tree_count = 0, depth = 0, features = 0;
+        double y_min = 0.0, scale = 1.0;
+    };
+
 private:
-    const Model& model_;
+    GpuPredictor() = default;
+    Expected<std::vector<double>> run(const DeviceForest& f, const Dataset& data) const;
+    const Model* model_ = nullptr;
+    std::optional<DeviceForest> device_;  ///< set by load()
 };
 
 /// `sum over rows in order of (pred - y)^2 / rows`.

@@ -1,0 +1,23 @@
+// The model file reader's streaming entry, for the library's own use (GpuPredictor::load).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "wasi_gpu/forest.hpp"
+
+namespace wasi_gpu::forest {
+
+/// Takes one tree of a model being read: the header's fields (no trees), the tree's index, its
+/// nodes (already checked).
+using TreeSink = std::function<void(const Model&, std::uint32_t, std::vector<Node>&&)>;
+
+/// Reads and checks a model file like Model::load, handing each tree to `on_tree` in order
+/// instead of keeping it: the result's model has the header's fields and no trees
+/// (`tree_count` says how many were read). After the first problem, no more trees are handed
+/// over; the problem is reported once the checksum, the structure and the header were judged.
+Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& on_tree);
+
+}  // namespace wasi_gpu::forest
