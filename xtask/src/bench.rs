@@ -18,135 +18,141 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+use clap::{ArgAction, ValueEnum};
 use serde_json::Value;
 
-use crate::synth;
+use crate::{Backend, synth};
 use run::{Measurement, System};
 
-/// Usage text of `cargo xtask bench`.
-pub const USAGE: &str = "\
-usage: cargo xtask bench [options]
-  --sizes LIST          synthetic Friedman #1 training sizes, e.g. 100k,1m,10m [default: 100k]
-                        (x 32 features; test sets are 20%, at most 200k rows)
-  --no-diabetes         skip the diabetes workload (always 200 trees, max depth 16)
-  --backends LIST       cpu,wgpu,cuda [default: cpu,wgpu,cuda]
-  --guests LIST         rust,cpp [default: both, those that are built]
-  --repeats N           runs per system, medians reported [default: 3; 1 for >= 5M rows]
-  --trees N             trees of the synthetic workloads [default: 100]
-  --max-depth N         max depth of the synthetic workloads, 0 = unlimited [default: 16]
-  --seed N              model and data seed [default: 42]
-  --anchors LIST        sklearn,xgboost or none [default: sklearn,xgboost]
-  --sklearn-max-rows N  skip scikit-learn above this many training rows [default: 1m]
-  --device D            XGBoost device: auto, cpu, cuda [default: auto = cuda if nvidia-smi sees a GPU]
-  --python PATH         Python for the anchors (also $BENCH_PYTHON); implies --no-install
-  --no-install          do not create target/bench-venv; use --python, $BENCH_PYTHON or python3
-  --host PATH           host binary [default: $WASI_GPU_HOST or target/release/wasmtime-gpu-host]
-  --timeout SECONDS     per run, for our host and for each anchor [default: none]
-";
-
-/// Everything `bench` was asked to do.
-#[derive(Debug, Clone)]
+/// Everything `bench` was asked to do: the options of `cargo xtask bench`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// Synthetic Friedman #1 training sizes, e.g. 100k,1m,10m (x 32 features; test sets are
+    /// 20%, at most 200k rows).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = synth::parse_rows, default_value = "100k", action = ArgAction::Set)]
     sizes: Vec<u64>,
+    /// Skip the diabetes workload (always 200 trees, max depth 16).
+    #[arg(long = "no-diabetes", action = ArgAction::SetFalse)]
     diabetes: bool,
-    backends: Vec<String>,
-    guests: Vec<String>,
+    /// Our backends; one that cannot open is reported as a failed row.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "cpu,wgpu,cuda", action = ArgAction::Set)]
+    backends: Vec<Backend>,
+    /// Guests; one that is not built is noted and skipped.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "rust,cpp", action = ArgAction::Set)]
+    guests: Vec<Guest>,
+    /// Runs per system, medians reported [default: 3; 1 for >= 5M rows].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     repeats: Option<u32>,
+    /// Trees of the synthetic workloads.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     trees: u32,
+    /// Max depth of the synthetic workloads, 0 = unlimited.
+    #[arg(long, value_name = "N", default_value_t = 16)]
     max_depth: u32,
+    /// Model and data seed.
+    #[arg(long, value_name = "N", default_value_t = 42)]
     seed: u64,
-    anchors: Vec<String>,
+    /// Anchors: sklearn, xgboost (comma-separated), or none.
+    #[arg(long, value_name = "LIST|none", value_parser = parse_anchors, default_value = "sklearn,xgboost")]
+    anchors: Anchors,
+    /// Skip scikit-learn above this many training rows.
+    #[arg(long, value_name = "N", value_parser = synth::parse_rows, default_value = "1m")]
     sklearn_max_rows: u64,
-    device: String,
+    /// XGBoost device.
+    #[arg(long, value_name = "D", value_enum, default_value_t = XgbDevice::Auto)]
+    device: XgbDevice,
+    /// Python for the anchors; implies --no-install.
+    #[arg(long, value_name = "PATH", env = "BENCH_PYTHON")]
     python: Option<PathBuf>,
+    /// Do not create target/bench-venv; use --python, $BENCH_PYTHON or python3.
+    #[arg(long = "no-install", action = ArgAction::SetFalse)]
     install: bool,
+    /// Host binary [default: target/release/wasmtime-gpu-host].
+    #[arg(long, value_name = "PATH", env = "WASI_GPU_HOST")]
     host: Option<PathBuf>,
+    /// Per run, for our host and for each anchor, in seconds [default: none].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
     timeout: Option<f64>,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            sizes: vec![100_000],
-            diabetes: true,
-            backends: vec!["cpu".into(), "wgpu".into(), "cuda".into()],
-            guests: vec!["rust".into(), "cpp".into()],
-            repeats: None,
-            trees: 100,
-            max_depth: 16,
-            seed: 42,
-            anchors: vec!["sklearn".into(), "xgboost".into()],
-            sklearn_max_rows: 1_000_000,
-            device: "auto".into(),
-            python: std::env::var_os("BENCH_PYTHON").map(PathBuf::from),
-            install: std::env::var_os("BENCH_PYTHON").is_none(),
-            host: std::env::var_os("WASI_GPU_HOST").map(PathBuf::from),
-            timeout: None,
+/// A guest of `--guests`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Guest {
+    /// The Rust guest (target/wasm32-wasip2/release/guest-rust.wasm).
+    Rust,
+    /// The C++ guest (target/wasm/guest-cpp.wasm).
+    Cpp,
+}
+
+impl Guest {
+    fn as_str(self) -> &'static str {
+        match self {
+            Guest::Rust => "rust",
+            Guest::Cpp => "cpp",
         }
     }
 }
 
-fn list(s: &str, allowed: &[&str], what: &str) -> Result<Vec<String>> {
-    let items: Vec<String> = s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect();
-    for i in &items {
-        ensure!(allowed.contains(&i.as_str()), "unknown {what} `{i}` (expected one of {})", allowed.join(", "));
-    }
-    Ok(items)
+/// An anchor of `--anchors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Anchor {
+    /// scikit-learn's RandomForestRegressor.
+    Sklearn,
+    /// XGBoost's XGBRFRegressor.
+    Xgboost,
 }
 
-/// Parses the command line of `bench`.
-pub fn parse(args: &[String]) -> Result<Options> {
-    let mut o = Options::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{a} needs a value\n\n{USAGE}"));
-        match a.as_str() {
-            "--sizes" => o.sizes = val()?.split(',').filter(|s| !s.is_empty()).map(synth::parse_rows).collect::<Result<_>>()?,
-            "--no-diabetes" => o.diabetes = false,
-            "--backends" => o.backends = list(val()?, &["cpu", "wgpu", "cuda"], "backend")?,
-            "--guests" => o.guests = list(val()?, &["rust", "cpp"], "guest")?,
-            "--repeats" => {
-                let n: u32 = val()?.parse().context("--repeats takes a positive integer")?;
-                ensure!(n >= 1, "--repeats must be at least 1");
-                o.repeats = Some(n);
-            }
-            "--trees" => {
-                o.trees = val()?.parse().context("--trees takes a positive integer")?;
-                ensure!(o.trees >= 1, "--trees must be at least 1");
-            }
-            "--max-depth" => o.max_depth = val()?.parse().context("--max-depth takes an integer (0 = unlimited)")?,
-            "--seed" => o.seed = val()?.parse().context("--seed takes an unsigned integer")?,
-            "--anchors" => {
-                let v = val()?;
-                o.anchors = if v == "none" { Vec::new() } else { list(v, &["sklearn", "xgboost"], "anchor")? };
-            }
-            "--sklearn-max-rows" => o.sklearn_max_rows = synth::parse_rows(val()?)?,
-            "--device" => {
-                let v = val()?;
-                ensure!(["auto", "cpu", "cuda"].contains(&v.as_str()), "--device takes auto, cpu or cuda, not `{v}`");
-                o.device = v.clone();
-            }
-            "--python" => {
-                o.python = Some(PathBuf::from(val()?));
-                o.install = false;
-            }
-            "--no-install" => o.install = false,
-            "--host" => o.host = Some(PathBuf::from(val()?)),
-            "--timeout" => {
-                let t: f64 = val()?.parse().context("--timeout takes seconds")?;
-                ensure!(t > 0.0 && t.is_finite(), "--timeout must be a positive number of seconds");
-                o.timeout = Some(t);
-            }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown option `{other}`\n\n{USAGE}"),
+impl Anchor {
+    fn as_str(self) -> &'static str {
+        match self {
+            Anchor::Sklearn => "sklearn",
+            Anchor::Xgboost => "xgboost",
         }
     }
-    ensure!(o.diabetes || !o.sizes.is_empty(), "nothing to run: --no-diabetes and no --sizes");
-    Ok(o)
+}
+
+/// `--anchors`: the anchors to run, empty for `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchors(Vec<Anchor>);
+
+/// Parses `--anchors`: `none`, or a comma-separated list of anchors.
+fn parse_anchors(s: &str) -> Result<Anchors, String> {
+    if s == "none" {
+        return Ok(Anchors(Vec::new()));
+    }
+    let items = s.split(',').map(str::trim).filter(|x| !x.is_empty());
+    items
+        .map(|i| Anchor::from_str(i, false).map_err(|_| format!("unknown anchor `{i}` (expected sklearn, xgboost or none)")))
+        .collect::<Result<_, _>>()
+        .map(Anchors)
+}
+
+/// XGBoost's device (`--device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XgbDevice {
+    /// cuda if nvidia-smi sees a GPU, else cpu.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA device.
+    Cuda,
+}
+
+impl XgbDevice {
+    fn as_str(self) -> &'static str {
+        match self {
+            XgbDevice::Auto => "auto",
+            XgbDevice::Cpu => "cpu",
+            XgbDevice::Cuda => "cuda",
+        }
+    }
+}
+
+/// Parses `--timeout`: a positive number of seconds.
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    let t: f64 = s.parse().map_err(|_| "--timeout takes seconds".to_string())?;
+    if t > 0.0 && t.is_finite() { Ok(t) } else { Err("--timeout must be a positive number of seconds".into()) }
 }
 
 /// One data set with the parameters every system trains it with.
@@ -268,14 +274,14 @@ fn python(root: &Path, o: &Options) -> Result<PathBuf> {
 fn anchors(root: &Path, o: &Options, py: &Path, w: &Workload) -> Vec<Measurement> {
     let mut systems: Vec<&str> = Vec::new();
     let mut out = Vec::new();
-    for a in &o.anchors {
-        if a == "sklearn" && w.train_rows > o.sklearn_max_rows {
+    for &a in &o.anchors.0 {
+        if a == Anchor::Sklearn && w.train_rows > o.sklearn_max_rows {
             out.push(Measurement::skipped(
                 System::anchor("sklearn", "cpu"),
                 format!("skipped: {} training rows > --sklearn-max-rows {}", w.train_rows, o.sklearn_max_rows),
             ));
         } else {
-            systems.push(a);
+            systems.push(a.as_str());
         }
     }
     if systems.is_empty() {
@@ -291,7 +297,7 @@ fn anchors(root: &Path, o: &Options, py: &Path, w: &Workload) -> Vec<Measurement
         .arg(root.join(&w.test))
         .args(["--trees", &w.trees.to_string(), "--max-depth", &w.max_depth.to_string()])
         .args(["--seed", &o.seed.to_string(), "--repeats", &w.repeats.to_string()])
-        .args(["--device", &o.device, "--anchors", &systems.join(",")])
+        .args(["--device", o.device.as_str(), "--anchors", &systems.join(",")])
         .arg("--out")
         .arg(&json_path);
     if let Some(t) = o.timeout {
@@ -364,9 +370,8 @@ pub fn progress(message: &str) {
     eprintln!("bench [{t:7.1} s] {message}");
 }
 
-pub fn command(built_from: &Path, args: &[String]) -> Result<()> {
+pub fn command(built_from: &Path, o: &Options) -> Result<()> {
     START.get_or_init(std::time::Instant::now);
-    let o = parse(args)?;
     let root = &root(built_from);
     ensure!(
         root.join("data/diabetes_train.csv").is_file(),
@@ -381,11 +386,11 @@ pub fn command(built_from: &Path, args: &[String]) -> Result<()> {
         .guests
         .iter()
         .map(|g| {
-            let p = match g.as_str() {
-                "rust" => "target/wasm32-wasip2/release/guest-rust.wasm",
-                _ => "target/wasm/guest-cpp.wasm",
+            let p = match g {
+                Guest::Rust => "target/wasm32-wasip2/release/guest-rust.wasm",
+                Guest::Cpp => "target/wasm/guest-cpp.wasm",
             };
-            (g.clone(), PathBuf::from(p))
+            (g.as_str().to_string(), PathBuf::from(p))
         })
         .collect();
     let mut notes = Vec::new();
@@ -407,8 +412,8 @@ pub fn command(built_from: &Path, args: &[String]) -> Result<()> {
         })
         .collect();
 
-    let work = workloads(root, &o)?;
-    let py = if o.anchors.is_empty() { None } else { Some(python(root, &o)?) };
+    let work = workloads(root, o)?;
+    let py = if o.anchors.0.is_empty() { None } else { Some(python(root, o)?) };
 
     let mut results: Vec<(Workload, Vec<Measurement>)> = Vec::new();
     for w in &work {
@@ -420,12 +425,12 @@ pub fn command(built_from: &Path, args: &[String]) -> Result<()> {
         if host_ok {
             for (guest, wasm) in &built {
                 for backend in &o.backends {
-                    rows.push(run::ours(root, &host, guest, wasm, backend, w, o.seed, o.timeout));
+                    rows.push(run::ours(root, &host, guest, wasm, backend.as_str(), w, o.seed, o.timeout));
                 }
             }
         }
         if let Some(py) = &py {
-            rows.extend(anchors(root, &o, py, w));
+            rows.extend(anchors(root, o, py, w));
         }
         results.push((w.clone(), rows));
     }
@@ -448,23 +453,84 @@ pub fn command(built_from: &Path, args: &[String]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    use crate::Command;
+    use crate::tests::parse as parse_cli;
+
+    fn parse(args: &str) -> Result<Options, clap::Error> {
+        match parse_cli(&format!("bench {args}"))? {
+            Command::Bench(o) => Ok(o),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn parses_options() {
-        let o = parse(&args("--sizes 100k,1m --backends cpu --repeats 2 --anchors none --trees 50")).unwrap();
+        let o = parse("--sizes 100k,1m --backends cpu --repeats 2 --anchors none --trees 50").unwrap();
         assert_eq!(o.sizes, vec![100_000, 1_000_000]);
-        assert_eq!(o.backends, vec!["cpu"]);
+        assert_eq!(o.backends, vec![Backend::Cpu]);
         assert_eq!(o.repeats, Some(2));
-        assert!(o.anchors.is_empty());
+        assert!(o.anchors.0.is_empty());
         assert_eq!(o.trees, 50);
-        assert!(parse(&args("--backends cpu,tpu")).is_err());
-        assert!(parse(&args("--repeats 0")).is_err());
-        assert!(parse(&args("--repeats")).is_err());
-        assert!(parse(&args("--bogus")).is_err());
-        assert!(parse(&args("--python /x/python")).map(|o| !o.install).unwrap());
+        assert!(o.diabetes && o.install);
+        assert!(parse("--backends cpu,tpu").is_err());
+        assert!(parse("--repeats 0").is_err());
+        assert!(parse("--repeats").is_err());
+        assert!(parse("--bogus").is_err());
+        assert_eq!(parse("--python /x/python").unwrap().python, Some(PathBuf::from("/x/python")));
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let o = parse("").unwrap();
+        assert_eq!(o.sizes, vec![100_000]);
+        assert!(o.diabetes);
+        assert_eq!(o.backends, vec![Backend::Cpu, Backend::Wgpu, Backend::Cuda]);
+        assert_eq!(o.guests, vec![Guest::Rust, Guest::Cpp]);
+        assert_eq!((o.repeats, o.trees, o.max_depth, o.seed), (None, 100, 16, 42));
+        assert_eq!(o.anchors, Anchors(vec![Anchor::Sklearn, Anchor::Xgboost]));
+        assert_eq!(o.sklearn_max_rows, 1_000_000);
+        assert_eq!(o.device, XgbDevice::Auto);
+        assert_eq!(o.timeout, None);
+    }
+
+    #[test]
+    fn parses_every_option() {
+        let o = parse(
+            "--sizes 10k --no-diabetes --backends cuda,wgpu --guests cpp --repeats 1 --trees 7 --max-depth 0 --seed 9 \
+             --anchors xgboost --sklearn-max-rows 2m --device cuda --python py --no-install --host h --timeout 1.5",
+        )
+        .unwrap();
+        assert_eq!(o.sizes, vec![10_000]);
+        assert!(!o.diabetes && !o.install);
+        assert_eq!(o.backends, vec![Backend::Cuda, Backend::Wgpu]);
+        assert_eq!(o.guests, vec![Guest::Cpp]);
+        assert_eq!((o.repeats, o.trees, o.max_depth, o.seed), (Some(1), 7, 0, 9));
+        assert_eq!(o.anchors, Anchors(vec![Anchor::Xgboost]));
+        assert_eq!((o.sklearn_max_rows, o.device), (2_000_000, XgbDevice::Cuda));
+        assert_eq!((o.python, o.host), (Some(PathBuf::from("py")), Some(PathBuf::from("h"))));
+        assert_eq!(o.timeout, Some(1.5));
+        // The last of a repeated option wins, as it did before clap.
+        assert_eq!(parse("--backends cpu --backends cuda").unwrap().backends, vec![Backend::Cuda]);
+        assert_eq!(parse("--sizes 1m --sizes 10k").unwrap().sizes, vec![10_000]);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for bad in [
+            "--sizes 0",
+            "--sizes 1.5",
+            "--guests go",
+            "--trees 0",
+            "--max-depth -1",
+            "--anchors sklearn,none",
+            "--anchors lightgbm",
+            "--device tpu",
+            "--timeout 0",
+            "--timeout inf",
+            "--timeout soon",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

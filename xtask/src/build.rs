@@ -31,12 +31,51 @@ impl Profile {
     }
 }
 
-/// Parses `[--debug]`.
-pub fn parse_profile(args: &[String]) -> Result<Profile> {
-    match args {
-        [] => Ok(Profile::Release),
-        [flag] if flag == "--debug" => Ok(Profile::Debug),
-        _ => bail!("usage: cargo xtask build-all [--debug]"),
+/// Options of `cargo xtask build-all`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildAllArgs {
+    /// Debug builds of the host and the guests (target/debug, ...) instead of release builds.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+impl BuildAllArgs {
+    /// The profile asked for.
+    pub fn profile(&self) -> Profile {
+        if self.debug { Profile::Debug } else { Profile::Release }
+    }
+}
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestArgs {
+    /// Debug builds of the host and the guests (`cargo test` itself still runs with --release).
+    #[arg(long)]
+    pub debug: bool,
+    /// Arguments for `cargo test --release --workspace`, e.g. `--test accuracy`; everything
+    /// from the first of them on goes to cargo unchanged, a `--` included.
+    #[arg(num_args = 0.., allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+    /// Arguments for the test binaries (`cargo xtask test -- --nocapture`), given to `cargo test`
+    /// after a `--`.
+    #[arg(last = true, value_name = "TEST_ARGS")]
+    pub test_args: Vec<String>,
+}
+
+impl TestArgs {
+    /// The profile asked for.
+    pub fn profile(&self) -> Profile {
+        if self.debug { Profile::Debug } else { Profile::Release }
+    }
+
+    /// What follows `cargo test --release --workspace`.
+    pub fn cargo_test_args(&self) -> Vec<String> {
+        let mut out = self.args.clone();
+        if !self.test_args.is_empty() {
+            out.push("--".into());
+            out.extend(self.test_args.iter().cloned());
+        }
+        out
     }
 }
 
@@ -197,11 +236,8 @@ pub fn build_all(profile: Profile) -> Result<Artefacts> {
 /// workspace's rustfmt.toml, `cargo clippy --workspace --all-targets -D warnings`), build-all,
 /// then the workspace tests with the artefact paths in the environment; ARGS go to
 /// `cargo test`.
-pub fn test(args: &[String]) -> Result<()> {
-    let (profile, rest) = match args.split_first() {
-        Some((flag, rest)) if flag == "--debug" => (Profile::Debug, rest),
-        _ => (Profile::Release, args),
-    };
+pub fn test(args: &TestArgs) -> Result<()> {
+    let profile = args.profile();
     let root = workspace_root();
     run(cargo().current_dir(&root).args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().current_dir(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
@@ -209,7 +245,7 @@ pub fn test(args: &[String]) -> Result<()> {
     let mut cmd = cargo();
     cmd.current_dir(&root)
         .args(["test", "--release", "--workspace"])
-        .args(rest)
+        .args(args.cargo_test_args())
         .env("WASI_GPU_HOST", &artefacts.host)
         .env("GUEST_RUST_WASM", &artefacts.guest_rust)
         .env("GUEST_CPP_WASM", &artefacts.guest_cpp)
@@ -228,4 +264,34 @@ pub fn test(args: &[String]) -> Result<()> {
         cmd.env("XDG_RUNTIME_DIR", &dir);
     }
     run(&mut cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Command;
+    use crate::tests::parse;
+
+    fn test_args(args: &str) -> (Profile, Vec<String>) {
+        match parse(args) {
+            Ok(Command::Test(t)) => (t.profile(), t.cargo_test_args()),
+            other => panic!("{args}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn test_passes_its_arguments_to_cargo_test() {
+        let strings = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(test_args("test"), (Profile::Release, vec![]));
+        assert_eq!(test_args("test --debug"), (Profile::Debug, vec![]));
+        assert_eq!(test_args("test --test accuracy"), (Profile::Release, strings("--test accuracy")));
+        assert_eq!(test_args("test --debug --test accuracy"), (Profile::Debug, strings("--test accuracy")));
+        assert_eq!(test_args("test -p xtask --lib"), (Profile::Release, strings("-p xtask --lib")));
+        assert_eq!(test_args("test --test=accuracy"), (Profile::Release, strings("--test=accuracy")));
+        assert_eq!(test_args("test accuracy --debug"), (Profile::Release, strings("accuracy --debug")));
+        assert_eq!(test_args("test --test accuracy -- --nocapture"), (Profile::Release, strings("--test accuracy -- --nocapture")));
+        assert_eq!(test_args("test -- --nocapture"), (Profile::Release, strings("-- --nocapture")));
+        assert_eq!(test_args("test --debug -- --nocapture --test-threads 1"), (Profile::Debug, strings("-- --nocapture --test-threads 1")));
+        assert_eq!(test_args("test --"), (Profile::Release, vec![]));
+    }
 }

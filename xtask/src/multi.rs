@@ -9,90 +9,92 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "\
-usage: cargo xtask train-multi --train DATA --model OUT [options] [-- GUEST TRAIN OPTIONS]
+use crate::Backend;
 
-  --devices N|all     shards, one per device of the backend (default all); with the cpu
-                      backend, N processes on the CPU
-  --backend B         cuda (default), wgpu or cpu
-  --guest G           rust (default), cpp, or a component's path
-  --trees T           trees of the whole forest (default 200)
-  --host PATH         wasmtime-gpu-host (default target/release/wasmtime-gpu-host)
-  --json              print one JSON line instead of the table
-
-Shard i runs `wasmtime-gpu-host run --backend B --device i` (no --device on the cpu backend)
-with DATA's directory as the guest's read-only `data` and OUT's directory as its `out`; the
-partial forests are written next to OUT (OUT.part-A-B) and removed after the merge. Options
-after `--` go to every shard's `train` (e.g. `--max-depth 16 --max-features sqrt`).
-";
-
-struct Options {
+/// Options of `cargo xtask train-multi`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Shard i runs `wasmtime-gpu-host run --backend B --device i` (no --device on the cpu backend) with DATA's \
+                        directory as the guest's read-only `data` and OUT's directory as its `out`; the partial forests are written \
+                        next to OUT (OUT.part-A-B) and removed after the merge.")]
+pub struct Options {
+    /// Training data (a file the guest's `train --train` reads).
+    #[arg(long, value_name = "DATA")]
     train: PathBuf,
+    /// Where to write the merged model.
+    #[arg(long, value_name = "OUT")]
     model: PathBuf,
-    devices: Option<usize>,
-    backend: String,
-    guest: PathBuf,
+    /// Shards, one per device of the backend; with the cpu backend, N processes on the CPU.
+    #[arg(long, value_name = "N|all", value_parser = parse_devices, default_value = "all")]
+    devices: Devices,
+    /// Backend of every shard.
+    #[arg(long, value_name = "B", value_enum, default_value_t = Backend::Cuda)]
+    backend: Backend,
+    /// The guest: rust, cpp, or a component's path.
+    #[arg(long, value_name = "G", value_parser = parse_guest, default_value = "rust")]
+    guest: Guest,
+    /// Trees of the whole forest.
+    #[arg(long, value_name = "T", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     trees: u32,
-    host: PathBuf,
+    /// wasmtime-gpu-host [default: target/release/wasmtime-gpu-host].
+    #[arg(long, value_name = "PATH")]
+    host: Option<PathBuf>,
+    /// Print one JSON line instead of the table.
+    #[arg(long)]
     json: bool,
+    /// Options for every shard's `train`, after `--` (e.g. `-- --max-depth 16 --max-features sqrt`).
+    #[arg(last = true, value_name = "GUEST TRAIN OPTIONS", value_parser = guest_option)]
     extra: Vec<String>,
 }
 
-fn parse(root: &Path, args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        train: PathBuf::new(),
-        model: PathBuf::new(),
-        devices: None,
-        backend: "cuda".into(),
-        guest: root.join("target/wasm/guest-rust.wasm"),
-        trees: 200,
-        host: root.join("target/release/wasmtime-gpu-host"),
-        json: false,
-        extra: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value\n\n{USAGE}"));
-        match a.as_str() {
-            "--train" => o.train = value()?.into(),
-            "--model" => o.model = value()?.into(),
-            "--devices" => {
-                o.devices = match value()?.as_str() {
-                    "all" => None,
-                    n => Some(n.parse().ok().filter(|&n| n > 0).with_context(|| format!("--devices expects all or N >= 1, got {n}"))?),
-                }
-            }
-            "--backend" => o.backend = value()?,
-            "--guest" => {
-                o.guest = match value()?.as_str() {
-                    "rust" => root.join("target/wasm/guest-rust.wasm"),
-                    "cpp" => root.join("target/wasm/guest-cpp.wasm"),
-                    path => path.into(),
-                }
-            }
-            "--trees" => o.trees = value()?.parse().context("--trees expects a positive integer")?,
-            "--host" => o.host = value()?.into(),
-            "--json" => o.json = true,
-            "--" => o.extra = it.by_ref().cloned().collect(),
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown option `{other}`\n\n{USAGE}"),
+/// `--devices`: every usable device of the backend, or a number of shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Devices {
+    All,
+    Count(usize),
+}
+
+fn parse_devices(s: &str) -> Result<Devices, String> {
+    match s {
+        "all" => Ok(Devices::All),
+        n => n.parse().ok().filter(|&n| n > 0).map(Devices::Count).ok_or_else(|| "expected all or N >= 1".to_string()),
+    }
+}
+
+/// `--guest`: one of our built guests, or a component's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Guest {
+    Rust,
+    Cpp,
+    Path(PathBuf),
+}
+
+impl Guest {
+    fn path(&self, root: &Path) -> PathBuf {
+        match self {
+            Guest::Rust => root.join("target/wasm/guest-rust.wasm"),
+            Guest::Cpp => root.join("target/wasm/guest-cpp.wasm"),
+            Guest::Path(path) => path.clone(),
         }
     }
-    if o.train.as_os_str().is_empty() || o.model.as_os_str().is_empty() {
-        bail!("--train and --model are required\n\n{USAGE}");
+}
+
+fn parse_guest(s: &str) -> Result<Guest, std::convert::Infallible> {
+    Ok(match s {
+        "rust" => Guest::Rust,
+        "cpp" => Guest::Cpp,
+        path => Guest::Path(path.into()),
+    })
+}
+
+/// Options train-multi sets itself for every shard.
+const RESERVED: [&str; 6] = ["--trees", "--trees-from", "--trees-to", "--model", "--train", "--receipt"];
+
+/// One option after `--`: anything but [`RESERVED`].
+fn guest_option(s: &str) -> Result<String, String> {
+    match RESERVED.iter().find(|r| s == **r || s.starts_with(&format!("{r}="))) {
+        Some(reserved) => Err(format!("{reserved} is set by train-multi; do not pass it after --")),
+        None => Ok(s.to_string()),
     }
-    if !["cuda", "wgpu", "cpu"].contains(&o.backend.as_str()) {
-        bail!("--backend must be cuda, wgpu or cpu, not {}", o.backend);
-    }
-    for reserved in ["--trees", "--trees-from", "--trees-to", "--model", "--train", "--receipt"] {
-        if o.extra.iter().any(|e| e == reserved || e.starts_with(&format!("{reserved}="))) {
-            bail!("{reserved} is set by train-multi; do not pass it after --");
-        }
-    }
-    Ok(o)
 }
 
 /// Devices of `backend` that `wasmtime-gpu-host devices` lists as usable.
@@ -139,17 +141,19 @@ fn dir_of(path: &Path) -> Result<(PathBuf, String)> {
     Ok((abs.parent().map(Path::to_path_buf).unwrap_or_else(|| "/".into()), name))
 }
 
-pub fn command(root: &Path, args: &[String]) -> Result<()> {
-    let o = parse(root, args)?;
-    for (what, p) in [("host", &o.host), ("guest", &o.guest), ("training data", &o.train)] {
+pub fn command(root: &Path, o: &Options) -> Result<()> {
+    let host = o.host.clone().unwrap_or_else(|| root.join("target/release/wasmtime-gpu-host"));
+    let guest = o.guest.path(root);
+    let backend = o.backend.as_str();
+    for (what, p) in [("host", &host), ("guest", &guest), ("training data", &o.train)] {
         if !p.is_file() {
             bail!("the {what} {} does not exist (cargo xtask build-all builds the host and guests)", p.display());
         }
     }
-    let shards = match (o.devices, o.backend.as_str()) {
-        (Some(n), _) => n,
-        (None, "cpu") => 1,
-        (None, b) => count_devices(&o.host, b)?,
+    let shards = match (o.devices, o.backend) {
+        (Devices::Count(n), _) => n,
+        (Devices::All, Backend::Cpu) => 1,
+        (Devices::All, b) => count_devices(&host, b.as_str())?,
     };
     let shards = u32::try_from(shards).ok().filter(|&s| s <= o.trees).context("more shards than trees")?;
     let (data_dir, data_name) = dir_of(&o.train)?;
@@ -157,18 +161,18 @@ pub fn command(root: &Path, args: &[String]) -> Result<()> {
     let start = Instant::now();
     let mut children: Vec<(u32, u32, usize, Child, Instant)> = Vec::new();
     for (i, (a, b)) in ranges(o.trees, shards).into_iter().enumerate() {
-        let mut cmd = Command::new(&o.host);
-        cmd.args(["run", "--backend", &o.backend]);
-        if o.backend != "cpu" {
+        let mut cmd = Command::new(&host);
+        cmd.args(["run", "--backend", backend]);
+        if o.backend != Backend::Cpu {
             cmd.args(["--device", &i.to_string()]);
         }
         cmd.arg("--dir").arg(format!("{}::data", data_dir.display()));
         cmd.arg("--dir-rw").arg(format!("{}::out", out_dir.display()));
-        cmd.arg(&o.guest).arg("--");
+        cmd.arg(&guest).arg("--");
         cmd.args(["train", "--train", &format!("data/{data_name}"), "--trees", &o.trees.to_string()]);
         cmd.args(["--trees-from", &a.to_string(), "--trees-to", &b.to_string()]);
         cmd.args(["--model", &format!("out/{model_name}.part-{a}-{b}"), "--json", "--quiet"]).args(&o.extra);
-        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {}", o.host.display()))?;
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {}", host.display()))?;
         children.push((a, b, i, child, Instant::now()));
     }
     let mut shard_reports = Vec::new();
@@ -184,7 +188,7 @@ pub fn command(root: &Path, args: &[String]) -> Result<()> {
         }
         let line: serde_json::Value = serde_json::from_slice(&out.stdout).context("a shard's --json line")?;
         shard_reports.push(serde_json::json!({
-            "trees": [a, b], "device_index": if o.backend == "cpu" { 0 } else { i }, "process": i, "device": line["device"], "backend": line["backend"],
+            "trees": [a, b], "device_index": if o.backend == Backend::Cpu { 0 } else { i }, "process": i, "device": line["device"], "backend": line["backend"],
             "train_ms": line["train_ms"], "seconds": (secs * 1000.0).round() / 1000.0,
         }));
     }
@@ -198,10 +202,10 @@ pub fn command(root: &Path, args: &[String]) -> Result<()> {
         bail!("{}", failed.join("\n"));
     }
     let trained = start.elapsed().as_secs_f64();
-    let out = Command::new(&o.host)
+    let out = Command::new(&host)
         .args(["run", "--backend", "cpu", "--dir-rw"])
         .arg(format!("{}::out", out_dir.display()))
-        .arg(&o.guest)
+        .arg(&guest)
         .args(["--", "merge", "--model", &format!("out/{model_name}"), "--json", "--quiet"])
         .args(&parts)
         .output()?;
@@ -213,7 +217,7 @@ pub fn command(root: &Path, args: &[String]) -> Result<()> {
     let wall = start.elapsed().as_secs_f64();
     let summary = serde_json::json!({
         "model": o.model, "model_checksum": merged["model_checksum"], "trees": o.trees, "shards": shard_reports,
-        "backend": o.backend, "train_s": (trained * 1000.0).round() / 1000.0, "wall_s": (wall * 1000.0).round() / 1000.0,
+        "backend": backend, "train_s": (trained * 1000.0).round() / 1000.0, "wall_s": (wall * 1000.0).round() / 1000.0,
     });
     if o.json {
         println!("{summary}");
@@ -247,5 +251,50 @@ mod tests {
         assert_eq!(ranges(10, 3), vec![(0, 4), (4, 7), (7, 10)]);
         assert_eq!(ranges(4, 4), vec![(0, 1), (1, 2), (2, 3), (3, 4)]);
         assert_eq!(ranges(200, 1), vec![(0, 200)]);
+    }
+
+    fn parse(args: &str) -> Result<Options, clap::Error> {
+        match crate::tests::parse(&format!("train-multi {args}"))? {
+            crate::Command::TrainMulti(o) => Ok(o),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_options() {
+        // As tests/tests/shards.rs calls it.
+        let o = parse(
+            "--backend cpu --devices 3 --trees 13 --json --host H --guest G --train F --model M -- --max-depth 6 --max-features sqrt",
+        )
+        .unwrap();
+        assert_eq!((o.backend, o.devices, o.trees, o.json), (Backend::Cpu, Devices::Count(3), 13, true));
+        assert_eq!((o.host, o.guest), (Some(PathBuf::from("H")), Guest::Path(PathBuf::from("G"))));
+        assert_eq!((o.train, o.model), (PathBuf::from("F"), PathBuf::from("M")));
+        assert_eq!(o.extra, ["--max-depth", "6", "--max-features", "sqrt"]);
+
+        let o = parse("--train F --model M").unwrap();
+        assert_eq!((o.backend, o.devices, o.trees, o.json, o.host), (Backend::Cuda, Devices::All, 200, false, None));
+        assert_eq!(o.guest.path(Path::new("/r")), PathBuf::from("/r/target/wasm/guest-rust.wasm"));
+        assert!(o.extra.is_empty());
+        assert_eq!(parse("--train F --model M --guest cpp").unwrap().guest, Guest::Cpp);
+        assert_eq!(parse("--train F --model M --devices all").unwrap().devices, Devices::All);
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        for bad in [
+            "--model M",
+            "--train F",
+            "--train F --model M --devices 0",
+            "--train F --model M --devices some",
+            "--train F --model M --backend tpu",
+            "--train F --model M --trees 0",
+            "--train F --model M --max-depth 6",
+            "--train F --model M -- --trees 5",
+            "--train F --model M -- --max-depth 6 --model=x",
+            "--train F --model M stray",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -212,24 +212,26 @@ pub fn parse_rows(s: &str) -> Result<u64> {
     Ok(rows as u64)
 }
 
-/// `cargo xtask gen-data [--sizes LIST] [--seed N] [--out DIR]`: writes the synthetic
-/// workloads without running anything (e.g. to inspect them or to pre-generate).
-pub fn gen_data_command(root: &Path, args: &[String]) -> Result<()> {
-    let mut sizes = vec![100_000u64];
-    let mut seed = 42u64;
-    let mut out = root.join("target/bench/data");
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--sizes" => sizes = val()?.split(',').map(parse_rows).collect::<Result<_>>()?,
-            "--seed" => seed = val()?.parse().context("--seed takes an unsigned integer")?,
-            "--out" => out = PathBuf::from(val()?),
-            other => bail!("unknown option `{other}`; usage: cargo xtask gen-data [--sizes 100k,1m] [--seed 42] [--out DIR]"),
-        }
-    }
-    for rows in sizes {
-        let d = ensure_dataset(&out, rows, seed)?;
+/// Options of `cargo xtask gen-data`, which writes the synthetic workloads without running
+/// anything (e.g. to inspect them or to pre-generate).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenDataArgs {
+    /// Training sizes, e.g. 100k,1m (each also gets its test set: 20%, at most 200k rows).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_rows, default_value = "100k", action = clap::ArgAction::Set)]
+    pub sizes: Vec<u64>,
+    /// Data seed.
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory [default: target/bench/data].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `cargo xtask gen-data [--sizes LIST] [--seed N] [--out DIR]`.
+pub fn gen_data_command(root: &Path, args: &GenDataArgs) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| root.join("target/bench/data"));
+    for &rows in &args.sizes {
+        let d = ensure_dataset(&out, rows, args.seed)?;
         println!("{}\n{}", d.train.display(), d.test.display());
     }
     Ok(())
@@ -314,5 +316,22 @@ mod tests {
         assert!(parse_rows("abc").is_err());
         assert_eq!(test_rows_for(100_000), 20_000);
         assert_eq!(test_rows_for(10_000_000), MAX_TEST_ROWS);
+    }
+
+    #[test]
+    fn parses_gen_data_options() {
+        use crate::Command;
+        use crate::tests::parse;
+        let args = |s: &str| match parse(s) {
+            Ok(Command::GenData(a)) => a,
+            other => panic!("{s}: {other:?}"),
+        };
+        let a = args("gen-data");
+        assert_eq!((a.sizes, a.seed, a.out), (vec![100_000], 42, None));
+        let a = args("gen-data --sizes 10k,1m --seed 7 --out /tmp/d");
+        assert_eq!((a.sizes, a.seed, a.out), (vec![10_000, 1_000_000], 7, Some(PathBuf::from("/tmp/d"))));
+        assert!(parse("gen-data --sizes 10x").is_err());
+        assert!(parse("gen-data --seed -1").is_err());
+        assert!(parse("gen-data --bogus").is_err());
     }
 }
