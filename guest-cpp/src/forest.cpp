@@ -580,18 +580,6 @@ void flatten_tree(const std::vector<Node>& tree, std::uint32_t first, std::vecto
     }
 }
 
-/// Longest root-to-leaf path of one tree, in edges (children come after their parent).
-std::uint32_t tree_depth(const std::vector<Node>& tree, std::vector<std::uint32_t>& depth) {
-    depth.assign(tree.size(), 0);
-    std::uint32_t deepest = 0;
-    for (std::size_t k = 0; k < tree.size(); ++k) {
-        const Node& n = tree[k];
-        if (n.feature != NONE) depth[n.left] = depth[n.right] = depth[k] + 1;
-        deepest = std::max(deepest, depth[k]);
-    }
-    return deepest;
-}
-
 /// Builds a node table in device memory a few MiB at a time (the table is never whole in
 /// the guest's memory).
 class TableWriter {

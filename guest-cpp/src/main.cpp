@@ -287,23 +287,6 @@ double ms_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-std::string json_string(const std::string& s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"')
-            out += "\\\"";
-        else if (c == '\\')
-            out += "\\\\";
-        else if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-        } else
-            out += char(c);
-    }
-    return out + "\"";
-}
-
 std::string fmt(const char* format, double v) {
     char buf[64];
     std::snprintf(buf, sizeof buf, format, v);
@@ -341,7 +324,7 @@ struct Report {
 void print_json(const Options& o, const wasi_gpu::DeviceInfo& info, const Report& r) {
     std::string line = "{\"guest\":\"cpp\",\"command\":\"" + std::string(command_name(o.command)) + "\"";
     line += ",\"backend\":\"" + std::string(backend_name(info.backend)) + "\"";
-    line += ",\"device\":" + json_string(info.name);
+    line += ",\"device\":" + guest::json_str(info.name);
     line += ",\"train_rows\":" + num_or_null(r.train_rows);
     line += ",\"test_rows\":" + num_or_null(r.test_rows);
     line += ",\"features\":" + std::to_string(r.features);
@@ -357,8 +340,9 @@ void print_json(const Options& o, const wasi_gpu::DeviceInfo& info, const Report
     line += ",\"save_ms\":" + ms_or_null(r.save_ms);
     line += ",\"predict_ms\":" + ms_or_null(r.predict_ms);
     line += ",\"mse\":" + (r.mse ? fmt("%.17g", *r.mse) : std::string("null"));
-    line += ",\"model_checksum\":" + (r.model_checksum.empty() ? std::string("null") : json_string(r.model_checksum));
-    line += ",\"receipt\":" + (r.receipt ? json_string(*r.receipt) : std::string("null"));
+    line +=
+        ",\"model_checksum\":" + (r.model_checksum.empty() ? std::string("null") : guest::json_str(r.model_checksum));
+    line += ",\"receipt\":" + (r.receipt ? guest::json_str(*r.receipt) : std::string("null"));
     guest::emit_text(1, line + "}\n");
 }
 

@@ -493,24 +493,33 @@ Expected<Partial> Partial::load(const std::string& path) {
 }
 
 Expected<LoadedModel> Model::load(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0)
-        return fail(path, errno == ENOENT
-                              ? std::string("cannot open: no such file (train a model first, or check --model)")
-                              : "cannot read: " + errno_text());
-    struct stat st;
-    if (::fstat(fd, &st) != 0) {
-        const std::string why = errno_text();
-        ::close(fd);
-        return fail(path, "cannot read: " + why);
-    }
     std::vector<std::vector<Node>> forest;
-    auto loaded =
-        read_model(fd, static_cast<std::uint64_t>(st.st_size), path,
-                   [&](const Model&, std::uint32_t, std::vector<Node>&& nodes) { forest.push_back(std::move(nodes)); });
-    ::close(fd);
+    auto loaded = read_model_trees(
+        path, [&](const Model&, std::uint32_t, std::vector<Node>&& nodes) { forest.push_back(std::move(nodes)); });
     if (loaded) loaded->model.trees = std::move(forest);
     return loaded;
+}
+
+Expected<std::uint64_t> read_pieces(const std::string& path,
+                                    const std::function<void(const std::uint8_t*, std::size_t)>& piece) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) return fail(path, "cannot open: " + errno_text());
+    std::vector<std::uint8_t> chunk(IO_BUFFER);
+    std::uint64_t bytes = 0;
+    for (;;) {
+        const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const std::string why = errno_text();
+            ::close(fd);
+            return fail(path, "cannot read: " + why);
+        }
+        if (n == 0) break;
+        piece(chunk.data(), static_cast<std::size_t>(n));
+        bytes += static_cast<std::uint64_t>(n);
+    }
+    ::close(fd);
+    return bytes;
 }
 
 Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& on_tree) {
@@ -530,22 +539,22 @@ Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& 
     return loaded;
 }
 
+std::uint32_t tree_depth(const std::vector<Node>& tree, std::vector<std::uint32_t>& depth) {
+    depth.assign(tree.size(), 0);
+    std::uint32_t deepest = 0;
+    // Children come after their parent, so one forward pass sets every depth.
+    for (std::size_t k = 0; k < tree.size(); ++k) {
+        const Node& n = tree[k];
+        if (n.feature != NONE) depth[n.left] = depth[n.right] = depth[k] + 1;
+        deepest = std::max(deepest, depth[k]);
+    }
+    return deepest;
+}
+
 std::uint32_t Model::depth() const {
     std::uint32_t deepest = 0;
-    std::vector<std::uint32_t> depth;
-    for (const auto& tree : trees) {
-        depth.assign(tree.size(), 0);
-        // Children come after their parent, so one forward pass sets every depth.
-        for (std::size_t k = 0; k < tree.size(); ++k) {
-            const Node& n = tree[k];
-            if (n.feature == NONE) {
-                deepest = std::max(deepest, depth[k]);
-                continue;
-            }
-            depth[n.left] = depth[k] + 1;
-            depth[n.right] = depth[k] + 1;
-        }
-    }
+    std::vector<std::uint32_t> scratch;
+    for (const auto& tree : trees) deepest = std::max(deepest, tree_depth(tree, scratch));
     return deepest;
 }
 

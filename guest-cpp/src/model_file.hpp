@@ -20,4 +20,12 @@ using TreeSink = std::function<void(const Model&, std::uint32_t, std::vector<Nod
 /// over; the problem is reported once the checksum, the structure and the header were judged.
 Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& on_tree);
 
+/// Longest root-to-leaf path of one tree, in edges; `depth` is scratch space.
+std::uint32_t tree_depth(const std::vector<Node>& tree, std::vector<std::uint32_t>& depth);
+
+/// Reads the file at `path` to its end in 1 MiB pieces, handing each to `piece`; the bytes
+/// read (the data fingerprint of partial forests and the receipts' SHA-256 use it).
+Expected<std::uint64_t> read_pieces(const std::string& path,
+                                    const std::function<void(const std::uint8_t*, std::size_t)>& piece);
+
 }  // namespace wasi_gpu::forest

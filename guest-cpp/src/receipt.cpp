@@ -9,12 +9,11 @@
 #include <utility>
 #include <vector>
 
+#include "model_file.hpp"
 #include "sha256.hpp"
 
 namespace guest {
-namespace {
 
-/// A JSON string literal, escaped as the Rust guest escapes it.
 std::string json_str(const std::string& s) {
     std::string out = "\"";
     for (unsigned char c : s) {
@@ -37,6 +36,8 @@ std::string json_str(const std::string& s) {
     }
     return out + "\"";
 }
+
+namespace {
 
 std::string json_opt(const std::optional<std::string>& s) { return s ? json_str(*s) : "null"; }
 
@@ -190,26 +191,10 @@ private:
 }  // namespace
 
 Expected<FileDigest> file_sha256(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) return fail(path, std::string("cannot open: ") + std::strerror(errno));
     Sha256 sha;
-    FileDigest d;
-    std::vector<std::uint8_t> chunk(std::size_t(1) << 20);
-    for (;;) {
-        const ssize_t n = ::read(fd, chunk.data(), chunk.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int saved = errno;
-            ::close(fd);
-            return fail(path, std::string("cannot read: ") + std::strerror(saved));
-        }
-        if (n == 0) break;
-        sha.update(chunk.data(), static_cast<std::size_t>(n));
-        d.bytes += static_cast<std::uint64_t>(n);
-    }
-    ::close(fd);
-    d.sha256 = to_hex(sha.finish());
-    return d;
+    auto bytes = read_pieces(path, [&](const std::uint8_t* p, std::size_t n) { sha.update(p, n); });
+    if (!bytes) return wasi_gpu::Unexpected<Failure>(bytes.error());
+    return FileDigest{*bytes, to_hex(sha.finish())};
 }
 
 Expected<Receipt> Receipt::of(const Model& model, const std::string& train, const std::string& model_path,

@@ -47,6 +47,10 @@ struct Receipt {
     static Expected<Receipt> parse(const std::string& text, const std::string& path);
 };
 
+/// A JSON string literal, escaped as the Rust guest escapes it (`\"`, `\\`, `\n`, `\r`, `\t`,
+/// other control characters as `\u00xx`): the receipts' and the `--json` line's strings.
+std::string json_str(const std::string& s);
+
 /// The size and lower-case hex SHA-256 of a file.
 struct FileDigest {
     std::uint64_t bytes = 0;

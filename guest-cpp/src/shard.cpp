@@ -8,32 +8,17 @@
 #include <cstring>
 #include <tuple>
 
+#include "model_file.hpp"
 #include "wasi_gpu/forest.hpp"
 #include "xxh64.hpp"
 
 namespace wasi_gpu::forest {
 
 Expected<FileFingerprint> data_fingerprint(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) return fail(path, std::string("cannot open: ") + std::strerror(errno));
     Xxh64 sum;
-    FileFingerprint f;
-    std::vector<std::uint8_t> chunk(std::size_t(1) << 20);
-    for (;;) {
-        const ssize_t n = ::read(fd, chunk.data(), chunk.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int saved = errno;
-            ::close(fd);
-            return fail(path, std::string("cannot read: ") + std::strerror(saved));
-        }
-        if (n == 0) break;
-        sum.update(chunk.data(), static_cast<std::size_t>(n));
-        f.bytes += static_cast<std::uint64_t>(n);
-    }
-    ::close(fd);
-    f.xxh64 = sum.digest();
-    return f;
+    auto bytes = read_pieces(path, [&](const std::uint8_t* p, std::size_t n) { sum.update(p, n); });
+    if (!bytes) return wasi_gpu::Unexpected<Failure>(bytes.error());
+    return FileFingerprint{sum.digest(), *bytes};
 }
 
 Expected<Model> merge(std::vector<std::pair<std::string, Partial>> parts) {

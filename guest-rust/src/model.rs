@@ -160,20 +160,25 @@ impl Model {
 
     /// Longest root-to-leaf path, in edges, over all trees.
     pub fn depth(&self) -> u32 {
-        let mut deepest = 0;
-        for tree in &self.trees {
-            // Children always come after their parent, so one forward pass suffices.
-            let mut depth = vec![0u32; tree.len()];
-            for (i, n) in tree.iter().enumerate() {
-                if !n.is_leaf() {
-                    depth[n.left as usize] = depth[i] + 1;
-                    depth[n.right as usize] = depth[i] + 1;
-                }
-                deepest = deepest.max(depth[i]);
-            }
-        }
-        deepest
+        let mut scratch = Vec::new();
+        self.trees.iter().map(|tree| tree_depth(tree, &mut scratch)).max().unwrap_or(0)
     }
+}
+
+/// Longest root-to-leaf path of one tree, in edges; `depth` is scratch space. Children always
+/// come after their parent, so one forward pass suffices.
+pub fn tree_depth(tree: &[Node], depth: &mut Vec<u32>) -> u32 {
+    depth.clear();
+    depth.resize(tree.len(), 0);
+    let mut deepest = 0;
+    for (i, n) in tree.iter().enumerate() {
+        if !n.is_leaf() {
+            depth[n.left as usize] = depth[i] + 1;
+            depth[n.right as usize] = depth[i] + 1;
+        }
+        deepest = deepest.max(depth[i]);
+    }
+    deepest
 }
 
 #[cfg(test)]

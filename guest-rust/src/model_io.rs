@@ -17,6 +17,48 @@ use crate::model::{
 /// Buffer between the model and the file: a tree's nodes larger than this bypass it.
 const IO_BUFFER: usize = 1 << 20;
 
+/// Writes `<path>.tmp` through a buffer with `write`, then renames it over `path`; a failure
+/// removes the temporary file and leaves `path` as it was. Returns what `write` returned.
+pub(crate) fn write_atomically<T>(path: &str, write: impl FnOnce(&mut BufWriter<File>) -> io::Result<T>) -> Result<T, Error> {
+    let tmp = format!("{path}.tmp");
+    let written = File::create(&tmp).and_then(|f| {
+        let mut w = BufWriter::with_capacity(IO_BUFFER, f);
+        let out = write(&mut w)?;
+        w.into_inner().map_err(io::IntoInnerError::into_error)?;
+        Ok(out)
+    });
+    let out = match written {
+        Ok(out) => out,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::file(path, format!("cannot write {tmp}: {e}")));
+        }
+    };
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::file(path, format!("cannot rename {tmp} to it: {e}")));
+    }
+    Ok(out)
+}
+
+/// Reads the file at `path` to its end in 1 MiB pieces, handing each to `piece`; returns the
+/// bytes read (the data fingerprint of partial forests and the receipts' SHA-256 use it).
+pub(crate) fn read_pieces(path: &str, mut piece: impl FnMut(&[u8])) -> Result<u64, Error> {
+    let mut file = File::open(path).map_err(|e| Error::file(path, format!("cannot open: {e}")))?;
+    let mut chunk = vec![0u8; IO_BUFFER];
+    let mut bytes = 0u64;
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::file(path, format!("cannot read: {e}"))),
+        };
+        piece(&chunk[..n]);
+        bytes += n as u64;
+    }
+}
+
 /// Bytes of the trailing checksum, by kind.
 fn checksum_bytes(kind: u32) -> Option<usize> {
     match kind {
@@ -90,24 +132,7 @@ impl Model {
     /// Writes the model to `<path>.tmp` and renames it over `path`; returns (bytes, the
     /// file's checksum as `model_checksum` names it).
     pub fn save(&self, path: &str) -> Result<(usize, String), Error> {
-        let tmp = format!("{path}.tmp");
-        let written = File::create(&tmp).and_then(|f| {
-            let mut w = BufWriter::with_capacity(IO_BUFFER, f);
-            let sum = self.write_to(&mut w)?;
-            w.into_inner().map_err(io::IntoInnerError::into_error)?;
-            Ok(sum)
-        });
-        let sum = match written {
-            Ok(sum) => sum,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(Error::file(path, format!("cannot write {tmp}: {e}")));
-            }
-        };
-        if let Err(e) = std::fs::rename(&tmp, path) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::file(path, format!("cannot rename {tmp} to it: {e}")));
-        }
+        let sum = write_atomically(path, |w| self.write_to(w))?;
         Ok((self.file_len(), checksum_name(CHECKSUM_XXH64, &sum.to_le_bytes())))
     }
 

@@ -6,7 +6,7 @@ use std::io::BufReader;
 
 use crate::error::Error;
 use crate::gpu::{self, DeviceBuffer};
-use crate::model::{Model, NONE, Node};
+use crate::model::{Model, NONE, Node, tree_depth};
 use crate::model_io::read_with;
 
 /// The forest, uploaded once, ready to predict any number of feature matrices.
@@ -199,21 +199,6 @@ impl Upload<'_> {
         self.chunk.clear();
         Ok(())
     }
-}
-
-/// Longest root-to-leaf path of one tree, in edges (children come after their parent).
-fn tree_depth(tree: &[Node], depth: &mut Vec<u32>) -> u32 {
-    depth.clear();
-    depth.resize(tree.len(), 0);
-    let mut deepest = 0;
-    for (i, n) in tree.iter().enumerate() {
-        if !n.is_leaf() {
-            depth[n.left as usize] = depth[i] + 1;
-            depth[n.right as usize] = depth[i] + 1;
-        }
-        deepest = deepest.max(depth[i]);
-    }
-    deepest
 }
 
 /// u32 words per row of `predict-forest`'s 128-bit sums.

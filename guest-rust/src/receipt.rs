@@ -8,13 +8,14 @@
 //! The file is a flat JSON object, one key per line, in the fixed order of [`Receipt::to_json`];
 //! both guests write and read the same bytes.
 
-use std::io::{self, Read};
+use std::io::{self, Write};
 
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::gpu::DeviceInfo;
 use crate::model::Model;
+use crate::model_io::{read_pieces, write_atomically};
 use crate::trainer::{MaxFeatures, TrainParams};
 
 /// The receipt format this guest writes and reads.
@@ -60,19 +61,8 @@ pub fn model_digests(model: &Model) -> (u64, String, String) {
 
 /// The size and SHA-256 of a file.
 pub fn file_sha256(path: &str) -> Result<(u64, String), Error> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, format!("cannot open: {e}")))?;
-    let (mut sha, mut bytes) = (Sha256::new(), 0u64);
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::file(path, format!("cannot read: {e}"))),
-        };
-        sha.update(&chunk[..n]);
-        bytes += n as u64;
-    }
+    let mut sha = Sha256::new();
+    let bytes = read_pieces(path, |piece| sha.update(piece))?;
     Ok((bytes, hex(&sha.finalize())))
 }
 
@@ -161,15 +151,7 @@ impl Receipt {
 
     /// Writes the receipt to `<path>.tmp` and renames it over `path`.
     pub fn save(&self, path: &str) -> Result<(), Error> {
-        let tmp = format!("{path}.tmp");
-        if let Err(e) = std::fs::write(&tmp, self.to_json()) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::file(path, format!("cannot write {tmp}: {e}")));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::file(path, format!("cannot rename {tmp} to it: {e}"))
-        })
+        write_atomically(path, |w| w.write_all(self.to_json().as_bytes()))
     }
 
     /// Reads a receipt file.

@@ -3,12 +3,13 @@
 //! cover `0..T` exactly into the model `train` would have written in one piece, byte for byte.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 
 use xxhash_rust::xxh64::{Xxh64, xxh64};
 
 use crate::error::Error;
 use crate::model::Model;
+use crate::model_io::{read_pieces, write_atomically};
 
 /// First 8 bytes of a partial forest.
 pub const PARTIAL_MAGIC: [u8; 8] = *b"WGPUPF\0\x01";
@@ -32,19 +33,8 @@ pub struct Partial {
 
 /// XXH64 (seed 0) and size of a file: the data fingerprint of a partial forest.
 pub fn data_fingerprint(path: &str) -> Result<(u64, u64), Error> {
-    let mut file = File::open(path).map_err(|e| Error::file(path, format!("cannot open: {e}")))?;
-    let (mut sum, mut bytes) = (Xxh64::new(0), 0u64);
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::file(path, format!("cannot read: {e}"))),
-        };
-        sum.update(&chunk[..n]);
-        bytes += n as u64;
-    }
+    let mut sum = Xxh64::new(0);
+    let bytes = read_pieces(path, |piece| sum.update(piece))?;
     Ok((sum.digest(), bytes))
 }
 
@@ -65,25 +55,10 @@ impl Partial {
     /// Writes the partial forest to `<path>.tmp` and renames it over `path`; returns its size
     /// and the embedded model's checksum.
     pub fn save(&self, path: &str) -> Result<(usize, String), Error> {
-        let tmp = format!("{path}.tmp");
-        let written = File::create(&tmp).and_then(|f| {
-            let mut w = BufWriter::with_capacity(1 << 20, f);
+        let sum = write_atomically(path, |w| {
             w.write_all(&self.header())?;
-            let sum = self.model.write_to(&mut w)?;
-            w.into_inner().map_err(io::IntoInnerError::into_error)?;
-            Ok(sum)
-        });
-        let sum = match written {
-            Ok(sum) => sum,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(Error::file(path, format!("cannot write {tmp}: {e}")));
-            }
-        };
-        if let Err(e) = std::fs::rename(&tmp, path) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::file(path, format!("cannot rename {tmp} to it: {e}")));
-        }
+            self.model.write_to(w)
+        })?;
         Ok((HEADER_BYTES + 8 + self.model.file_len(), format!("xxh64:{sum:016x}")))
     }
 

@@ -31,3 +31,23 @@ pub fn guest_rust() -> PathBuf {
 pub fn example_cpp() -> PathBuf {
     artefact("EXAMPLE_CPP_WASM", "target/wasm/example-cpp.wasm")
 }
+
+/// A Python that imports every module of `modules` (comma-separated, as in `import a, b`):
+/// `ACCURACY_PYTHON` if set (no fallback then), else `target/accuracy-venv/bin/python` (made by
+/// .ci/setup), else `python3`. None is a failure naming each candidate's error, never a skip.
+pub fn python_with(modules: &str) -> PathBuf {
+    let explicit = std::env::var_os("ACCURACY_PYTHON").filter(|p| !p.is_empty()).map(PathBuf::from);
+    let candidates = match explicit {
+        Some(p) => vec![p],
+        None => vec![workspace().join("target/accuracy-venv/bin/python"), PathBuf::from("python3")],
+    };
+    let mut reasons = Vec::new();
+    for p in candidates {
+        match std::process::Command::new(&p).args(["-c", &format!("import {modules}")]).output() {
+            Ok(o) if o.status.success() => return p,
+            Ok(o) => reasons.push(format!("{}: {}", p.display(), String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""))),
+            Err(e) => reasons.push(format!("{}: {e}", p.display())),
+        }
+    }
+    panic!("no Python with {modules} ({}); run .ci/setup (it makes target/accuracy-venv) or set ACCURACY_PYTHON", reasons.join("; "));
+}

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use wasi_gpu_tests::artefacts::{guest_cpp, guest_rust, host, workspace};
+use wasi_gpu_tests::artefacts::{guest_cpp, guest_rust, host, python_with, workspace};
 
 /// The brief's bound: relative difference per row.
 const TOLERANCE: f64 = 1e-5;
@@ -99,23 +99,8 @@ elif mode == "predict":
     }))
 "#;
 
-/// A Python with NumPy, onnx, onnxruntime and treelite; panics with each candidate's error.
-/// An explicit `ACCURACY_PYTHON` must have them (no fallback).
 fn python() -> PathBuf {
-    let explicit = std::env::var_os("ACCURACY_PYTHON").filter(|p| !p.is_empty()).map(PathBuf::from);
-    let candidates = match explicit {
-        Some(p) => vec![p],
-        None => vec![workspace().join("target/accuracy-venv/bin/python"), PathBuf::from("python3")],
-    };
-    let mut reasons = Vec::new();
-    for p in candidates {
-        match Command::new(&p).args(["-c", "import numpy, onnx, onnxruntime, treelite"]).output() {
-            Ok(o) if o.status.success() => return p,
-            Ok(o) => reasons.push(format!("{}: {}", p.display(), String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""))),
-            Err(e) => reasons.push(format!("{}: {e}", p.display())),
-        }
-    }
-    panic!("no Python with numpy, onnx, onnxruntime and treelite ({}); run .ci/setup or set ACCURACY_PYTHON", reasons.join("; "));
+    python_with("numpy, onnx, onnxruntime, treelite")
 }
 
 fn workdir(name: &str) -> PathBuf {

@@ -8,17 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use wasi_gpu_tests::artefacts::{guest_cpp, guest_rust, host, workspace};
+use wasi_gpu_tests::artefacts::{guest_cpp, guest_rust, host, python_with, workspace};
 
 fn python() -> PathBuf {
-    let explicit = std::env::var_os("ACCURACY_PYTHON").filter(|p| !p.is_empty()).map(PathBuf::from);
-    let candidates = explicit.into_iter().chain([workspace().join("target/accuracy-venv/bin/python"), PathBuf::from("python3")]);
-    for p in candidates {
-        if Command::new(&p).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success()) {
-            return p;
-        }
-    }
-    panic!("no Python with NumPy; run .ci/setup (it creates target/accuracy-venv) or set ACCURACY_PYTHON");
+    python_with("numpy")
 }
 
 fn workdir(name: &str) -> PathBuf {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use wasi_gpu_tests::artefacts::{guest_cpp, guest_rust, host, workspace};
+use wasi_gpu_tests::artefacts::{guest_cpp, guest_rust, host, python_with, workspace};
 
 fn workdir(name: &str) -> PathBuf {
     let dir = workspace().join("target").join("test-shards").join(format!("{name}-{}", std::process::id()));
@@ -58,13 +58,7 @@ fn wgpu_available() -> bool {
 }
 
 fn python() -> PathBuf {
-    let explicit = std::env::var_os("ACCURACY_PYTHON").filter(|p| !p.is_empty()).map(PathBuf::from);
-    for p in explicit.into_iter().chain([workspace().join("target/accuracy-venv/bin/python"), PathBuf::from("python3")]) {
-        if Command::new(&p).args(["-c", "import ray"]).output().is_ok_and(|o| o.status.success()) {
-            return p;
-        }
-    }
-    panic!("no Python with Ray; run .ci/setup (it installs ray into target/accuracy-venv) or set ACCURACY_PYTHON");
+    python_with("ray")
 }
 
 #[test]
