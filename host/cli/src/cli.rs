@@ -108,6 +108,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub profile: bool,
 
+    /// Say on stderr which backend ran the guest and, for `--backend auto`, why each backend
+    /// before it was skipped (also part of --profile).
+    #[arg(long, short)]
+    pub verbose: bool,
+
     /// The guest: a WebAssembly component (e.g. built for wasm32-wasip2).
     #[arg(value_name = "GUEST.wasm")]
     pub wasm: PathBuf,

@@ -103,7 +103,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         cli::Command::Run(a) => {
             let profile = a.profile;
             match run_guest(&RunOptions::from_args(&a), a.backend) {
-                Ok(report) => finish(&report, profile),
+                Ok(report) => finish(&report, profile, a.verbose),
                 Err(msg) => {
                     eprintln!("error: {msg}");
                     EXIT_HOST_ERROR
@@ -153,13 +153,19 @@ pub fn run_guest(opts: &RunOptions, choice: cli::BackendChoice) -> Result<RunRep
 }
 
 /// Prints the trap line and the profile, and returns the exit status.
-fn finish(report: &RunReport, profile: bool) -> i32 {
+fn finish(report: &RunReport, profile: bool, verbose: bool) -> i32 {
     if let Outcome::Trapped(why) = &report.outcome {
         eprintln!("error: guest trapped: {why}");
         if std::env::var_os("WASI_GPU_HOST_BACKTRACE").is_some_and(|v| v != "0")
             && let Some(details) = &report.trap_details
         {
             eprintln!("{details}");
+        }
+    }
+    if profile || verbose {
+        eprintln!("backend: {}", report.backend);
+        for why in &report.skipped_backends {
+            eprintln!("backend skipped by --backend auto: {why}");
         }
     }
     if profile {
@@ -173,9 +179,6 @@ fn finish(report: &RunReport, profile: bool) -> i32 {
             ms(s.backend),
             ms(s.compile)
         );
-        for why in &report.skipped_backends {
-            eprintln!("backend skipped by --backend auto: {why}");
-        }
         if report.leaked_buffers > 0 {
             eprintln!("buffers still held at exit (released by the host): {}", report.leaked_buffers);
         }
