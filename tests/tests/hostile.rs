@@ -326,7 +326,9 @@ fn timeout_is_prompt() {
     assert!(r.elapsed < Duration::from_secs(15), "stopped late: {:?}", r.elapsed);
 }
 
-/// The host's environment is invisible to the guest unless passed with `--env`.
+/// The host's environment is invisible to the guest unless passed with `--env`: the guest
+/// sees only what the host says about itself and the component (`WASI_GPU_HOST`,
+/// `WASI_GPU_COMPONENT_SHA256`, for training receipts) and the `--env` given.
 #[test]
 fn environment_is_not_inherited() {
     let secret = |c: &mut Command| {
@@ -335,14 +337,16 @@ fn environment_is_not_inherited() {
     let r = run_with("cpu", &[], &["env", "HOSTILE_SECRET"], secret);
     r.assert_no_panic();
     assert_eq!(r.code(), Some(0), "{}", r.context());
-    assert!(r.stdout.contains("env: visible variables: 0"), "{}", r.context());
+    assert!(r.stdout.contains("env: visible variables: 2"), "{}", r.context());
+    assert!(r.stdout.contains("env: variable: WASI_GPU_HOST=wasmtime-gpu-host "), "{}", r.context());
+    assert!(r.stdout.contains("env: variable: WASI_GPU_COMPONENT_SHA256="), "{}", r.context());
     assert!(r.stdout.contains("HOSTILE_SECRET is not visible"), "{}", r.context());
     assert!(!r.stdout.contains("host-only-value"), "{}", r.context());
     assert!(!r.stdout.contains("PATH="), "{}", r.context());
 
     let r = run_with("cpu", &["--env", "HOSTILE_SECRET=given"], &["env", "HOSTILE_SECRET"], secret);
     assert_eq!(r.code(), Some(0), "{}", r.context());
-    assert!(r.stdout.contains("env: visible variables: 1"), "{}", r.context());
+    assert!(r.stdout.contains("env: visible variables: 3"), "{}", r.context());
     assert!(r.stdout.contains("HOSTILE_SECRET is visible: given"), "{}", r.context());
     assert!(!r.stdout.contains("host-only-value"), "{}", r.context());
 }
