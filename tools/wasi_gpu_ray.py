@@ -8,7 +8,9 @@ docs/multi-gpu.md).
         --trees 200 --shards 4 --backend cuda [--address auto] [-- GUEST TRAIN OPTIONS...]
 
 Each shard is a Ray task (`num_gpus=1` for the cuda and wgpu backends, so Ray gives it its own
-GPU through CUDA_VISIBLE_DEVICES; `num_cpus=1` for the cpu backend) that runs
+GPU through CUDA_VISIBLE_DEVICES, which the CUDA backend obeys and Vulkan does not: with wgpu,
+the shards on one node all open its first hardware adapter; `num_cpus=1` for the cpu backend)
+that runs
 `wasmtime-gpu-host run ... -- train --trees T --trees-from A --trees-to B` in a private
 directory on whichever node Ray picks. The host binary, the guest component and (unless
 `--shared-path`) the training file travel to the task through Ray's object store; the task
@@ -43,9 +45,11 @@ def shard_ranges(trees: int, shards: int):
     return out
 
 
-def run_host(host, workdir, backend, guest, guest_args, timeout):
-    """Runs the guest under the host with `workdir` as its only directory (guest path `.`)."""
-    cmd = [host, "run", "--backend", backend, "--dir-rw", f"{workdir}::.", guest, "--"] + guest_args
+def run_host(host, workdir, backend, guest, guest_args, timeout, data_dir=None):
+    """Runs the guest under the host with `workdir` as its directory (guest path `.`) and, when
+    given, `data_dir` read-only as guest path `data`."""
+    dirs = ["--dir-rw", f"{workdir}::."] + (["--dir", f"{data_dir}::data"] if data_dir else [])
+    cmd = [host, "run", "--backend", backend] + dirs + [guest, "--"] + guest_args
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -62,14 +66,16 @@ def train_shard(host_bytes, guest_bytes, data, data_name, backend, trees, a, b, 
             f.write(guest_bytes)
         work = os.path.join(d, "work")
         os.mkdir(work)
+        data_dir = None
         if isinstance(data, bytes):
             with open(os.path.join(work, data_name), "wb") as f:
                 f.write(data)
-        else:  # a path every node can read (--shared-path)
-            os.symlink(os.path.abspath(data), os.path.join(work, data_name))
-        args = ["train", "--train", data_name, "--trees", str(trees), "--trees-from", str(a),
+            train = data_name
+        else:  # a path every node can read (--shared-path): its directory, read-only
+            data_dir, train = os.path.dirname(os.path.abspath(data)), "data/" + data_name
+        args = ["train", "--train", train, "--trees", str(trees), "--trees-from", str(a),
                 "--trees-to", str(b), "--model", "part.bin", "--json", "--quiet"] + extra
-        p = run_host(host, work, backend, guest, args, timeout)
+        p = run_host(host, work, backend, guest, args, timeout, data_dir)
         if p.returncode != 0:
             raise RuntimeError(f"shard {a}..{b} on {socket.gethostname()}: exit {p.returncode}: "
                                f"{p.stderr.strip() or p.stdout.strip()}")

@@ -610,36 +610,42 @@ private:
 }  // namespace
 
 Expected<GpuPredictor> GpuPredictor::load(const std::string& path, LoadedModel& info) {
-    // Sized before the first tree: a model file holds at most (its length / 32) nodes.
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0)
-        return fail(path, errno == ENOENT
-                              ? std::string("cannot open: no such file (train a model first, or check --model)")
-                              : std::string("cannot read: ") + std::strerror(errno));
-    const std::uint64_t most = static_cast<std::uint64_t>(st.st_size) / 32;
-    if (most > NONE)
-        return fail(path,
-                    "the file could hold " + std::to_string(most) + " nodes; predict-forest addresses fewer than 2^32");
     GpuPredictor p;
     p.device_.emplace();
     DeviceForest& f = *p.device_;
-    TRY(nodes, dev(wasi_gpu::Buffer::create(std::max<std::uint64_t>(most, 1) * 16)));
-    f.nodes = std::move(nodes);
-    TableWriter table(f.nodes);
+    std::optional<TableWriter> table;
     std::optional<Failure> failed;
+    std::uint64_t file_len = 0;
     std::vector<std::uint32_t> walk;
-    TRY(loaded, read_model_trees(path, [&](const Model&, std::uint32_t, std::vector<Node>&& tree) {
-            if (failed) return;
-            f.depth = std::max(f.depth, tree_depth(tree, walk));
-            auto r = table.tree(tree);
-            if (!r) failed = r.error();
-        }));
+    const auto tree = [&](const Model&, std::uint32_t, std::vector<Node>&& nodes) -> Expected<void> {
+        if (!table) {
+            // Sized when the first tree arrives (the header was read and checked): a model file
+            // holds at most (its length / 32) nodes.
+            const std::uint64_t most = file_len / 32;
+            if (most > NONE)
+                return fail(path, "the file could hold " + std::to_string(most) +
+                                      " nodes; predict-forest addresses fewer than 2^32");
+            TRY(nodes_buf, dev(wasi_gpu::Buffer::create(std::max<std::uint64_t>(most, 1) * 16)));
+            f.nodes = std::move(nodes_buf);
+            table.emplace(f.nodes);
+        }
+        f.depth = std::max(f.depth, tree_depth(nodes, walk));
+        return table->tree(nodes);
+    };
+    TRY(loaded, read_model_trees(
+                    path,
+                    [&](const Model& h, std::uint32_t t, std::vector<Node>&& nodes) {
+                        if (failed) return;
+                        auto r = tree(h, t, std::move(nodes));
+                        if (!r) failed = r.error();
+                    },
+                    [&](std::uint64_t len) { file_len = len; }));
     if (failed) return wasi_gpu::Unexpected<Failure>(*failed);
-    TRY_VOID(table.flush());
-    TRY(roots, upload(table.roots.data(), table.roots.size() * 4));
+    TRY_VOID(table->flush());
+    TRY(roots, upload(table->roots.data(), table->roots.size() * 4));
     f.roots = std::move(roots);
-    f.node_count = table.first;
-    f.tree_count = static_cast<std::uint32_t>(table.roots.size());
+    f.node_count = table->first;
+    f.tree_count = static_cast<std::uint32_t>(table->roots.size());
     f.features = loaded.model.features;
     f.y_min = loaded.model.y_min;
     f.scale = loaded.model.scale;

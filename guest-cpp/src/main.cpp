@@ -1,4 +1,5 @@
 // The C++ wasi:gpu guest: the command line of docs/guests.md over GpuTrainer / GpuPredictor.
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -7,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/stat.h>
 
 #include "dataset.hpp"
 #include "forest.hpp"
@@ -405,11 +408,30 @@ Expected<guest::Model> do_fit(const Options& o, Report& r, const std::string* th
 /// pipeline's prediction.
 Expected<guest::Model> do_train(const Options& o, const wasi_gpu::DeviceInfo& info, Report& r,
                                 const std::string* then_test) {
+    // A shard's data fingerprint is taken before the data is loaded, and the file must be the
+    // same one (size, modification time) once training is done (docs/algorithm.md §11).
+    const bool shard = o.params.tree_to != guest::NONE;
+    const auto stamp = [&]() -> Expected<std::pair<std::uint64_t, std::uint64_t>> {
+        struct stat st;
+        if (::stat(o.train.c_str(), &st) != 0)
+            return guest::fail(o.train, std::string("cannot read: ") + std::strerror(errno));
+        return std::make_pair(std::uint64_t(st.st_size),
+                              std::uint64_t(st.st_mtim.tv_sec) * 1000000000u + std::uint64_t(st.st_mtim.tv_nsec));
+    };
+    std::pair<std::uint64_t, std::uint64_t> before{};
+    guest::FileFingerprint fingerprint;
+    if (shard) {
+        TRY(s, stamp());
+        TRY(f, guest::data_fingerprint(o.train));
+        before = s, fingerprint = f;
+    }
     TRY(model, do_fit(o, r, then_test));
     const auto ts = std::chrono::steady_clock::now();
     guest::Partial partial;
-    if (o.params.tree_to != guest::NONE) {
-        TRY(fingerprint, guest::data_fingerprint(o.train));
+    if (shard) {
+        TRY(after, stamp());
+        if (after != before)
+            return guest::fail(o.train, "the file changed while this shard trained; train the shard again");
         partial.from = o.params.tree_from, partial.to = o.params.tree_to, partial.total = o.params.trees;
         partial.data_xxh64 = fingerprint.xxh64, partial.data_bytes = fingerprint.bytes;
         partial.model = std::move(model);

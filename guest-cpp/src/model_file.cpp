@@ -217,6 +217,15 @@ Expected<Model> parse_body(Body& r, const std::string& path, const TreeSink& sin
                                   " nodes but the file ends first");
         std::vector<Node> nodes(count);
         if (!r.read(nodes.data(), std::size_t(count) * NODE_BYTES)) return truncated();
+        // Reserved bits are the file's structure: reported while parsing, as they always were.
+        for (std::size_t k = 0; k < nodes.size(); ++k) {
+            if (nodes[k].flags != 0) {
+                char hex[16];
+                std::snprintf(hex, sizeof hex, "%#x", nodes[k].flags);
+                return fail(path, "tree " + std::to_string(t) + " node " + std::to_string(k) + ": flags " + hex +
+                                      " set reserved bits");
+            }
+        }
         sink(m, t, std::move(nodes));
     }
     if (r.left > 0) return fail(path, std::to_string(r.left) + " unexpected bytes after the last tree");
@@ -522,7 +531,8 @@ Expected<std::uint64_t> read_pieces(const std::string& path,
     return bytes;
 }
 
-Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& on_tree) {
+Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& on_tree,
+                                       const std::function<void(std::uint64_t)>& on_length) {
     const int fd = ::open(path.c_str(), O_RDONLY);
     if (fd < 0)
         return fail(path, errno == ENOENT
@@ -534,6 +544,7 @@ Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& 
         ::close(fd);
         return fail(path, "cannot read: " + why);
     }
+    if (on_length) on_length(static_cast<std::uint64_t>(st.st_size));
     auto loaded = read_model(fd, static_cast<std::uint64_t>(st.st_size), path, on_tree);
     ::close(fd);
     return loaded;

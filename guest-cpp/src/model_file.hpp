@@ -18,7 +18,9 @@ using TreeSink = std::function<void(const Model&, std::uint32_t, std::vector<Nod
 /// instead of keeping it: the result's model has the header's fields and no trees
 /// (`tree_count` says how many were read). After the first problem, no more trees are handed
 /// over; the problem is reported once the checksum, the structure and the header were judged.
-Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& on_tree);
+/// `on_length`, when given, gets the file's size (from the open file) before anything is read.
+Expected<LoadedModel> read_model_trees(const std::string& path, const TreeSink& on_tree,
+                                       const std::function<void(std::uint64_t)>& on_length = {});
 
 /// Longest root-to-leaf path of one tree, in edges; `depth` is scratch space.
 std::uint32_t tree_depth(const std::vector<Node>& tree, std::vector<std::uint32_t>& depth);

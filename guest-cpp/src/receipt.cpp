@@ -305,7 +305,31 @@ Expected<Receipt> Receipt::load(const std::string& path) {
     return parse(text, path);
 }
 
+namespace {
+
+/// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or values above U+10FFFF).
+bool utf8(const std::string& s) {
+    for (std::size_t i = 0; i < s.size();) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        const std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (len == 0 || i + len > s.size()) return false;
+        std::uint32_t cp = len == 1 ? c : c & (0x7F >> len);
+        for (std::size_t k = 1; k < len; ++k) {
+            const unsigned char d = static_cast<unsigned char>(s[i + k]);
+            if ((d >> 6) != 0x2) return false;
+            cp = (cp << 6) | (d & 0x3F);
+        }
+        const std::uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) return false;
+        i += len;
+    }
+    return true;
+}
+
+}  // namespace
+
 Expected<Receipt> Receipt::parse(const std::string& text, const std::string& path) {
+    if (!utf8(text)) return fail(path, "not a receipt: the file is not UTF-8 text");
     std::vector<std::pair<std::string, Value>> fields;
     std::string error;
     if (!FlatParser(text).parse(fields, error)) return fail(path, "not a receipt: " + error);

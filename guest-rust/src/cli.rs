@@ -265,17 +265,28 @@ fn fit(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Option<
 
 /// Trains ([`fit`]), saves the model and, with `--receipt`, writes the receipt.
 fn train(o: &Options, device: &DeviceInfo, report: &mut Report, then_test: Option<&str>) -> Result<Model, Error> {
+    // A shard's data fingerprint is taken before the data is loaded, and the file must be the
+    // same one (size, modification time) once training is done (docs/algorithm.md §11).
+    let stamp = |path: &str| {
+        std::fs::metadata(path).map(|m| (m.len(), m.modified().ok())).map_err(|e| Error::file(path, format!("cannot read: {e}")))
+    };
+    let fingerprint = match o.params.shard {
+        Some(_) => Some((stamp(&o.train)?, shard::data_fingerprint(&o.train)?)),
+        None => None,
+    };
     let mut model = fit(o, device, report, then_test)?;
     let t = Instant::now();
-    let (bytes, sha) = match o.params.shard {
-        None => model.save(&o.model)?,
-        Some((from, to)) => {
-            let (data_xxh64, data_bytes) = shard::data_fingerprint(&o.train)?;
+    let (bytes, sha) = match (o.params.shard, fingerprint) {
+        (Some((from, to)), Some((before, (data_xxh64, data_bytes)))) => {
+            if stamp(&o.train)? != before {
+                return Err(Error::file(&o.train, "the file changed while this shard trained; train the shard again"));
+            }
             let partial = Partial { from, to, total: o.params.trees, data_xxh64, data_bytes, model };
             let saved = partial.save(&o.model)?;
             model = partial.model;
             saved
         }
+        _ => model.save(&o.model)?,
     };
     report.save_ms = Some(elapsed(t));
     report.model_bytes = Some(bytes);

@@ -272,6 +272,10 @@ fn parse_body(r: &mut Body<impl Read>, sink: &mut dyn FnMut(&Model, u32, Vec<Nod
         }
         let mut nodes: Vec<Node> = bytemuck::zeroed_vec(count as usize);
         r.read(bytemuck::cast_slice_mut(&mut nodes))?;
+        // Reserved bits are the file's structure: reported while parsing, as they always were.
+        if let Some((i, n)) = nodes.iter().enumerate().find(|(_, n)| n.flags != 0) {
+            return Err(Fail::Format(format!("tree {t} node {i}: flags {:#x} set reserved bits", n.flags)));
+        }
         sink(&header, t, nodes);
     }
     if r.left != 0 {

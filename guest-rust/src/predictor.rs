@@ -88,23 +88,20 @@ impl GpuPredictor {
         };
         let file = File::open(path).map_err(cannot_read)?;
         let len = file.metadata().map_err(cannot_read)?.len();
-        // Sized before the first tree: a model file's nodes are at most its length / 32.
-        let most = len / 32;
-        if most > u64::from(NONE) {
-            return Err(Error::file(path, format!("the file could hold {most} nodes; predict-forest addresses fewer than 2^32")));
-        }
-        let nodes = DeviceBuffer::zeroed(most * 4).map_err(|e| Error::file(path, e))?;
         let mut up = Upload {
-            nodes: &nodes,
+            file_len: len,
+            nodes: None,
             chunk: Vec::with_capacity(UPLOAD_WORDS + 4),
             uploaded: 0,
             first: 0,
             roots: Vec::new(),
+            seen: 0,
             depth: 0,
             failed: None,
         };
         let mut walk = Vec::new();
         let (header, checksum) = read_with(&mut BufReader::with_capacity(1 << 20, file), len, &mut |h: &Model, t: u32, tree: Vec<Node>| {
+            up.seen += 1;
             if up.failed.is_some() {
                 return;
             }
@@ -118,22 +115,21 @@ impl GpuPredictor {
             }
         })
         .map_err(|e| Error::file(path, e))?;
-        let trees = up.roots.len() as u32;
+        let trees = up.seen;
         header.validate_header(trees as usize).map_err(|e| Error::file(path, e))?;
         if let Some(e) = up.failed.take() {
             return Err(Error::file(path, e));
         }
         up.flush().map_err(|e| Error::file(path, e))?;
-        let node_count = up.first;
         let predictor = GpuPredictor {
-            node_count,
+            node_count: up.first,
             tree_count: trees,
             roots: DeviceBuffer::from_u32(&up.roots).map_err(|e| Error::file(path, e))?,
             depth: up.depth,
             features: header.features,
             y_min: header.y_min,
             scale: header.scale,
-            nodes,
+            nodes: up.nodes.take().expect("a valid model has a tree, which allocated the table"),
         };
         Ok((predictor, header, trees, checksum))
     }
@@ -167,21 +163,33 @@ impl GpuPredictor {
 }
 
 /// The node table being uploaded by [`GpuPredictor::load`].
-struct Upload<'a> {
-    nodes: &'a DeviceBuffer,
+struct Upload {
+    /// Bytes of the model file: it holds at most `file_len / 32` nodes, which sizes the table
+    /// when the first tree arrives (after the header was read and checked).
+    file_len: u64,
+    nodes: Option<DeviceBuffer>,
     chunk: Vec<u32>,
-    /// Words written to `nodes` so far.
+    /// Words written to the table so far.
     uploaded: u64,
     /// The next tree's first node (forest-wide).
     first: u32,
     roots: Vec<u32>,
+    /// Trees read, uploaded or not.
+    seen: u32,
     depth: u32,
     /// The first problem: the rest of the file is still read (its checksum comes first).
     failed: Option<String>,
 }
 
-impl Upload<'_> {
+impl Upload {
     fn tree(&mut self, tree: &[Node]) -> Result<(), String> {
+        if self.nodes.is_none() {
+            let most = self.file_len / 32;
+            if most > u64::from(NONE) {
+                return Err(format!("the file could hold {most} nodes; predict-forest addresses fewer than 2^32"));
+            }
+            self.nodes = Some(DeviceBuffer::zeroed(most * 4)?);
+        }
         self.roots.push(self.first);
         for part in tree.chunks(UPLOAD_WORDS / 4) {
             flatten_tree(part, self.first, &mut self.chunk);
@@ -194,7 +202,9 @@ impl Upload<'_> {
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        self.nodes.write_u32(self.uploaded, &self.chunk)?;
+        if let Some(nodes) = &self.nodes {
+            nodes.write_u32(self.uploaded, &self.chunk)?;
+        }
         self.uploaded += self.chunk.len() as u64;
         self.chunk.clear();
         Ok(())

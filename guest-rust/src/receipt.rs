@@ -324,7 +324,10 @@ fn string(b: &[u8], i: &mut usize) -> Result<String, String> {
     let mut out = String::new();
     let hex4 = |i: usize| -> Result<u32, String> {
         let h = b.get(i..i + 4).ok_or_else(|| at(i, "a truncated \\u escape"))?;
-        let h = std::str::from_utf8(h).map_err(|_| at(i, "a bad \\u escape"))?;
+        if !h.iter().all(u8::is_ascii_hexdigit) {
+            return Err(at(i, "a bad \\u escape"));
+        }
+        let h = std::str::from_utf8(h).expect("ASCII hex digits");
         u32::from_str_radix(h, 16).map_err(|_| at(i, "a bad \\u escape"))
     };
     loop {

@@ -186,4 +186,21 @@ fn train_multi_and_the_ray_driver_give_the_one_piece_model() {
     let j: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(j["shards"].as_array().map(Vec::len), Some(3), "{j}");
     assert!(std::fs::read(dir.join("ray.bin")).unwrap() == whole, "the Ray driver's model differs from the one-piece model");
+
+    // The same with the data read where it is (--shared-path): the shards see its directory.
+    ok(Command::new(python())
+        .arg(workspace().join("tools/wasi_gpu_ray.py"))
+        .args(["--backend", "cpu", "--shards", "2", "--trees", "13", "--num-cpus", "2", "--shared-path", "--host"])
+        .arg(host())
+        .arg("--guest")
+        .arg(&rust)
+        .arg("--train")
+        .arg(dir.join("data/train.csv"))
+        .arg("--model")
+        .arg(dir.join("ray-shared.bin"))
+        .arg("--")
+        .args(extra)
+        .output()
+        .expect("starting Python"));
+    assert!(std::fs::read(dir.join("ray-shared.bin")).unwrap() == whole, "--shared-path gave another model");
 }

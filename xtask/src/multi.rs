@@ -97,28 +97,35 @@ fn guest_option(s: &str) -> Result<String, String> {
     }
 }
 
-/// Devices of `backend` that `wasmtime-gpu-host devices` lists as usable.
-fn count_devices(host: &Path, backend: &str) -> Result<usize> {
+/// The numbers (for `run --device`) of the devices of `backend` that `wasmtime-gpu-host
+/// devices` lists as usable: every CUDA device; the usable hardware wgpu adapters, by their
+/// `[N]` (software and unusable adapters have numbers too, and are skipped).
+fn usable_devices(host: &Path, backend: &str) -> Result<Vec<usize>> {
     let out = Command::new(host).arg("devices").output().with_context(|| format!("running {} devices", host.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut section = "";
-    let mut n = 0;
+    let mut found = Vec::new();
     for line in text.lines() {
         if !line.starts_with(' ') {
             section = line.trim_end_matches(':');
             continue;
         }
         let l = line.trim();
-        n += usize::from(match (section, backend) {
-            ("cuda", "cuda") => l.starts_with("available: device "),
-            ("wgpu", "wgpu") => l.starts_with("- [") && l.ends_with(": usable") && l.contains(", hardware)"),
-            _ => false,
-        });
+        let number = match (section, backend) {
+            ("cuda", "cuda") => l.strip_prefix("available: device ").and_then(|r| r.split(':').next()),
+            ("wgpu", "wgpu") if l.ends_with(": usable") && l.contains(", hardware)") => {
+                l.strip_prefix("- [").and_then(|r| r.split(']').next())
+            }
+            _ => None,
+        };
+        if let Some(n) = number.and_then(|n| n.parse().ok()) {
+            found.push(n);
+        }
     }
-    if n == 0 {
+    if found.is_empty() {
         bail!("`{} devices` lists no usable {backend} device:\n{text}", host.display());
     }
-    Ok(n)
+    Ok(found)
 }
 
 /// Contiguous ranges covering `0..trees`, sizes differing by at most one.
@@ -150,10 +157,12 @@ pub fn command(root: &Path, o: &Options) -> Result<()> {
             bail!("the {what} {} does not exist (cargo xtask build-all builds the host and guests)", p.display());
         }
     }
-    let shards = match (o.devices, o.backend) {
-        (Devices::Count(n), _) => n,
-        (Devices::All, Backend::Cpu) => 1,
-        (Devices::All, b) => count_devices(&host, b.as_str())?,
+    // The device of each shard: the usable ones in turn (several shards share a device when
+    // --devices asks for more shards than there are devices); the CPU backend has device 0.
+    let devices = if o.backend == Backend::Cpu { vec![0] } else { usable_devices(&host, backend)? };
+    let shards = match o.devices {
+        Devices::Count(n) => n,
+        Devices::All => devices.len(),
     };
     let shards = u32::try_from(shards).ok().filter(|&s| s <= o.trees).context("more shards than trees")?;
     let (data_dir, data_name) = dir_of(&o.train)?;
@@ -161,11 +170,9 @@ pub fn command(root: &Path, o: &Options) -> Result<()> {
     let start = Instant::now();
     let mut children: Vec<(u32, u32, usize, Child, Instant)> = Vec::new();
     for (i, (a, b)) in ranges(o.trees, shards).into_iter().enumerate() {
+        let device = devices[i % devices.len()];
         let mut cmd = Command::new(&host);
-        cmd.args(["run", "--backend", backend]);
-        if o.backend != Backend::Cpu {
-            cmd.args(["--device", &i.to_string()]);
-        }
+        cmd.args(["run", "--backend", backend, "--device", &device.to_string()]);
         cmd.arg("--dir").arg(format!("{}::data", data_dir.display()));
         cmd.arg("--dir-rw").arg(format!("{}::out", out_dir.display()));
         cmd.arg(&guest).arg("--");
@@ -173,28 +180,43 @@ pub fn command(root: &Path, o: &Options) -> Result<()> {
         cmd.args(["--trees-from", &a.to_string(), "--trees-to", &b.to_string()]);
         cmd.args(["--model", &format!("out/{model_name}.part-{a}-{b}"), "--json", "--quiet"]).args(&o.extra);
         let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {}", host.display()))?;
-        children.push((a, b, i, child, Instant::now()));
+        children.push((a, b, device, child, Instant::now()));
     }
     let mut shard_reports = Vec::new();
     let mut parts = Vec::new();
     let mut failed = Vec::new();
-    for (a, b, i, child, started) in children {
-        let out = child.wait_with_output()?;
+    // Every shard is waited for before anything is judged, so none outlives a failure.
+    for (i, (a, b, device, child, started)) in children.into_iter().enumerate() {
+        let out = child.wait_with_output();
         let secs = started.elapsed().as_secs_f64();
         parts.push(format!("out/{model_name}.part-{a}-{b}"));
-        if !out.status.success() {
-            failed.push(format!("shard {a}..{b} (device {i}): {}", String::from_utf8_lossy(&out.stderr).trim()));
-            continue;
+        let out = match out {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => {
+                failed.push(format!("shard {a}..{b} (device {device}): {}", String::from_utf8_lossy(&out.stderr).trim()));
+                continue;
+            }
+            Err(e) => {
+                failed.push(format!("shard {a}..{b} (device {device}): {e}"));
+                continue;
+            }
+        };
+        match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            Ok(line) => shard_reports.push(serde_json::json!({
+                "trees": [a, b], "device_index": device, "process": i, "device": line["device"], "backend": line["backend"],
+                "train_ms": line["train_ms"], "seconds": (secs * 1000.0).round() / 1000.0,
+            })),
+            Err(e) => failed.push(format!("shard {a}..{b} (device {device}): its --json line: {e}")),
         }
-        let line: serde_json::Value = serde_json::from_slice(&out.stdout).context("a shard's --json line")?;
-        shard_reports.push(serde_json::json!({
-            "trees": [a, b], "device_index": if o.backend == Backend::Cpu { 0 } else { i }, "process": i, "device": line["device"], "backend": line["backend"],
-            "train_ms": line["train_ms"], "seconds": (secs * 1000.0).round() / 1000.0,
-        }));
     }
+    // The partial forests, and the temporary file of a shard that was stopped while writing.
     let remove_parts = || {
         for p in &parts {
-            let _ = std::fs::remove_file(out_dir.join(p.trim_start_matches("out/")));
+            let file = out_dir.join(p.trim_start_matches("out/"));
+            let _ = std::fs::remove_file(&file);
+            let mut tmp = file.into_os_string();
+            tmp.push(".tmp");
+            let _ = std::fs::remove_file(tmp);
         }
     };
     if !failed.is_empty() {

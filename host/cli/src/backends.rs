@@ -30,26 +30,22 @@ pub fn open_backend(choice: BackendChoice, device: Option<usize>) -> Result<(Box
             };
             guard("wgpu", wgpu).map(|b| (b, Vec::new())).map_err(|e| format!("the wgpu backend is unavailable: {e}"))
         }
+        // Device numbers differ between backends (CUDA ordinals, Vulkan adapters): a device
+        // number names a device of one backend, never whichever backend auto falls back to.
+        BackendChoice::Auto if device.is_some() => {
+            Err("--device needs --backend cuda, wgpu or cpu: device numbers differ between backends (`devices` lists them)".into())
+        }
         BackendChoice::Auto => {
             let mut skipped = Vec::new();
             match guard("cuda", cuda) {
                 Ok(b) => return Ok((b, skipped)),
                 Err(e) => skipped.push(format!("cuda: {e}")),
             }
-            let wgpu = || match device {
-                None => wasi_gpu_wgpu::open(false),
-                Some(n) => match wasi_gpu_wgpu::list_adapters().get(n) {
-                    Some(a) if !a.hardware => Err(format!("adapter {n} ({}) is a software adapter", a.name)),
-                    _ => wasi_gpu_wgpu::open_adapter(n),
-                },
-            };
-            match guard("wgpu", wgpu) {
+            match guard("wgpu", || wasi_gpu_wgpu::open(false)) {
                 Ok(b) => return Ok((b, skipped)),
                 Err(e) => skipped.push(format!("wgpu (hardware adapters only): {e}")),
             }
-            cpu()
-                .map(|b| (b, skipped.clone()))
-                .map_err(|e| format!("no backend has device {}: {e}; {}", device.unwrap_or(0), skipped.join("; ")))
+            Ok((Box::new(CpuBackend::new()), skipped))
         }
     }
 }
@@ -133,6 +129,8 @@ mod tests {
 
     #[test]
     fn device_numbers_are_checked() {
+        let err = open_backend(BackendChoice::Auto, Some(0)).err().expect("auto takes no device number");
+        assert!(err.contains("--device needs --backend"), "{err}");
         assert!(open_backend(BackendChoice::Cpu, Some(0)).is_ok());
         let err = open_backend(BackendChoice::Cpu, Some(1)).err().expect("the CPU has no device 1");
         assert!(err.contains("one device, 0, not 1"), "{err}");

@@ -60,7 +60,8 @@ pub struct RunArgs {
 
     /// Device N of the backend, numbered as `devices` lists them: the CUDA device ordinal, or
     /// the wgpu adapter index (any adapter, software included); the CPU backend has device 0.
-    /// With `auto`: CUDA device N, else hardware wgpu adapter N. Default: the backend's best.
+    /// Needs an explicit --backend (the numbers differ between backends). Default: the
+    /// backend's best.
     #[arg(long, value_name = "N")]
     pub device: Option<usize>,
 
