@@ -242,13 +242,15 @@ fn environment_probe(envs: u32, args: u32) -> String {
 
 #[test]
 fn guest_sees_only_the_given_environment_and_its_arguments() {
-    // The test process surely has environment variables (PATH at least); none may leak.
+    // The test process surely has environment variables (PATH at least); none may leak. The
+    // guest sees the host's two provenance variables (WASI_GPU_HOST, WASI_GPU_COMPONENT_SHA256,
+    // for training receipts) and what --env gives, nothing else.
     assert!(std::env::vars_os().count() > 0);
-    let none = write_wat("env0.wasm", &environment_probe(0, 1));
+    let none = write_wat("env0.wasm", &environment_probe(2, 1));
     let o = run(&["--backend", "cpu"], &none);
     assert_eq!(o.status.code(), Some(0), "host environment leaked or argv wrong: {}", stderr(&o));
 
-    let two = write_wat("env2.wasm", &environment_probe(2, 3));
+    let two = write_wat("env2.wasm", &environment_probe(4, 3));
     let mut c = host();
     c.args(["run", "--backend", "cpu", "--env", "A=1", "--env", "B=x=y"]).arg(&two).args(["--", "--flag", "v"]);
     let o = c.output().unwrap();
