@@ -51,3 +51,30 @@ pub fn python_with(modules: &str) -> PathBuf {
     }
     panic!("no Python with {modules} ({}); run .ci/setup (it makes target/accuracy-venv) or set ACCURACY_PYTHON", reasons.join("; "));
 }
+
+/// An empty directory `target/<group>/<name>` (removed first, if it was there).
+pub fn fresh_dir(group: &str, name: &str) -> PathBuf {
+    let dir = workspace().join("target").join(group).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `cmd` and requires success; a failure shows the command and both streams.
+pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().expect("start");
+    assert!(out.status.success(), "{cmd:?}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Runs `wasm` under the host on the CPU backend with `dir` as its `.`, and requires success.
+pub fn guest_in(dir: &Path, wasm: &Path, args: &[&str]) -> std::process::Output {
+    run_ok(
+        std::process::Command::new(host())
+            .current_dir(dir)
+            .args(["run", "--backend", "cpu", "--dir-rw", "."])
+            .arg(wasm)
+            .arg("--")
+            .args(args),
+    )
+}

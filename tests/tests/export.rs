@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use wasi_gpu_tests::artefacts::{guest_cpp, guest_rust, host, python_with, workspace};
+use wasi_gpu_tests::artefacts::{fresh_dir, guest_cpp, guest_in, guest_rust, python_with, run_ok, workspace};
 
 /// The brief's bound: relative difference per row.
 const TOLERANCE: f64 = 1e-5;
@@ -103,23 +103,6 @@ fn python() -> PathBuf {
     python_with("numpy, onnx, onnxruntime, treelite")
 }
 
-fn workdir(name: &str) -> PathBuf {
-    let dir = workspace().join("target").join("test-export").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("start");
-    assert!(out.status.success(), "{cmd:?}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn guest(dir: &Path, wasm: &Path, args: &[&str]) -> Output {
-    run(Command::new(host()).current_dir(dir).args(["run", "--backend", "cpu", "--dir-rw", "."]).arg(wasm).arg("--").args(args))
-}
-
 fn exporter(python: &Path, dir: &Path, args: &[&str]) -> Output {
     Command::new(python)
         .current_dir(dir)
@@ -131,12 +114,14 @@ fn exporter(python: &Path, dir: &Path, args: &[&str]) -> Output {
 }
 
 fn helper(python: &Path, dir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = run(Command::new(python)
-        .current_dir(dir)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .args(["-c", HELPER])
-        .arg(workspace().join("tools"))
-        .args(args));
+    let out = run_ok(
+        Command::new(python)
+            .current_dir(dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .args(["-c", HELPER])
+            .arg(workspace().join("tools"))
+            .args(args),
+    );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("helper {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
@@ -174,7 +159,7 @@ fn exports_match_the_guest(name: &str, dir: &Path, wasm: &Path, train: &str, tes
     let python = python();
     let mut args = vec!["train", "--train", train, "--model", "m.bin", "--quiet"];
     args.extend_from_slice(train_args);
-    guest(dir, wasm, &args);
+    guest_in(dir, wasm, &args);
 
     let prepared = helper(&python, dir, &["prepare", "m.bin", test, "rows.csv", &probes.to_string()]);
     let rows = prepared["rows"].as_u64().unwrap() as usize;
@@ -183,7 +168,7 @@ fn exports_match_the_guest(name: &str, dir: &Path, wasm: &Path, train: &str, tes
     let moved = prepared["moved_by_lt"].as_u64().unwrap() as usize;
     assert!(moved >= probes / 4, "{name}: only {moved} of {rows} rows depend on x == threshold going left ({prepared})");
 
-    guest(dir, wasm, &["predict", "--model", "m.bin", "--test", "rows.csv", "--out", "guest.txt", "--quiet"]);
+    guest_in(dir, wasm, &["predict", "--model", "m.bin", "--test", "rows.csv", "--out", "guest.txt", "--quiet"]);
     for (format, file) in [("onnx", "m.onnx"), ("treelite", "m.treelite")] {
         let out = exporter(&python, dir, &["--format", format, "m.bin", file]);
         assert!(out.status.success(), "{name}: export to {format}: {}", String::from_utf8_lossy(&out.stderr));
@@ -219,7 +204,7 @@ fn exports_match_the_guest(name: &str, dir: &Path, wasm: &Path, train: &str, tes
 /// The diabetes forest of `./x run` (200 trees, depth 16), trained by the Rust guest.
 #[test]
 fn exported_diabetes_forest_predicts_the_guests_values() {
-    let dir = workdir("diabetes");
+    let dir = fresh_dir("test-export", "diabetes");
     for f in ["diabetes_train.csv", "diabetes_test.csv"] {
         std::fs::copy(workspace().join("data").join(f), dir.join(f)).unwrap();
     }
@@ -232,7 +217,7 @@ fn exported_diabetes_forest_predicts_the_guests_values() {
 /// trained by the C++ guest.
 #[test]
 fn exported_100k_row_forest_predicts_the_guests_values() {
-    let dir = workdir("ties-100k");
+    let dir = fresh_dir("test-export", "ties-100k");
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         state ^= state << 13;
@@ -272,11 +257,11 @@ fn exported_100k_row_forest_predicts_the_guests_values() {
 #[test]
 fn exporter_refuses_bad_usage_and_models_it_cannot_represent() {
     let python = python();
-    let dir = workdir("refuse");
+    let dir = fresh_dir("test-export", "refuse");
     for f in ["diabetes_train.csv", "diabetes_test.csv"] {
         std::fs::copy(workspace().join("data").join(f), dir.join(f)).unwrap();
     }
-    guest(&dir, &guest_rust(), &["train", "--train", "diabetes_train.csv", "--model", "m.bin", "--trees", "3", "--quiet"]);
+    guest_in(&dir, &guest_rust(), &["train", "--train", "diabetes_train.csv", "--model", "m.bin", "--trees", "3", "--quiet"]);
 
     for args in [&["m.bin", "out.onnx"][..], &["--format", "pmml", "m.bin", "out"], &["--format", "onnx", "m.bin"]] {
         let out = exporter(&python, &dir, args);
@@ -291,11 +276,13 @@ fn exporter_refuses_bad_usage_and_models_it_cannot_represent() {
              b = bytearray(open('m.bin', 'rb').read()[:-8])\nnode = lambda k: 88 + 32 * k\n{python_edit}\n\
              open('{name}', 'wb').write(bytes(b) + struct.pack('<Q', w.xxh64(bytes(b))))\n"
         );
-        run(Command::new(&python)
-            .current_dir(&dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .args(["-c", &script])
-            .arg(workspace().join("tools")));
+        run_ok(
+            Command::new(&python)
+                .current_dir(&dir)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .args(["-c", &script])
+                .arg(workspace().join("tools")),
+        );
     };
     // The root's threshold becomes NaN.
     edit("nan.bin", "struct.pack_into('<f', b, node(0) + 4, float('nan'))");
@@ -325,7 +312,7 @@ fn exporter_refuses_bad_usage_and_models_it_cannot_represent() {
     // Targets up to 1e39: ONNX's float32 output cannot hold the predictions, Treelite's float64
     // can (and its --check against the reader passes).
     std::fs::write(dir.join("big.csv"), "a,y\n1,0\n2,1e39\n3,5e38\n4,2\n").unwrap();
-    guest(&dir, &guest_rust(), &["train", "--train", "big.csv", "--model", "big.bin", "--trees", "5", "--quiet"]);
+    guest_in(&dir, &guest_rust(), &["train", "--train", "big.csv", "--model", "big.bin", "--trees", "5", "--quiet"]);
     let out = exporter(&python, &dir, &["--format", "onnx", "big.bin", "big.onnx"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(1) && stderr.contains("beyond float32"), "big.bin onnx: {stderr}");

@@ -6,29 +6,12 @@
 //! `python3`; it needs NumPy. None with NumPy is a failure, never a skip.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use wasi_gpu_tests::artefacts::{guest_cpp, guest_rust, host, python_with, workspace};
+use wasi_gpu_tests::artefacts::{fresh_dir, guest_cpp, guest_in, guest_rust, python_with, run_ok, workspace};
 
 fn python() -> PathBuf {
     python_with("numpy")
-}
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = workspace().join("target").join("test-python-reader").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("start");
-    assert!(out.status.success(), "{cmd:?}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn guest(dir: &Path, wasm: &Path, args: &[&str]) -> Output {
-    run(Command::new(host()).current_dir(dir).args(["run", "--backend", "cpu", "--dir-rw", "."]).arg(wasm).arg("--").args(args))
 }
 
 /// Trains with `wasm` on `train`, predicts `test` with the guest and with the reader; checks
@@ -36,11 +19,11 @@ fn guest(dir: &Path, wasm: &Path, args: &[&str]) -> Output {
 fn same_predictions(dir: &Path, wasm: &Path, train: &str, test: &str, extra: &[&str]) {
     let mut args = vec!["train", "--train", train, "--model", "m.bin", "--json", "--quiet"];
     args.extend_from_slice(extra);
-    let trained = guest(dir, wasm, &args);
+    let trained = guest_in(dir, wasm, &args);
     let json: serde_json::Value = serde_json::from_slice(&trained.stdout).expect("one JSON line");
-    guest(dir, wasm, &["predict", "--model", "m.bin", "--test", test, "--out", "guest.txt", "--quiet"]);
+    guest_in(dir, wasm, &["predict", "--model", "m.bin", "--test", test, "--out", "guest.txt", "--quiet"]);
     let tool = workspace().join("tools/wasi_gpu_model.py");
-    let out = run(Command::new(python()).current_dir(dir).arg(tool).args(["m.bin", test, "--out", "python.txt"]));
+    let out = run_ok(Command::new(python()).current_dir(dir).arg(tool).args(["m.bin", test, "--out", "python.txt"]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let checksum = json["model_checksum"].as_str().expect("model_checksum");
     assert!(stdout.contains(checksum), "the reader reports {stdout}, the guest {checksum}");
@@ -50,7 +33,7 @@ fn same_predictions(dir: &Path, wasm: &Path, train: &str, test: &str, extra: &[&
 
 #[test]
 fn reader_predicts_the_guests_bytes_on_diabetes() {
-    let dir = workdir("diabetes");
+    let dir = fresh_dir("test-python-reader", "diabetes");
     for f in ["diabetes_train.csv", "diabetes_test.csv"] {
         std::fs::copy(workspace().join("data").join(f), dir.join(f)).unwrap();
     }
@@ -61,7 +44,7 @@ fn reader_predicts_the_guests_bytes_on_diabetes() {
 /// depth, trained by the C++ guest.
 #[test]
 fn reader_predicts_the_guests_bytes_on_ties_and_outliers() {
-    let dir = workdir("ties");
+    let dir = fresh_dir("test-python-reader", "ties");
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         state ^= state << 13;
@@ -87,10 +70,10 @@ fn reader_predicts_the_guests_bytes_on_ties_and_outliers() {
 
 #[test]
 fn reader_refuses_a_damaged_model() {
-    let dir = workdir("damaged");
+    let dir = fresh_dir("test-python-reader", "damaged");
     std::fs::copy(workspace().join("data/diabetes_test.csv"), dir.join("test.csv")).unwrap();
     std::fs::copy(workspace().join("data/diabetes_train.csv"), dir.join("train.csv")).unwrap();
-    guest(&dir, &guest_rust(), &["train", "--train", "train.csv", "--model", "m.bin", "--trees", "5", "--quiet"]);
+    guest_in(&dir, &guest_rust(), &["train", "--train", "train.csv", "--model", "m.bin", "--trees", "5", "--quiet"]);
     let mut bytes = std::fs::read(dir.join("m.bin")).unwrap();
     bytes[200] ^= 1;
     std::fs::write(dir.join("m.bin"), bytes).unwrap();
